@@ -1,0 +1,3 @@
+"""Pylon: an API gateway with APISIX-compatible configuration."""
+
+__version__ = "0.1.0"
