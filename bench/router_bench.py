@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Router micro-benchmark: build time and ns/match with 1 route vs 100k routes.
+
+    python bench/router_bench.py [--routes 100000] [--number 100000] [--kind all|<kind>]
+
+The big table mixes exact uris (/api/v1/r{i}), prefix uris (/svc{i}/*), routes
+bound to hosts (exact and wildcard), a few with methods + vars and, for the
+parameter kind, parameter uris.  Each scenario is timed against a 1-route
+router and against the big one (both contain the target route), so the ratio
+shows whether per-request cost stays flat as the table grows.  Timings are the
+best of several timeit repeats minus the empty-lambda loop overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import timeit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from pylon.routing import KINDS, Router, RouteSpec  # noqa: E402
+
+
+class Vars:
+    __slots__ = ("d",)
+
+    def __init__(self, d: dict[str, str]) -> None:
+        self.d = d
+
+    def var(self, name: str) -> str | None:
+        return self.d.get(name)
+
+
+def big_routes(n: int) -> list[RouteSpec]:
+    routes: list[RouteSpec] = []
+    for i in range(n):
+        m = i % 10
+        if m < 5:  # 50% exact
+            routes.append(RouteSpec(f"e{i}", f"exact-{i}", (f"/api/v1/r{i}",)))
+        elif m < 8:  # 30% prefix
+            routes.append(RouteSpec(f"p{i}", f"prefix-{i}", (f"/svc{i}/*",)))
+        elif m == 8:  # 10% host-bound, half exact host, half wildcard
+            host = f"h{i}.example.com" if i % 20 == 8 else f"*.t{i}.example.com"
+            routes.append(RouteSpec(f"h{i}", f"host-{i}", (f"/api/v1/r{i}", f"/svc{i}/*"),
+                                    hosts=(host,)))
+        elif i % 20 == 9:  # 5% methods + vars
+            routes.append(RouteSpec(f"c{i}", f"cond-{i}", (f"/api/v1/r{i}",),
+                                    methods=frozenset({"GET", "POST"}),
+                                    vars=[["arg_v", "==", "1"]]))
+        else:  # 5% parameter uris (literal in the non-parameter kinds)
+            routes.append(RouteSpec(f"u{i}", f"param-{i}", (f"/u{i}/:id/*rest",)))
+    return routes
+
+
+def scenarios(n: int, kind: str) -> list[tuple[str, list[RouteSpec], tuple]]:
+    """(name, one-route table, match args); the big table contains the same route."""
+    k = n // 2 // 20 * 20  # a route index in the middle of the table
+    src = Vars({"arg_v": "1"})
+    out = [
+        ("exact", [RouteSpec(f"e{k}", "x", (f"/api/v1/r{k}",))],
+         ("GET", "api.local", f"/api/v1/r{k}", src, "10.0.0.1")),
+        ("prefix", [RouteSpec(f"p{k + 5}", "x", (f"/svc{k + 5}/*",))],
+         ("GET", "api.local", f"/svc{k + 5}/users/42", src, "10.0.0.1")),
+        ("exact host + prefix", [RouteSpec(f"h{k + 8}", "x", (f"/svc{k + 8}/*",),
+                                           hosts=(f"h{k + 8}.example.com",))],
+         ("GET", f"h{k + 8}.example.com", f"/svc{k + 8}/a", src, "10.0.0.1")),
+        ("wildcard host + exact", [RouteSpec(f"h{k + 18}", "x", (f"/api/v1/r{k + 18}",),
+                                             hosts=(f"*.t{k + 18}.example.com",))],
+         ("GET", f"a.t{k + 18}.example.com", f"/api/v1/r{k + 18}", src, "10.0.0.1")),
+        ("exact + methods + vars", [RouteSpec(f"c{k + 9}", "x", (f"/api/v1/r{k + 9}",),
+                                              methods=frozenset({"GET", "POST"}),
+                                              vars=[["arg_v", "==", "1"]])],
+         ("GET", "api.local", f"/api/v1/r{k + 9}", src, "10.0.0.1")),
+    ]
+    if kind == "radixtree_uri_with_parameter":
+        out.append(("params /u:id/*rest", [RouteSpec(f"u{k + 19}", "x", (f"/u{k + 19}/:id/*rest",))],
+                    ("GET", "api.local", f"/u{k + 19}/42/a/b", src, "10.0.0.1")))
+    out.append(("miss (404)", [RouteSpec(f"e{k}", "x", (f"/api/v1/r{k}",))],
+                ("GET", "api.local", "/nope/at/all", src, "10.0.0.1")))
+    return out
+
+
+def ns_per_call(router: Router, args: tuple, number: int) -> float:
+    match = router.match
+    best = min(timeit.Timer(lambda: match(*args)).repeat(repeat=7, number=number))
+    empty = min(timeit.Timer(lambda: None).repeat(repeat=7, number=number))
+    return (best - empty) / number * 1e9
+
+
+def timed_build(routes: list[RouteSpec], kind: str, repeat: int = 1) -> tuple[Router, float]:
+    best = float("inf")
+    router = None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        router, errors = Router.build(routes, kind)
+        best = min(best, time.perf_counter() - t0)
+        assert not errors, errors[:3]
+    assert router is not None
+    return router, best
+
+
+def calibrate() -> float:
+    """ns per iteration of a trivial Python loop: a machine-speed yardstick."""
+    def loop() -> None:
+        s = 0
+        for i in range(1_000_000):
+            s += i
+    return min(timeit.repeat(loop, number=1, repeat=5)) * 1e3
+
+
+def run(kind: str, n: int, number: int) -> None:
+    routes = big_routes(n)
+    big, big_dt = timed_build(routes, kind, repeat=3)
+    print(f"\n== {kind}: build {n} routes {big_dt * 1000:.0f} ms "
+          f"({big_dt / n * 1e6:.2f} us/route)")
+    print(f"{'scenario':26} {'1 route':>9} {f'{n} routes':>14} {'ratio':>6}")
+    for name, one_routes, args in scenarios(n, kind):
+        one, _ = timed_build(one_routes, kind)
+        r1, rn = one.match(*args), big.match(*args)
+        if name.startswith("miss"):
+            assert r1 is None and rn is None, (name, r1, rn)
+        else:
+            assert r1 is not None and rn is not None and r1.route_id == rn.route_id, (name, r1, rn)
+        t1 = ns_per_call(one, args, number)
+        tn = ns_per_call(big, args, number)
+        print(f"{name:26} {t1:7.0f}ns {tn:12.0f}ns {tn / t1:6.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--routes", type=int, default=100_000)
+    ap.add_argument("--number", type=int, default=100_000)
+    ap.add_argument("--kind", default="all", choices=("all",) + KINDS)
+    a = ap.parse_args()
+    print(f"python {sys.version.split()[0]}; machine yardstick: "
+          f"{calibrate():.0f} ns per `s += i` loop iteration")
+    for kind in KINDS if a.kind == "all" else (a.kind,):
+        run(kind, a.routes, a.number)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Command line: ``pylon start|validate|reload|stop|version``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+from importlib import resources
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError
+
+DEFAULT_CONF = "conf/config.yaml"
+
+
+def load_node_config(path: str, prefix: str) -> tuple[Any, list[str]]:
+    from .config.loader import read_file
+    from .settings import load_settings
+
+    data = read_file(path)
+    return load_settings(data, prefix, path)
+
+
+def _paths(args: argparse.Namespace) -> tuple[str, str]:
+    prefix = os.path.abspath(args.prefix or os.getcwd())
+    conf = args.config or os.path.join(prefix, DEFAULT_CONF)
+    return prefix, os.path.abspath(conf)
+
+
+def _init_defaults(prefix: str, conf: str) -> None:
+    """First start without a config: write the embedded defaults (as `apisix init` does)."""
+    if os.path.exists(conf):
+        return
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    pkg = resources.files("pylon") / "conf"
+    with resources.as_file(pkg / "config.yaml") as src:
+        shutil.copyfile(src, conf)
+    target = os.path.join(prefix, "conf", "pylon.yaml")
+    if not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with resources.as_file(pkg / "pylon.yaml") as src:
+            shutil.copyfile(src, target)
+    print(f"pylon: wrote the default configuration to {os.path.dirname(conf)}/", file=sys.stderr)
+
+
+def _read_pid(settings: Any) -> int | None:
+    try:
+        pid = int(open(settings.pid_file).read().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from .logs import setup_logging
+    from .server.master import Master
+
+    prefix, conf = _paths(args)
+    if args.config is None:
+        _init_defaults(prefix, conf)
+    try:
+        settings, warnings = load_node_config(conf, prefix)
+    except ConfigError as e:
+        print(f"pylon: invalid node config: {e}", file=sys.stderr)
+        return 1
+    setup_logging(settings, "master")
+    for w in warnings:
+        print(f"pylon: warning: {conf}: {w}", file=sys.stderr)
+    running = _read_pid(settings)
+    if running is not None and running != os.getpid():
+        print(f"pylon: already running (pid {running}, {settings.pid_file})", file=sys.stderr)
+        return 1
+    master = Master(settings, conf, args.workers)
+    try:
+        master.read_config(initial=True)
+    except ConfigError as e:
+        print(f"pylon: {e}", file=sys.stderr)
+        return 1
+    os.makedirs(os.path.dirname(settings.pid_file), exist_ok=True)
+    with open(settings.pid_file, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    try:
+        return uvloop.run(master.run())
+    except OSError as e:
+        print(f"pylon: cannot start: {e}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            if _read_pid(settings) in (os.getpid(), None):
+                os.unlink(settings.pid_file)
+        except OSError:
+            pass
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .server.master import load_standalone
+    from .server.worker import compile_doc
+
+    prefix, conf = _paths(args)
+    try:
+        settings, warnings = load_node_config(conf, prefix)
+    except ConfigError as e:
+        print(f"{conf}: {e}")
+        return 1
+    for w in warnings:
+        print(f"{conf}: warning: {w}")
+    path = settings.standalone_file
+    try:
+        doc = load_standalone(path)
+    except (OSError, ConfigError) as e:
+        print(f"{path}: {e.strerror if isinstance(e, OSError) else e}")
+        return 1
+    compiled = compile_doc(doc, settings.router)
+    for r in compiled.rejected:
+        print(f"{path}: {r}")
+    if compiled.rejected:
+        print(f"{len(compiled.rejected)} error(s); {len(compiled.routes)} route(s) valid")
+        return 1
+    print(f"{conf}: ok; {path}: ok ({len(compiled.routes)} routes, "
+          f"{len(compiled.plans)} upstreams)")
+    return 0
+
+
+def _signal(args: argparse.Namespace, sig: int) -> tuple[int, int | None]:
+    prefix, conf = _paths(args)
+    try:
+        settings, _ = load_node_config(conf, prefix)
+    except ConfigError as e:
+        print(f"pylon: invalid node config: {e}", file=sys.stderr)
+        return 1, None
+    pid = _read_pid(settings)
+    if pid is None:
+        print(f"pylon: not running (no live pid in {settings.pid_file})", file=sys.stderr)
+        return 1, None
+    os.kill(pid, sig)
+    return 0, pid
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    rc, pid = _signal(args, signal.SIGHUP)
+    if rc == 0:
+        print(f"pylon: reload signalled (pid {pid})")
+    return rc
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    rc, pid = _signal(args, signal.SIGTERM)
+    if rc or pid is None:
+        return rc
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("pylon: stopped")
+            return 0
+        time.sleep(0.1)
+    print(f"pylon: pid {pid} still draining after {args.timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"pylon {__version__}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .server.worker import run_worker
+
+    prefix, conf = _paths(args)
+    settings, _ = load_node_config(conf, prefix)
+    run_worker(settings, args.slot, [int(x) for x in args.fds.split(",") if x], args.ctl)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-p", "--prefix", metavar="DIR",
+                        help="working directory for relative paths (default: current directory)")
+    common.add_argument("-c", "--config", metavar="FILE",
+                        help=f"node configuration (default: PREFIX/{DEFAULT_CONF})")
+    ap = argparse.ArgumentParser(
+        prog="pylon", description="Pylon API gateway.",
+        epilog="Run 'pylon COMMAND --help' for a command's options.")
+    ap.add_argument("-V", "--version", action="version", version=f"pylon {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("start", parents=[common], help="start the gateway in the foreground",
+                       description="Start the master and its workers in the foreground. "
+                       "Without a config, the embedded defaults are written to PREFIX/conf.")
+    p.add_argument("-w", "--workers", type=int, metavar="N",
+                   help="number of worker processes (overrides pylon.workers)")
+    p.set_defaults(fn=cmd_start)
+    p = sub.add_parser("validate", parents=[common], help="check node and declarative config",
+                       description="Check the node config and the declarative config; print "
+                       "each error with its path; exit 1 when anything is invalid.")
+    p.set_defaults(fn=cmd_validate)
+    p = sub.add_parser("reload", parents=[common], help="re-read all configuration (SIGHUP)")
+    p.set_defaults(fn=cmd_reload)
+    p = sub.add_parser("stop", parents=[common], help="drain in-flight requests and stop")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    p.set_defaults(fn=cmd_stop)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(fn=cmd_version)
+    p = sub.add_parser("_worker", parents=[common], help=argparse.SUPPRESS)       # internal: started by the master
+    p.add_argument("--slot", type=int, required=True)
+    p.add_argument("--fds", required=True)
+    p.add_argument("--ctl", type=int, required=True)
+    p.set_defaults(fn=cmd_worker)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Declarative configuration → typed resources, with every rejection reported.
+
+Shared by the standalone loader, ``pylon validate`` and (later) the Admin API.  A bad object
+is rejected with its kind, id and field path; everything else still applies.  Objects that
+reference a rejected or missing object are rejected too, naming what they depend on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .route import Route, Service
+from .upstream import Upstream
+
+#: kinds of the APISIX standalone file this version compiles, in dependency order
+KINDS: dict[str, type[msgspec.Struct]] = {
+    "upstreams": Upstream,
+    "services": Service,
+    "routes": Route,
+}
+#: kinds APISIX defines that later Pylon versions compile; kept verbatim, reported once
+LATER_KINDS = ("consumers", "consumer_groups", "plugin_configs", "global_rules", "ssls",
+               "protos", "stream_routes", "plugin_metadata", "secrets")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    kind: str          # "routes"
+    id: str | None     # object id when known
+    path: str          # "routes[3].upstream.nodes[0].port"
+    message: str
+
+    def __str__(self) -> str:
+        ident = f" (id {self.id})" if self.id is not None else ""
+        return f"{self.path}{ident}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Valid, typed objects by kind and id.  Immutable once built."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
+    other: dict[str, list[Any]] = field(default_factory=dict)
+
+    def count(self) -> int:
+        return len(self.routes) + len(self.services) + len(self.upstreams)
+
+
+def _msgspec_error(err: msgspec.ValidationError, base: str) -> tuple[str, str]:
+    text = str(err)
+    sep = " - at `$"
+    if sep in text:
+        msg, _, rest = text.partition(sep)
+        return base + rest.rstrip("`"), msg.replace("`", "")
+    return base, text.replace("`", "")
+
+
+def convert(kind: str, obj: Any, path: str) -> tuple[Any, Rejection | None]:
+    """Validate one object of ``kind``; returns (typed object, None) or (None, rejection)."""
+    ident = None
+    if isinstance(obj, dict):
+        raw = obj.get("id")
+        ident = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+    try:
+        return msgspec.convert(obj, KINDS[kind]), None
+    except msgspec.ValidationError as e:
+        p, msg = _msgspec_error(e, path)
+        return None, Rejection(kind, ident, p, msg)
+
+
+def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
+    """Build Resources from a parsed standalone document (APISIX layout)."""
+    rejected: list[Rejection] = []
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        return Resources(), [Rejection("config", None, "$", "top level must be a mapping")]
+    out: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+    other: dict[str, list[Any]] = {}
+    for key in doc:
+        if key not in KINDS and key not in LATER_KINDS:
+            rejected.append(Rejection("config", None, key, f"unknown top-level key {key!r}"))
+    for key in LATER_KINDS:
+        if doc.get(key):
+            other[key] = list(doc[key]) if isinstance(doc[key], list) else [doc[key]]
+    for kind in KINDS:
+        items = doc.get(kind) or []
+        if not isinstance(items, list):
+            rejected.append(Rejection(kind, None, kind, "must be a list"))
+            continue
+        bucket = out[kind]
+        for i, item in enumerate(items):
+            path = f"{kind}[{i}]"
+            if not isinstance(item, dict):
+                rejected.append(Rejection(kind, None, path, "must be a mapping"))
+                continue
+            obj, rej = convert(kind, item, path)
+            if rej is not None:
+                rejected.append(rej)
+                continue
+            # APISIX standalone names id-less items "arr_<n>" (1-based)
+            oid = str(obj.id) if obj.id is not None else f"arr_{i + 1}"
+            if oid in bucket:
+                rejected.append(Rejection(kind, oid, path, f"duplicate id {oid!r}"))
+                continue
+            err = _check_refs(kind, obj, out)
+            if err:
+                rejected.append(Rejection(kind, oid, path, err))
+                continue
+            bucket[oid] = obj
+    res = Resources(routes=out["routes"], services=out["services"],
+                    upstreams=out["upstreams"], other=other)
+    return res, rejected
+
+
+def _check_refs(kind: str, obj: Any, out: dict[str, dict[str, Any]]) -> str | None:
+    uid = getattr(obj, "upstream_id", None)
+    if uid is not None and str(uid) not in out["upstreams"]:
+        return f"upstream_id {str(uid)!r} not found (or rejected)"
+    sid = getattr(obj, "service_id", None)
+    if sid is not None and str(sid) not in out["services"]:
+        return f"service_id {str(sid)!r} not found (or rejected)"
+    return None

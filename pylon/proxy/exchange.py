@@ -1,0 +1,477 @@
+"""One request through the gateway — the life of a request, in order.
+
+``Exchange.start`` runs when a request head is complete: match a route, run the request
+phases, pick a node, take a pooled connection (or open one), and stream the request to it.
+The upstream connection calls back with the response head, body chunks and end, which are
+relayed to the downstream as they come.  Nothing here knows HTTP/1.1 framing on the client
+side: the downstream object (``server/h1.py`` now, an HTTP/2 stream later) frames the bytes.
+
+Callback style on purpose: no task and no future per request on the common path (a task is
+created only to open a new upstream connection).  Flow control is explicit: a full upstream
+write buffer pauses reading from the client, a full client write buffer pauses reading from
+the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .. import errors
+from ..upstream.pool import NodePool, UpstreamConnection
+from ..wire.h1 import chunk, last_chunk
+from ..wire.head import HOP_BY_HOP, SET_BY_GATEWAY, RequestHead
+
+log = logging.getLogger("pylon.proxy")
+
+#: methods nginx will retry on another node after the request was sent (proxy_next_upstream)
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+#: request body kept for retries; beyond this a request is only retried before it is sent
+REPLAY_LIMIT = 64 * 1024
+#: request body buffered while no upstream connection is ready; reading pauses beyond it
+PENDING_LIMIT = 64 * 1024
+_CONNECT_ERRORS = (errors.UpstreamConnectFailed, errors.UpstreamConnectTimeout,
+                   errors.UpstreamTLSError)
+_JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
+
+
+class Exchange:
+    __slots__ = (
+        "down", "head", "snap", "loop", "t_start", "t_up_start", "t_up_head", "t_end",
+        "match", "route", "rt", "node", "tried", "attempts", "retry_deadline", "conn",
+        "connecting", "error", "status", "up_status", "up_addr", "up_keep",
+        "replay", "pending", "pending_bytes", "body_in", "req_done", "req_trailers",
+        "req_sent", "head_sent", "resp_started", "finished", "read_timeout", "up_paused",
+        "up_blocked", "sent_continue", "_mid", "_args", "_cookies", "consumer_name",
+        "detail")
+
+    def __init__(self, down: Any, head: RequestHead, snap: Any, now: float) -> None:
+        self.down = down
+        self.head = head
+        self.snap = snap
+        self.loop = down.loop
+        self.t_start = now
+        self.t_up_start = 0.0
+        self.t_up_head = 0.0
+        self.t_end = 0.0
+        self.match: Any = None
+        self.route: Any = None
+        self.rt: Any = None
+        self.node: Any = None
+        self.tried: set[str] | None = None
+        self.attempts = 0
+        self.retry_deadline = 0.0
+        self.conn: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.error: errors.GatewayError | None = None
+        self.status = 0
+        self.up_status = 0
+        self.up_addr = ""
+        self.up_keep = False
+        self.replay: list[bytes] | None = []
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.body_in = 0
+        self.req_done = False
+        self.req_trailers: list[tuple[bytes, bytes]] | None = None
+        self.req_sent = False
+        self.head_sent = False
+        self.resp_started = False
+        self.finished = False
+        self.read_timeout = 60.0
+        self.up_paused = False
+        self.up_blocked = False
+        self.sent_continue = False
+        self._mid: bytes | None = None
+        self._args: dict[str, str] | None = None
+        self._cookies: dict[str, str] | None = None
+        self.consumer_name: str | None = None
+        self.detail = ""
+
+    # ---------------------------------------------------------------- request path
+    def start(self) -> None:
+        head = self.head
+        if head.error is not None:
+            self.reply_error(head.error)
+            return
+        m = self.snap.compiled.router.match(head.method, head.host, head.path, self,
+                                            self.down.client_addr)
+        if m is None:
+            self.reply_error(errors.RouteNotFound())
+            return
+        self.match = m
+        route = self.route = m.route
+        # plugin phases rewrite / access / before_proxy run here (route.chain)
+        key = route.upstream_key
+        rt = self.snap.upstreams.get(key) if key is not None else None
+        if rt is None:
+            self.reply_error(errors.NoUpstream("missing upstream configuration in Route or Service"))
+            return
+        self.rt = rt
+        self.read_timeout = route.read_timeout
+        if rt.plan.retry_timeout:
+            self.retry_deadline = self.t_start + rt.plan.retry_timeout
+        self._try_node()
+
+    def _try_node(self) -> None:
+        rt = self.rt
+        node = rt.balancer.pick(self, self.tried)
+        if node is None:
+            err = self.error
+            if err is None:
+                err = errors.NoHealthyUpstream("no node of the upstream can take the request")
+            elif self.attempts > 1 and not isinstance(err, errors.UpstreamReadTimeout):
+                err = errors.RetriesExhausted(f"all {self.attempts} attempts failed: {err}")
+            self.reply_error(err)
+            return
+        self.node = node
+        self.attempts += 1
+        if self.tried is None:
+            self.tried = {node.addr}
+        else:
+            self.tried.add(node.addr)
+        self.up_addr = node.addr
+        rt.balancer.before(node)
+        pool: NodePool = rt.pools[node.addr]
+        self.t_up_start = self.loop.time()
+        conn = pool.take()
+        if conn is not None:
+            self._send_on(conn)
+        else:
+            self.connecting = self.loop.create_task(self._connect(pool))
+
+    async def _connect(self, pool: NodePool) -> None:
+        try:
+            conn = await pool.connect(self.route.connect_timeout)
+        except errors.UpstreamError as e:
+            self.connecting = None
+            if not self.finished:
+                self._failed(e)
+            return
+        except asyncio.CancelledError:
+            self.connecting = None
+            raise
+        self.connecting = None
+        if self.finished:           # the client went away while we were connecting
+            pool.put(conn)
+            return
+        try:
+            self._send_on(conn)
+        except Exception:
+            log.exception("internal error sending a request upstream")
+            self.upstream_failed(errors.InternalError())
+
+    def _send_on(self, conn: UpstreamConnection) -> None:
+        head = self.head
+        self.conn = conn
+        conn.attach(self, head.method == "HEAD")
+        parts = [self._upstream_head()]
+        body = self.replay if self.replay is not None else self.pending
+        if head.chunked:
+            parts.extend(chunk(c) for c in body)
+        else:
+            parts.extend(body)
+        self.pending = []
+        self.pending_bytes = 0
+        if self.req_done:
+            if head.chunked:
+                parts.append(last_chunk(self.req_trailers))
+            conn.transport.write(b"".join(parts))
+            self.req_sent = True
+            conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
+        else:
+            conn.transport.write(b"".join(parts))
+            if head.expect_continue and not self.sent_continue:
+                self.sent_continue = True
+                self.down.send_continue()
+        self.head_sent = True
+        if self.up_blocked:
+            self.up_blocked = False
+            self.down.resume_body()
+
+    def _upstream_head(self) -> bytes:
+        mid = self._mid
+        head = self.head
+        if mid is None:
+            parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1\r\n"]
+            xff = None
+            drop = head.conn_tokens
+            for n, v in head.headers:
+                ln = n.lower()
+                if ln in HOP_BY_HOP or ln in SET_BY_GATEWAY or ln in drop:
+                    if ln == b"x-forwarded-for":
+                        xff = v if xff is None else xff + b", " + v
+                    continue
+                parts += (n, b": ", v, b"\r\n")
+            down = self.down
+            client = down.client_addr_b
+            parts += (b"X-Real-IP: ", client,
+                      b"\r\nX-Forwarded-For: ", xff + b", " + client if xff else client,
+                      b"\r\nX-Forwarded-Proto: ", down.scheme_b,
+                      b"\r\nX-Forwarded-Host: ", head.host.encode("latin-1"),
+                      b"\r\nX-Forwarded-Port: ", down.server_port_b, b"\r\n")
+            if head.chunked:
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            elif head.content_length is not None:
+                parts.append(b"Content-Length: %d\r\n" % head.content_length)
+            mid = self._mid = b"".join(parts)
+        plan = self.rt.plan
+        if plan.pass_host == "pass":
+            host = head.authority
+        elif plan.pass_host == "node":
+            host = self.rt.host_headers[self.node.addr]
+        else:
+            host = plan.upstream_host.encode()
+        return mid + b"Host: " + host + b"\r\n\r\n"
+
+    # -- request body from the downstream ------------------------------------------------
+    def req_body(self, data: bytes) -> None:
+        self.body_in += len(data)
+        replay = self.replay
+        if replay is not None:
+            if self.body_in <= REPLAY_LIMIT:
+                replay.append(data)
+            else:
+                self.replay = None
+        conn = self.conn
+        if conn is not None and self.head_sent:
+            conn.transport.write(chunk(data) if self.head.chunked else data)
+        elif not self.finished:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > PENDING_LIMIT and not self.up_blocked:
+                self.up_blocked = True
+                self.down.pause_body()
+
+    def req_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        self.req_done = True
+        self.req_trailers = trailers
+        conn = self.conn
+        if conn is not None and self.head_sent:
+            if self.head.chunked:
+                conn.transport.write(last_chunk(trailers))
+            self.req_sent = True
+            conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
+
+    # -- flow control ------------------------------------------------------------------------
+    def upstream_writable(self, writable: bool) -> None:
+        """The upstream's write buffer crossed a water mark: stop/start reading the client."""
+        conn = self.conn
+        if writable:
+            if conn is not None:
+                if self.req_sent:
+                    conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
+                else:
+                    conn.deadline.clear()
+            self.down.resume_body()
+        else:
+            if conn is not None:
+                conn.arm(self.route.send_timeout, errors.UpstreamSendTimeout)
+            self.down.pause_body()
+
+    def downstream_writable(self, writable: bool) -> None:
+        """The client's write buffer crossed a water mark: stop/start reading the upstream."""
+        conn = self.conn
+        if conn is None:
+            return
+        if writable:
+            if self.up_paused:
+                self.up_paused = False
+                conn.transport.resume_reading()
+        elif not self.up_paused:
+            self.up_paused = True
+            conn.transport.pause_reading()
+
+    # ---------------------------------------------------------------- response path
+    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]],
+                  keep_alive: bool) -> None:
+        if status < 200:
+            if status != 100 and status != 101:
+                self.down.send_interim(status, headers)
+            return
+        self.t_up_head = self.loop.time()
+        self.up_status = self.status = status
+        self.up_keep = keep_alive
+        self.resp_started = True
+        out = []
+        length = None
+        chunked = False
+        conn_tokens: list[bytes] | None = None
+        for n, v in headers:
+            ln = n.lower()
+            if ln in HOP_BY_HOP:
+                if ln == b"content-length":
+                    length = int(v)
+                elif ln == b"transfer-encoding":
+                    chunked = True
+                elif ln == b"connection":
+                    conn_tokens = [t.strip().lower() for t in v.split(b",")]
+                continue
+            out.append((n, v))
+        if conn_tokens:
+            out = [(n, v) for n, v in out if n.lower() not in conn_tokens]
+        no_body = self.head.method == "HEAD" or status == 204 or status == 304
+        if chunked:
+            length = None
+        elif length is None and not no_body and self.conn is not None:
+            self.conn.close_delimited = True
+        self.down.send_head(status, out, length, no_body)
+
+
+    def resp_body(self, data: bytes) -> None:
+        down = self.down
+        down.send_data(data)
+        if down.write_paused and not self.up_paused and self.conn is not None:
+            self.up_paused = True
+            self.conn.transport.pause_reading()
+
+    def resp_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        conn = self.conn
+        self.conn = None
+        node = self.node
+        if node is not None:
+            self.rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
+        if conn is not None:
+            if self.up_keep and self.req_sent and not self.up_paused:
+                self.rt.pools[node.addr].put(conn)
+            else:
+                conn.close()
+        self.down.send_end(trailers)
+        self.finish()
+
+    def upstream_failed(self, error: errors.GatewayError) -> None:
+        """The upstream connection failed (reset, timeout, bad response)."""
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.close()
+        self._failed(error)
+
+    def _failed(self, error: errors.GatewayError) -> None:
+        if self.node is not None:
+            self.rt.balancer.after(self.node, None, True)
+        self.error = error
+        if self.finished:
+            return
+        if self.resp_started:
+            self.detail = error.code
+            self.down.abort()
+            self.finish()
+            return
+        if self._may_retry(error):
+            log.info("retrying %s %s after %s on %s", self.head.method, self.head.path,
+                     error.code, self.up_addr)
+            self.head_sent = False
+            self.req_sent = False
+            self._try_node()
+            return
+        self.reply_error(error)
+
+    def _may_retry(self, error: errors.GatewayError) -> bool:
+        if not getattr(error, "retryable", False) or self.attempts > self.rt.retries:
+            return False
+        if self.retry_deadline and self.loop.time() > self.retry_deadline:
+            return False
+        if self.replay is None:
+            return False
+        return isinstance(error, _CONNECT_ERRORS) or self.head.method in IDEMPOTENT
+
+    def reply_error(self, error: errors.GatewayError) -> None:
+        if self.finished:
+            return
+        self.error = error
+        self.detail = error.code
+        if self.resp_started:
+            self.down.abort()
+            self.finish()
+            return
+        self.status = error.status
+        self.resp_started = True
+        self.down.send_local(error.status, _JSON, errors.error_body(error.message),
+                             error.close)
+        self.finish()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.t_end = self.loop.time()
+        conn = self.conn
+        if conn is not None:        # finished without the upstream finishing: not reusable
+            self.conn = None
+            conn.owner = None
+            conn.close()
+        self.down.exchange_done(self)
+
+    def downstream_lost(self) -> None:
+        """The client connection closed before the exchange finished (nginx's 499)."""
+        if self.finished:
+            return
+        if not self.resp_started:
+            self.status = 499
+        self.detail = self.detail or "client_closed"
+        if self.node is not None and self.conn is not None:
+            self.rt.balancer.after(self.node, None, False)
+        self.finish()
+
+    def wall_start(self) -> float:
+        return self.t_start + self.down.w.wall_offset
+
+    # ---------------------------------------------------------------- variables
+    def var(self, name: str) -> str | None:
+        """nginx-style variables for ``vars`` expressions, hashing and log formats."""
+        f = _VARS.get(name)
+        if f is not None:
+            return f(self)  # type: ignore[no-any-return]
+        if name.startswith("arg_"):
+            return self.args().get(name[4:])
+        if name.startswith("http_"):
+            v = self.head.header(name[5:].replace("_", "-").encode("latin-1"))
+            return None if v is None else v.decode("latin-1")
+        if name.startswith("cookie_"):
+            return self.cookies().get(name[7:])
+        return None
+
+    def args(self) -> dict[str, str]:
+        a = self._args
+        if a is None:
+            a = {}
+            if self.head.query:
+                for k, v in parse_qsl(self.head.query.decode("latin-1"), keep_blank_values=True):
+                    a.setdefault(k, v)
+            self._args = a
+        return a
+
+    def cookies(self) -> dict[str, str]:
+        c = self._cookies
+        if c is None:
+            c = {}
+            raw = self.head.header(b"cookie")
+            if raw:
+                for part in raw.decode("latin-1").split(";"):
+                    k, _, v = part.strip().partition("=")
+                    if k:
+                        c.setdefault(k, v)
+            self._cookies = c
+        return c
+
+
+_VARS: dict[str, Any] = {
+    "uri": lambda x: x.head.path,
+    "request_uri": lambda x: x.head.target.decode("latin-1"),
+    "host": lambda x: x.head.host,
+    "remote_addr": lambda x: x.down.client_addr,
+    "remote_port": lambda x: str(x.down.client_port),
+    "server_port": lambda x: x.down.server_port_s,
+    "server_addr": lambda x: x.down.server_addr,
+    "scheme": lambda x: x.down.scheme,
+    "request_method": lambda x: x.head.method,
+    "query_string": lambda x: x.head.query.decode("latin-1"),
+    "args": lambda x: x.head.query.decode("latin-1"),
+    "server_protocol": lambda x: "HTTP/" + x.head.version,
+    "route_id": lambda x: x.route.id if x.route is not None else None,
+    "service_id": lambda x: x.route.service_id if x.route is not None else None,
+    "consumer_name": lambda x: x.consumer_name,
+}

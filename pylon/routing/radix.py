@@ -1,0 +1,258 @@
+"""Static compressed radix tree (character level) for prefix routing.
+
+Keys are arbitrary strings; each key maps to one value.  The only query is
+``deepest(path)``: the node of the longest key that is a prefix of ``path``.
+Every node carrying a value is linked (``up``) to the nearest ancestor that also
+carries a value, so callers walk all matching prefixes, deepest first, without
+allocating:
+
+    node = tree.deepest(path)
+    while node is not None:
+        ... node.value ...
+        node = node.up
+
+Equivalent to lua-resty-radixtree's ``radix_tree_search`` + ``radix_tree_up``
+(rax iterator walking back over the keys that prefix the path).
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Iterable, Iterator, TypeVar
+
+__all__ = ["RadixNode", "RadixTree"]
+
+V = TypeVar("V")
+
+
+class RadixNode(Generic[V]):
+    __slots__ = ("label", "llen", "children", "value", "up")
+
+    def __init__(self, label: str, value: V | None = None) -> None:
+        self.label = label
+        self.llen = len(label)  # refreshed by RadixTree.freeze()
+        # first char of child label -> child; None for leaves (saves memory)
+        self.children: dict[str, RadixNode[V]] | None = None
+        self.value = value
+        self.up: RadixNode[V] | None = None
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"RadixNode({self.label!r}, value={self.value!r})"
+
+
+class RadixTree(Generic[V]):
+    """Build with :meth:`from_dict` (bulk), or :meth:`insert` calls then :meth:`freeze`."""
+
+    __slots__ = ("root", "_size", "_frozen")
+
+    def __init__(self, items: Iterable[tuple[str, V]] | None = None) -> None:
+        self.root: RadixNode[V] = RadixNode("")
+        self._size = 0
+        self._frozen = False
+        if items is not None:
+            for k, v in items:
+                self.insert(k, v)
+            self.freeze()
+
+    def __len__(self) -> int:
+        return self._size
+
+    @classmethod
+    def from_dict(cls, items: dict[str, V]) -> "RadixTree[V]":
+        """Bulk build (sorted keys + stack, linear in total key length); frozen."""
+        tree: RadixTree[V] = cls()
+        root = tree.root
+        nodes: list[RadixNode[V]] = [root]
+        depths: list[int] = [0]
+        prev = ""
+        first = True
+        for key in sorted(items):
+            value = items[key]
+            if value is None:
+                raise ValueError("RadixTree values must not be None")
+            if first:
+                lcp = 0
+                first = False
+            else:
+                lim = min(len(prev), len(key))
+                lcp = 0
+                while lcp < lim and prev[lcp] == key[lcp]:
+                    lcp += 1
+            popped: RadixNode[V] | None = None
+            while depths[-1] > lcp:
+                popped = nodes.pop()
+                depths.pop()
+            parent = nodes[-1]
+            pdepth = depths[-1]
+            if pdepth < lcp:
+                # split popped's edge (popped is parent's child on prev's path)
+                assert popped is not None
+                cut = lcp - pdepth
+                mid: RadixNode[V] = RadixNode(popped.label[:cut])
+                popped.label = popped.label[cut:]
+                mid.children = {popped.label[0]: popped}
+                parent.children[mid.label[0]] = mid  # type: ignore[index]
+                nodes.append(mid)
+                depths.append(lcp)
+                parent = mid
+                pdepth = lcp
+            if pdepth == len(key):
+                parent.value = value
+            else:
+                leaf: RadixNode[V] = RadixNode(key[pdepth:], value)
+                if parent.children is None:
+                    parent.children = {}
+                parent.children[key[pdepth]] = leaf
+                nodes.append(leaf)
+                depths.append(len(key))
+            prev = key
+        tree._size = len(items)
+        tree.freeze()
+        return tree
+
+    def insert(self, key: str, value: V) -> None:
+        """Insert or replace ``key``."""
+        if value is None:
+            raise ValueError("RadixTree values must not be None")
+        self._frozen = False
+        node = self.root
+        pos = 0
+        n = len(key)
+        while True:
+            if pos == n:
+                if node.value is None:
+                    self._size += 1
+                node.value = value
+                return
+            children = node.children
+            if children is None:
+                children = node.children = {}
+            c = key[pos]
+            child = children.get(c)
+            if child is None:
+                children[c] = RadixNode(key[pos:], value)
+                self._size += 1
+                return
+            label = child.label
+            if key.startswith(label, pos):
+                node = child
+                pos += len(label)
+                continue
+            # length of the common prefix of label and key[pos:]
+            m = 1
+            lim = min(len(label), n - pos)
+            while m < lim and label[m] == key[pos + m]:
+                m += 1
+            if m == len(label):
+                node = child
+                pos += m
+                continue
+            # split the edge: node -> mid(label[:m]) -> child(label[m:])
+            mid: RadixNode[V] = RadixNode(label[:m])
+            child.label = label[m:]
+            mid.children = {child.label[0]: child}
+            children[c] = mid
+            node = mid
+            pos += m
+
+    def freeze(self) -> None:
+        """Compute the ``up`` links.  Must be called after the last insert."""
+        stack: list[tuple[RadixNode[V], RadixNode[V] | None]] = [(self.root, None)]
+        while stack:
+            node, nearest = stack.pop()
+            node.llen = len(node.label)
+            node.up = nearest if node.value is not None else None
+            if node.value is not None:
+                nearest = node
+            if node.children:
+                for child in node.children.values():
+                    stack.append((child, nearest))
+        self._frozen = True
+
+    def deepest(self, path: str) -> RadixNode[V] | None:
+        """Node of the longest key that is a prefix of ``path`` (or None)."""
+        node = self.root
+        best = node if node.value is not None else None
+        pos = 0
+        n = len(path)
+        while pos < n:
+            children = node.children
+            if children is None:
+                break
+            node = children.get(path[pos])
+            if node is None:
+                break
+            llen = node.llen
+            if llen == 1:
+                pos += 1
+            else:
+                end = pos + llen
+                if path[pos:end] != node.label:
+                    break
+                pos = end
+            if node.value is not None:
+                best = node
+        return best
+
+    def segment_index(
+        self,
+    ) -> dict[str, tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None]]:
+        """Jump table over the first path segment, to skip the top of deep trees.
+
+        Maps every ``"/seg/"`` that starts some key to the walk state after
+        consuming it: ``(node, pending, rest, best)`` -- the walk continues at
+        ``node``; if ``pending`` is set the consumed text ended inside the edge to
+        ``pending`` and the path must continue with ``rest`` to enter it; ``best``
+        is the deepest valued node seen so far.  Lookups whose first segment is
+        missing fall back to the normal walk, so results are unchanged.
+        """
+        index: dict[str, tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None]] = {}
+        root = self.root
+        root_best = root if root.value is not None else None
+        # (parent, node, key up to and including node's label, best above node)
+        stack: list[tuple[RadixNode[V], RadixNode[V], str, RadixNode[V] | None]] = [
+            (root, child, child.label, root_best) for child in (root.children or {}).values()
+        ]
+        while stack:
+            parent, node, key, best = stack.pop()
+            start = len(key) - len(node.label)
+            j = key.find("/", max(start, 1))
+            if j != -1:
+                seg = key[: j + 1]
+                if j + 1 == len(key):  # segment ends exactly at this node
+                    index[seg] = (node, None, "", node if node.value is not None else best)
+                else:  # segment ends inside the edge parent -> node
+                    index[seg] = (parent, node, key[j + 1 :], best)
+                continue
+            nbest = node if node.value is not None else best
+            if node.children:
+                for child in node.children.values():
+                    stack.append((node, child, key + child.label, nbest))
+        return index
+
+    def prefixes(self, path: str) -> Iterator[tuple[str, V]]:
+        """All (key, value) whose key prefixes ``path``, deepest first (debug/test helper)."""
+        found: list[tuple[str, V]] = []
+        node = self.root
+        if node.value is not None:
+            found.append(("", node.value))
+        pos = 0
+        while pos < len(path) and node.children:
+            child = node.children.get(path[pos])
+            if child is None or not path.startswith(child.label, pos):
+                break
+            pos += len(child.label)
+            node = child
+            if node.value is not None:
+                found.append((path[:pos], node.value))
+        return reversed(found)
+
+    def items(self) -> Iterator[tuple[str, V]]:
+        stack: list[tuple[RadixNode[V], str]] = [(self.root, "")]
+        while stack:
+            node, prefix = stack.pop()
+            key = prefix + node.label
+            if node.value is not None:
+                yield key, node.value
+            if node.children:
+                for child in node.children.values():
+                    stack.append((child, key))

@@ -1,0 +1,752 @@
+"""Request router with Apache APISIX ``radixtree_*`` semantics.
+
+Reference behaviour (lua-resty-radixtree ``lib/resty/radixtree.lua`` and APISIX
+``apisix/http/router/radixtree_{host_uri,uri,uri_with_parameter}.lua``):
+
+* Exact paths live in a dict and are tried before any prefix.  Prefix paths
+  (``/a/*``, ``/a*``) live in a radix tree keyed by the text before the ``*``;
+  matching walks every key that prefixes the request path, deepest first, and
+  falls back to shorter ones when no route on the deeper key passes its
+  conditions.
+* Routes sharing a key are ordered by ``priority`` (higher first), then by the
+  length of the original pattern (longer first: ``/u/:id`` before ``/u/*``),
+  then insertion order.
+* A route is taken only if its methods, hosts (uri kinds), remote_addrs and
+  vars all pass; otherwise the next candidate is tried.
+* ``radixtree_host_uri``: routes are filed per host pattern.  The exact host is
+  tried first, then wildcard hosts from the longest suffix to the shortest; each
+  host has its own uri table.  Host-less routes are tried only when no host
+  route matched.  ``*.example.com`` matches any host ending in ``.example.com``.
+* ``radixtree_uri_with_parameter``: ``:name`` matches one non-empty segment,
+  ``*name`` the rest of the path (possibly empty); such routes are keyed by
+  their literal prefix so ``/user/profile`` (exact) beats ``/user/:id``, and
+  ``/user/:id`` beats ``/user/*`` (same key, longer pattern).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from .expr import ExprError, IpMatcher, VarSource, compile_expr
+from .radix import RadixTree
+
+__all__ = [
+    "HTTP_METHODS",
+    "KINDS",
+    "Match",
+    "RouteSpec",
+    "Router",
+    "RouterError",
+]
+
+KINDS = ("radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter")
+# lua-resty-radixtree METHODS table == APISIX route schema enum
+HTTP_METHODS = frozenset(
+    {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    id: str
+    payload: object  # returned on match; never inspected by the router
+    uris: tuple[str, ...]
+    hosts: tuple[str, ...] = ()
+    methods: frozenset[str] = frozenset()
+    remote_addrs: tuple[str, ...] = ()
+    vars: object | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Result of :meth:`Router.match`.
+
+    Immutable: matches without params are pre-built at router build time and
+    the same instance is returned for every request hitting that route/uri/host.
+    """
+
+    route: object  # the payload
+    route_id: str
+    params: dict[str, str] | None  # ``:name`` / ``*name`` values (with_parameter kind)
+    matched_uri: str  # uri pattern that matched, e.g. "/a/*"
+    matched_host: str  # host pattern that matched ("*.example.com"), or ""
+
+
+_new = object.__new__
+_set_route = Match.route.__set__  # type: ignore[attr-defined]
+_set_route_id = Match.route_id.__set__  # type: ignore[attr-defined]
+_set_params = Match.params.__set__  # type: ignore[attr-defined]
+_set_uri = Match.matched_uri.__set__  # type: ignore[attr-defined]
+_set_host = Match.matched_host.__set__  # type: ignore[attr-defined]
+
+
+def _new_match(
+    route: object, route_id: str, params: dict[str, str] | None, uri: str, host: str
+) -> Match:
+    """``Match(...)`` without the frozen-dataclass ``__init__`` overhead (~2x faster)."""
+    m = _new(Match)
+    _set_route(m, route)
+    _set_route_id(m, route_id)
+    _set_params(m, params)
+    _set_uri(m, uri)
+    _set_host(m, host)
+    return m
+
+
+class RouterError(ValueError):
+    def __init__(self, route_id: str, message: str) -> None:
+        self.route_id = route_id
+        self.message = message
+        super().__init__(f"route {route_id!r}: {message}")
+
+
+# check(method, host, src, remote_addr) -> the Match to return, or None
+Check = Callable[[str, str, VarSource, Any], "Match | None"]
+TableMatcher = Callable[[str, str, str, VarSource, Any], "Match | None"]
+
+# A candidate is a plain tuple (cheap to build, cheap to unpack):
+#   (check, match, regex, names, key_len, order)
+# check:  None when unconditional, else check(method, host, src, remote_addr) -> Match | None
+# match:  the pre-built Match returned when check is None
+# regex:  None, or a pattern path[key_len:] must fully match (params / inner globs)
+# names:  () no params; True: params = groupdict(); tuple: names of the positional groups
+# order:  (-priority, -len(uri pattern), seq): lua-resty-radixtree's sort_route + stable insert
+_Entry = tuple
+
+# parsed uri: (pattern, exact, key, regex, names)
+#   regex/names: see _tail_regex; the regex is matched against path[len(key):]
+_Uri = tuple
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _parse_uri(uri: str, with_params: bool) -> _Uri:
+    """Classify a uri pattern.
+
+    * no ``*`` (and, with params, no ``:name`` segment): exact.
+    * a single ``*`` at the very end: plain prefix of the text before it.
+    * anything else (``:name``, ``*name``, a ``*`` in the middle): keyed in the
+      tree by the literal text before the first special token; the rest must
+      match an anchored regex (which also extracts named params).
+    """
+    if not isinstance(uri, str) or not uri:
+        raise ValueError("uri must be a non-empty string")
+    key_end = uri.find("*")
+    has_param_seg = False
+    if with_params and ":" in uri:
+        offset = 0
+        for seg in uri.split("/"):
+            if seg.startswith(":"):
+                has_param_seg = True
+                if key_end == -1 or offset < key_end:
+                    key_end = offset
+                break
+            offset += len(seg) + 1
+    if key_end == -1:
+        return (uri, True, uri, None, ())
+    if not has_param_seg and key_end == len(uri) - 1:
+        return (uri, False, uri[:-1], None, ())
+    # is the first special token at a segment start ("/:id", "/*rest") or inside one ("/a*b")?
+    partial = key_end > 0 and uri[key_end - 1] != "/"
+    rx, names = _tail_regex(uri[key_end:], with_params, partial)
+    return (uri, False, uri[:key_end], rx, names)
+
+
+@lru_cache(maxsize=4096)
+def _tail_regex(
+    tail: str, with_params: bool, partial: bool
+) -> tuple[re.Pattern[str], tuple[str, ...] | bool]:
+    """Regex for the part of a uri pattern after its literal prefix (shared across routes).
+
+    Returns (pattern, names): names is ``()`` when nothing is captured, ``True``
+    when the groups are named (use ``groupdict()``), else the group names in order.
+    """
+    if not with_params:
+        return re.compile(_glob(tail), re.DOTALL), ()
+    segs = tail.split("/")
+    names: list[str] = []
+    pieces: list[tuple[str, str | None]] = []  # (regex, capture name)
+    for i, seg in enumerate(segs):
+        if i == 0 and partial:
+            pieces.append((_glob(seg), None))  # "*b" left of "a*b": a glob, not a catch-all
+        elif seg.startswith(":"):
+            if len(seg) == 1:
+                raise ValueError("empty parameter name")
+            names.append(seg[1:])
+            pieces.append(("[^/]+", seg[1:]))
+        elif seg.startswith("*") and len(seg) > 1:
+            names.append(seg[1:])
+            pieces.append((".*", seg[1:]))
+        else:
+            pieces.append((_glob(seg), None))
+    if not names:
+        return re.compile("/".join(p for p, _ in pieces), re.DOTALL), ()
+    if len(set(names)) == len(names) and all(_IDENT.match(n) for n in names):
+        pattern = "/".join(p if n is None else f"(?P<{n}>{p})" for p, n in pieces)
+        return re.compile(pattern, re.DOTALL), True
+    pattern = "/".join(p if n is None else f"({p})" for p, n in pieces)
+    return re.compile(pattern, re.DOTALL), tuple(names)
+
+
+def _glob(s: str) -> str:
+    return ".*".join(re.escape(p) for p in s.split("*"))
+
+
+# --------------------------------------------------------------------------- conditions
+
+_Pred = Callable[[str, VarSource, Any], bool]
+
+
+def _make_check(
+    methods: frozenset[str] | None,
+    ipm: IpMatcher | None,
+    expr: Callable[[VarSource], bool] | None,
+    host_fn: Callable[[str], Match | None] | None,
+    m0: Match | None,
+) -> Check | None:
+    """Fold a route's conditions into one closure returning the Match (None when unconditional).
+
+    With ``host_fn`` (uri kinds) the Match comes from the host that matched;
+    otherwise it is ``m0``.
+    """
+    preds: list[_Pred] = []
+    if ipm is not None:
+        ip_match = ipm.match
+
+        def p_ip(m: str, s: VarSource, r: Any) -> bool:
+            return ip_match(r)
+
+        preds.append(p_ip)
+    if expr is not None:
+        ex = expr
+
+        def p_vars(m: str, s: VarSource, r: Any) -> bool:
+            return ex(s)
+
+        preds.append(p_vars)
+    ms = methods or None
+    ptuple = tuple(preds)
+
+    if host_fn is not None:
+        hf = host_fn
+        if ms is None and not ptuple:
+
+            def check_h(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+                return hf(h)
+
+            return check_h
+
+        def check_hp(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+            if ms is not None and m not in ms:
+                return None
+            res = hf(h)
+            if res is None:
+                return None
+            for p in ptuple:
+                if not p(m, s, r):
+                    return None
+            return res
+
+        return check_hp
+
+    if ms is None and not ptuple:
+        return None
+    if not ptuple:
+
+        def check_m(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+            return m0 if m in ms else None  # type: ignore[operator]
+
+        return check_m
+    if ms is None and len(ptuple) == 1:
+        p0 = ptuple[0]
+
+        def check_1(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+            return m0 if p0(m, s, r) else None
+
+        return check_1
+
+    def check_n(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+        if ms is not None and m not in ms:
+            return None
+        for p in ptuple:
+            if not p(m, s, r):
+                return None
+        return m0
+
+    return check_n
+
+
+def _make_host_fn(
+    hosts: tuple[tuple[bool, str, str], ...], payload: object, rid: str, pattern: str
+) -> Callable[[str], Match | None]:
+    """Route host condition for the uri kinds: returns the Match for the first matching host."""
+    exact: dict[str, Match] = {}
+    wild: list[tuple[str, Match]] = []
+    for is_wild, value, pat in hosts:
+        m = _new_match(payload, rid, None, pattern, pat)
+        if is_wild:
+            wild.append((value, m))
+        elif value not in exact:
+            exact[value] = m
+    exact_get = exact.get
+    wt = tuple(wild)
+    if not wt:
+        return exact_get
+
+    def host_any(h: str) -> Match | None:
+        res = exact_get(h)
+        if res is not None:
+            return res
+        if type(h) is str:
+            for suffix, m in wt:
+                if h.endswith(suffix):
+                    return m
+        return None
+
+    return host_any
+
+
+# --------------------------------------------------------------------------- uri table
+
+
+def _order_key(e: _Entry) -> tuple[int, int, int]:
+    return e[5]
+
+
+class _TableBuilder:
+    __slots__ = ("exact", "prefix")
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[_Entry]] = {}
+        self.prefix: dict[str, list[_Entry]] = {}
+
+    def compile(self) -> TableMatcher:
+        exact = {k: (v[0],) if len(v) == 1 else _sorted(v) for k, v in self.exact.items()}
+        prefix = {k: (v[0],) if len(v) == 1 else _sorted(v) for k, v in self.prefix.items()}
+        if len(prefix) <= _SMALL_TABLE_MAX_KEYS:
+            # a handful of prefixes (typical per-host table): test them longest first
+            ordered = tuple(sorted(prefix.items(), key=lambda kv: -len(kv[0])))
+            return _small_table_matcher(exact, ordered)
+        return _table_matcher(exact, RadixTree.from_dict(prefix))
+
+
+def _sorted(entries: list[_Entry]) -> tuple[_Entry, ...]:
+    if len(entries) > 1:
+        entries.sort(key=_order_key)
+    return tuple(entries)
+
+
+def _no_match(method: str, host: str, path: str, src: VarSource, remote_addr: Any) -> None:
+    return None
+
+
+# Trees with at least this many prefix keys get a first-segment jump table.
+_JUMP_MIN_KEYS = 256
+# Tables with at most this many prefix keys skip the radix tree.
+_SMALL_TABLE_MAX_KEYS = 4
+
+
+def _try_entries(
+    entries: tuple[_Entry, ...], method: str, host: str, path: str, src: VarSource,
+    remote_addr: Any,
+) -> Match | None:
+    """First candidate on one prefix key whose uri regex and conditions pass."""
+    for check, m0, rx, names, klen, _o in entries:
+        if rx is not None:
+            rm = rx.fullmatch(path, klen)
+            if rm is None:
+                continue
+        if check is not None:
+            m0 = check(method, host, src, remote_addr)
+            if m0 is None:
+                continue
+        if names:
+            params = rm.groupdict() if names is True else dict(zip(names, rm.groups()))
+            return _new_match(m0.route, m0.route_id, params, m0.matched_uri, m0.matched_host)
+        return m0
+    return None
+
+
+def _small_table_matcher(
+    exact: dict[str, tuple[_Entry, ...]], prefixes: tuple[tuple[str, tuple[_Entry, ...]], ...]
+) -> TableMatcher:
+    if not exact and not prefixes:
+        return _no_match
+    exact_get = exact.get
+
+    def match(
+        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+    ) -> Match | None:
+        entries = exact_get(path)
+        if entries is not None:
+            for check, m0, _rx, _names, _k, _o in entries:
+                if check is None:
+                    return m0
+                res = check(method, host, src, remote_addr)
+                if res is not None:
+                    return res
+        for key, entries in prefixes:
+            if path.startswith(key):
+                res = _try_entries(entries, method, host, path, src, remote_addr)
+                if res is not None:
+                    return res
+        return None
+
+    return match
+
+
+def _table_matcher(
+    exact: dict[str, tuple[_Entry, ...]], tree: RadixTree[tuple[_Entry, ...]]
+) -> TableMatcher:
+    exact_get = exact.get
+    root = tree.root
+    root_best = root if root.value is not None else None
+    jump = tree.segment_index() if len(tree) >= _JUMP_MIN_KEYS else None
+    jump_get = jump.get if jump else None
+    M = _new_match
+
+    def match(
+        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+    ) -> Match | None:
+        entries = exact_get(path)
+        if entries is not None:
+            for check, m0, _rx, _names, _k, _o in entries:
+                if check is None:
+                    return m0
+                res = check(method, host, src, remote_addr)
+                if res is not None:
+                    return res
+        # radix walk (RadixTree.deepest, inlined): node of the longest key prefixing path
+        node = root
+        best = root_best
+        pos = 0
+        n = len(path)
+        if jump_get is not None:
+            # big trees: skip the first segment with one dict lookup
+            j = path.find("/", 1) + 1
+            st = jump_get(path[:j])
+            if st is not None:
+                node, pending, rest, best = st
+                pos = j
+                if pending is not None:
+                    if path.startswith(rest, pos):
+                        pos += len(rest)
+                        node = pending
+                        if node.value is not None:
+                            best = node
+                    else:
+                        pos = n  # diverged inside the edge: nothing deeper
+        while pos < n:
+            children = node.children
+            if children is None:
+                break
+            node = children.get(path[pos])
+            if node is None:
+                break
+            llen = node.llen
+            if llen == 1:
+                pos += 1
+            else:
+                end = pos + llen
+                if path[pos:end] != node.label:
+                    break
+                pos = end
+            if node.value is not None:
+                best = node
+        # then that key and every shorter one, deepest first
+        while best is not None:
+            for check, m0, rx, names, klen, _o in best.value:
+                if rx is not None:
+                    rm = rx.fullmatch(path, klen)
+                    if rm is None:
+                        continue
+                if check is not None:
+                    m0 = check(method, host, src, remote_addr)
+                    if m0 is None:
+                        continue
+                if names:
+                    params = rm.groupdict() if names is True else dict(zip(names, rm.groups()))
+                    return M(m0.route, m0.route_id, params, m0.matched_uri, m0.matched_host)
+                return m0
+            best = best.up
+        return None
+
+    return match
+
+
+# --------------------------------------------------------------------------- router
+
+_HostSpec = tuple  # (is_wildcard, host-or-suffix, original pattern)
+
+
+def _compile_methods(rid: str, ms: Any, cache: dict[Any, frozenset[str]]) -> frozenset[str]:
+    try:
+        return cache[ms]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(ms, str):
+        ms = (ms,)
+    bad = sorted(repr(m) for m in ms if not isinstance(m, str) or m.upper() not in HTTP_METHODS)
+    if bad:
+        raise RouterError(rid, f"unknown method(s) {', '.join(bad)} in methods")
+    res = frozenset(m.upper() for m in ms)
+    try:
+        cache[ms] = res
+    except TypeError:
+        pass
+    return res
+
+
+def _compile_hosts(rid: str, hosts: Any) -> tuple[_HostSpec, ...]:
+    if isinstance(hosts, str):
+        hosts = (hosts,)
+    out: list[_HostSpec] = []
+    for h in hosts:
+        if not isinstance(h, str) or not h or h == "*":
+            raise RouterError(rid, f"bad host {h!r}")
+        h = h.lower()
+        if h[0] == "*":
+            out.append((True, h[1:], h))
+        else:
+            out.append((False, h, h))
+    return tuple(out)
+
+
+def _compile_uris(rid: str, uris: Any, with_params: bool) -> list[_Uri]:
+    if isinstance(uris, str):
+        uris = (uris,)
+    if not uris:
+        raise RouterError(rid, "route has no uris")
+    out = []
+    for u in uris:
+        try:
+            out.append(_parse_uri(u, with_params))
+        except (ValueError, re.error) as e:
+            raise RouterError(rid, f"bad uri {u!r}: {e}") from None
+    return out
+
+
+class Router:
+    """Immutable route table; build a new one when routes change.
+
+    ``match(method, host, path, src, remote_addr)``: ``host`` lower-case without
+    port, ``path`` the normalised uri without query string, ``src`` supplies
+    variables for ``vars``.  Returns a :class:`Match` or None.
+    """
+
+    kind: str
+    route_count: int
+
+    def __init__(self, routes: Iterable[RouteSpec], kind: str = "radixtree_host_uri") -> None:
+        self._setup(routes, kind, None)
+
+    @classmethod
+    def build(
+        cls, routes: Iterable[RouteSpec], kind: str = "radixtree_host_uri"
+    ) -> tuple["Router", list[tuple[str, str]]]:
+        """Like ``Router(routes, kind)`` but skips bad routes, returning ``[(route_id, error)]``."""
+        self = cls.__new__(cls)
+        errors: list[tuple[str, str]] = []
+        self._setup(routes, kind, errors)
+        return self, errors
+
+    def match(
+        self, method: str, host: str, path: str, src: VarSource, remote_addr: Any
+    ) -> Match | None:  # pragma: no cover - shadowed per instance by the compiled matcher
+        return self._match(method, host, path, src, remote_addr)
+
+    def __len__(self) -> int:
+        return self.route_count
+
+    def __repr__(self) -> str:
+        return f"<Router kind={self.kind} routes={self.route_count}>"
+
+    def _setup(
+        self, routes: Iterable[RouteSpec], kind: str, errors: list[tuple[str, str]] | None
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown router kind {kind!r}; expected one of {KINDS}")
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # the build allocates many long-lived objects: avoid gen2 churn
+        try:
+            matcher, count = _build(routes, kind, errors)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self.kind = kind
+        self.route_count = count
+        self._match = matcher
+        # instance attribute shadows the method: one call less on the hot path
+        self.match = matcher  # type: ignore[method-assign]
+
+
+def _build(
+    routes: Iterable[RouteSpec], kind: str, errors: list[tuple[str, str]] | None
+) -> tuple[TableMatcher, int]:
+    with_params = kind == "radixtree_uri_with_parameter"
+    host_first = kind == "radixtree_host_uri"
+    nohost = _TableBuilder()
+    nohost_exact = nohost.exact
+    nohost_prefix = nohost.prefix
+    by_host: dict[str, _TableBuilder] = {}  # host_uri: exact host -> table
+    by_wild: dict[str, _TableBuilder] = {}  # host_uri: wildcard suffix -> table
+    method_cache: dict[Any, frozenset[str]] = {}
+    count = 0
+    seq = 0
+
+    for spec in routes:
+        ms = ipm = expr = None
+        try:
+            rid = spec.id
+            uris = spec.uris
+            u = uris[0] if type(uris) is tuple and len(uris) == 1 else None
+            if type(u) is str and u and (not with_params or ":" not in u):
+                star = u.find("*")
+                if star == -1:  # fast path: one exact uri
+                    uris = ((u, True, u, None, ()),)
+                elif star == len(u) - 1:  # fast path: one plain prefix
+                    uris = ((u, False, u[:-1], None, ()),)
+                else:
+                    uris = _compile_uris(rid, uris, with_params)
+            else:
+                uris = _compile_uris(rid, uris, with_params)
+            hosts: tuple[_HostSpec, ...] = _compile_hosts(rid, spec.hosts) if spec.hosts else ()
+            if spec.methods:
+                ms = _compile_methods(rid, spec.methods, method_cache)
+            if spec.remote_addrs:
+                try:
+                    ipm = IpMatcher(spec.remote_addrs, "remote_addrs")
+                except ExprError as e:
+                    raise RouterError(rid, f"{e.message} in {e.path}") from None
+            vars_ = spec.vars
+            if vars_ is not None:
+                try:
+                    expr = compile_expr(vars_)
+                except ExprError as e:
+                    raise RouterError(rid, f"invalid vars: {e}") from None
+                if isinstance(vars_, (list, tuple)) and not vars_:
+                    expr = None  # [] matches everything
+            payload = spec.payload
+            prio = spec.priority
+            prio = -prio if type(prio) is int else -int(prio or 0)
+        except RouterError as e:
+            if errors is None:
+                raise
+            errors.append((e.route_id, e.message))
+            continue
+        except Exception as e:  # defensive: one odd route must not break the whole table
+            rid = str(getattr(spec, "id", "?"))
+            if errors is None:
+                raise RouterError(rid, f"{type(e).__name__}: {e}") from e
+            errors.append((rid, f"{type(e).__name__}: {e}"))
+            continue
+
+        count += 1
+        unconditional = ms is None and ipm is None and expr is None
+        check: Check | None = None
+        if host_first and hosts:
+            for is_wild, value, pat in hosts:
+                tables = by_wild if is_wild else by_host
+                table = tables.get(value)
+                if table is None:
+                    table = tables[value] = _TableBuilder()
+                for pattern, exact, key, rx, names in uris:
+                    seq += 1
+                    m0 = _new_match(payload, rid, None, pattern, pat)
+                    if not unconditional:
+                        check = _make_check(ms, ipm, expr, None, m0)
+                    d = table.exact if exact else table.prefix
+                    e = (check, m0, rx, names, len(key), (prio, -len(pattern), seq))
+                    lst = d.get(key)
+                    if lst is None:
+                        d[key] = [e]
+                    else:
+                        lst.append(e)
+        else:
+            for pattern, exact, key, rx, names in uris:
+                seq += 1
+                m0 = _new_match(payload, rid, None, pattern, "")
+                if hosts:
+                    host_fn = _make_host_fn(hosts, payload, rid, pattern)
+                    check = _make_check(ms, ipm, expr, host_fn, m0)
+                elif not unconditional:
+                    check = _make_check(ms, ipm, expr, None, m0)
+                d = nohost_exact if exact else nohost_prefix
+                e = (check, m0, rx, names, len(key), (prio, -len(pattern), seq))
+                lst = d.get(key)
+                if lst is None:
+                    d[key] = [e]
+                else:
+                    lst.append(e)
+
+    nohost_match = nohost.compile()
+    if not by_host and not by_wild:
+        return nohost_match, count
+    host_tables = {h: t.compile() for h, t in by_host.items()}
+    wild_tables = {s: t.compile() for s, t in by_wild.items()}
+    return _host_matcher(host_tables, wild_tables, nohost_match), count
+
+
+_HOST_CACHE_MAX = 4096
+
+
+def _host_matcher(
+    host_tables: dict[str, TableMatcher],
+    wild_tables: dict[str, TableMatcher],
+    nohost: TableMatcher,
+) -> TableMatcher:
+    """radixtree_host_uri: exact host, then wildcard suffixes longest first, then host-less."""
+    host_get = host_tables.get
+    wild_get = wild_tables.get
+    # Wildcard suffixes normally start with '.', so walking the host's dots
+    # enumerates every candidate suffix, longest first.  "*foo.com" style
+    # patterns need every character position instead.
+    dots_only = all(s.startswith(".") for s in wild_tables)
+
+    def host_candidates(host: str) -> tuple[TableMatcher, ...]:
+        found: list[TableMatcher] = []
+        t = host_get(host)
+        if t is not None:
+            found.append(t)
+        if wild_tables and host:
+            if dots_only:
+                i = host.find(".")
+                while i != -1:
+                    t = wild_get(host[i:])
+                    if t is not None:
+                        found.append(t)
+                    i = host.find(".", i + 1)
+            else:
+                for i in range(len(host)):
+                    t = wild_get(host[i:])
+                    if t is not None:
+                        found.append(t)
+        return tuple(found)
+
+    # The candidate tables depend on the host alone, and a gateway sees few
+    # distinct hosts: memoise them (bounded; flushed when full).
+    cache: dict[str, tuple[TableMatcher, ...]] = {}
+    cache_get = cache.get
+    cache_max = _HOST_CACHE_MAX
+
+    def match(
+        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+    ) -> Match | None:
+        tables = cache_get(host)
+        if tables is None:
+            tables = host_candidates(host)
+            if len(cache) >= cache_max:
+                cache.clear()
+            cache[host] = tables
+        for t in tables:
+            r = t(method, host, path, src, remote_addr)
+            if r is not None:
+                return r
+        return nohost(method, host, path, src, remote_addr)
+
+    return match

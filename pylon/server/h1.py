@@ -1,0 +1,390 @@
+"""Downstream HTTP/1.1 connections: bytes in, exchanges out, framed bytes back.
+
+This is the only code that owns client sockets.  It feeds ``wire.h1.RequestParser``, starts
+one ``Exchange`` per request (pipelined requests wait in order, with reading paused), frames
+the exchange's response for HTTP/1.x (Content-Length, chunked, or close-delimited for 1.0),
+and runs the connection timers (header, body, keep-alive idle, send) on one lazy deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import logging
+
+from .. import errors
+from ..proxy.exchange import Exchange
+from ..timer import Deadline
+from ..wire.h1 import RequestParser, chunk, encode_headers, last_chunk, status_line
+from ..wire.head import RequestHead
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+log = logging.getLogger("pylon.server")
+WRITE_HIGH_WATER = 64 * 1024
+_NONE, _FIXED, _CHUNKED, _CLOSE = range(4)
+# timer states
+_T_IDLE, _T_HEADER, _T_BODY, _T_SEND, _T_OFF = range(5)
+_PAUSE_PIPELINE, _PAUSE_BODY = 1, 2
+
+
+class _Queued:
+    """A pipelined request read while an earlier one is still being answered."""
+
+    __slots__ = ("head", "chunks", "done", "trailers")
+
+    def __init__(self, head: RequestHead) -> None:
+        self.head = head
+        self.chunks: list[bytes] = []
+        self.done = False
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+
+    def req_body(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def req_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        self.done = True
+        self.trailers = trailers
+
+
+class _Discard:
+    """Body sink for a request that was already answered (its body is dropped)."""
+
+    __slots__ = ()
+
+    def req_body(self, data: bytes) -> None:
+        pass
+
+    def req_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
+class H1Connection(asyncio.Protocol):
+    __slots__ = ("w", "loop", "transport", "parser", "exchange", "reading", "queue",
+                 "client_addr", "client_addr_b", "client_port", "server_addr",
+                 "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
+                 "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
+                 "bytes_out", "req_complete", "dispatching", "requests")
+
+    def __init__(self, worker: Worker, scheme: str = "http") -> None:
+        self.w = worker
+        self.loop = worker.loop
+        self.scheme = scheme
+        self.scheme_b = scheme.encode()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = RequestParser(self, worker.limits)
+        self.exchange: Exchange | None = None
+        self.reading: Any = None
+        self.queue: deque[_Queued] = deque()
+        self.deadline = Deadline(self.loop, self._timed_out)
+        self.timer_state = _T_HEADER
+        self.write_paused = False
+        self.paused = 0
+        self.closing = False
+        self.mode = _NONE
+        self.keep_alive = True
+        self.bytes_out = 0
+        self.req_complete = True
+        self.dispatching = False
+        self.requests = 0
+
+    # ---------------------------------------------------------------- transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client_addr, self.client_port = peer[0], peer[1]
+        else:                                    # unix socket
+            self.client_addr, self.client_port = "127.0.0.1", 0
+        self.client_addr_b = self.client_addr.encode()
+        if isinstance(sock, tuple):
+            self.server_addr, port = sock[0], sock[1]
+        else:
+            self.server_addr, port = "127.0.0.1", 0
+        self.server_port_s = str(port)
+        self.server_port_b = self.server_port_s.encode()
+        s = transport.get_extra_info("socket")
+        if s is not None and s.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
+        self.w.connections.add(self)
+        self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timer_state == _T_IDLE:
+            self.timer_state = _T_HEADER
+            self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
+        try:
+            self.parser.feed(data)
+        except errors.GatewayError as e:
+            self._bad_request(e)
+            return
+        except Exception:  # a bug: answer 500, keep the worker serving
+            log.exception("internal error handling a request from %s", self.client_addr)
+            self._bad_request(errors.InternalError())
+            return
+        if self.parser.upgrade_offset is not None:
+            # protocol upgrades (WebSocket) are proxied once enable_websocket lands; until
+            # then an upgrade request is answered like a normal request and the connection
+            # closes after it (nothing after the head is HTTP we can parse)
+            self.parser.upgrade_offset = None
+            self.keep_alive = False
+            self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.deadline.cancel()
+        self.w.connections.discard(self)
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            ex.downstream_lost()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.timer_state = _T_SEND
+        self.deadline.set(self.loop.time() + self.w.timeouts.send)
+        if self.exchange is not None:
+            self.exchange.downstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.timer_state == _T_SEND:
+            self.timer_state = _T_OFF
+            self.deadline.clear()
+        if self.exchange is not None:
+            self.exchange.downstream_writable(True)
+
+    # ---------------------------------------------------------------- parser sink
+    def on_request(self, head: RequestHead) -> None:
+        self.requests += 1
+        body_follows = head.chunked or bool(head.content_length)
+        if self.exchange is not None or self.queue:
+            q = _Queued(head)
+            self.queue.append(q)
+            self.reading = q
+            self._pause(_PAUSE_PIPELINE)
+            if not body_follows:
+                q.done = True
+            return
+        self.req_complete = not body_follows
+        if body_follows:
+            self.timer_state = _T_BODY
+            self.deadline.set(self.loop.time() + self.w.timeouts.client_body)
+        else:
+            self.timer_state = _T_OFF
+            self.deadline.clear()
+        ex = Exchange(self, head, self.w.holder.current, self.loop.time())
+        self.exchange = ex
+        self.reading = ex
+        self.mode = _NONE
+        ex.start()
+        if not body_follows and self.reading is ex:
+            ex.req_end(None)
+            self.reading = None
+
+    def on_body(self, data: bytes) -> None:
+        if self.timer_state == _T_BODY:
+            self.deadline.due = self.loop.time() + self.w.timeouts.client_body
+        self.reading.req_body(data)
+
+    def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        r = self.reading
+        if r is None:                 # body-less request already ended in on_request
+            return
+        self.reading = None
+        if r is self.exchange:
+            self.req_complete = True
+            if self.timer_state == _T_BODY:
+                self.timer_state = _T_OFF
+                self.deadline.clear()
+        r.req_end(trailers)
+
+    # ---------------------------------------------------------------- downstream API
+    def send_continue(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def send_interim(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        ex = self.exchange
+        if ex is not None and ex.head.version == "1.1" and not self.transport.is_closing():
+            self.transport.write(status_line(status) + encode_headers(headers) + b"\r\n")
+
+    def send_head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None,
+                  no_body: bool) -> None:
+        ex = self.exchange
+        assert ex is not None
+        keep = self.keep_alive and ex.head.keep_alive and not self.w.draining
+        parts = [status_line(status), encode_headers(headers)]
+        if no_body:
+            self.mode = _NONE
+            if length is not None:
+                parts.append(b"Content-Length: %d\r\n" % length)
+        elif length is not None:
+            self.mode = _FIXED
+            parts.append(b"Content-Length: %d\r\n" % length)
+        elif ex.head.version == "1.1":
+            self.mode = _CHUNKED
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            self.mode = _CLOSE
+            keep = False
+        if not keep:
+            parts.append(b"Connection: close\r\n")
+        elif ex.head.version == "1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.keep_alive = keep
+        data = b"".join(parts)
+        self.bytes_out += len(data)
+        self.transport.write(data)
+
+    def send_data(self, data: bytes) -> None:
+        if not data:
+            return
+        mode = self.mode
+        if mode == _NONE:
+            return
+        self.bytes_out += len(data)
+        self.transport.write(chunk(data) if mode == _CHUNKED else data)
+
+    def send_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        if self.mode == _CHUNKED:
+            self.transport.write(last_chunk(trailers))
+
+    def send_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                   close: bool) -> None:
+        """A response made by the gateway itself (errors, and later plugin replies)."""
+        ex = self.exchange
+        if close or not self.req_complete:
+            # the rest of the request body was not read: the connection cannot be reused
+            self.keep_alive = False
+        keep = self.keep_alive and (ex is None or ex.head.keep_alive) and not self.w.draining
+        self.keep_alive = keep
+        data = b"".join((status_line(status), self.w.server_header, self.w.date_header(),
+                         encode_headers(headers),
+                         b"Content-Length: %d\r\n" % len(body),
+                         b"Connection: keep-alive\r\n\r\n" if keep else
+                         b"Connection: close\r\n\r\n",
+                         b"" if ex is not None and ex.head.method == "HEAD" else body))
+        self.mode = _NONE
+        self.bytes_out += len(data)
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def pause_body(self) -> None:
+        self._pause(_PAUSE_BODY)
+
+    def resume_body(self) -> None:
+        self._resume(_PAUSE_BODY)
+
+    def abort(self) -> None:
+        """The response cannot be completed: close so the client sees it was cut short."""
+        self.keep_alive = False
+        self.closing = True
+        self.transport.close()
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self.exchange:
+            return
+        self.exchange = None
+        self.mode = _NONE
+        if self.reading is ex:          # answered before its body was read
+            self.reading = _DISCARD
+        self.w.finished(ex, self.bytes_out)
+        self.bytes_out = 0
+        if not self.keep_alive or self.closing:
+            self.closing = True
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        if self.dispatching:
+            return
+        self._dispatch_queue()
+
+    def _dispatch_queue(self) -> None:
+        # a loop, not recursion: a read may hold hundreds of pipelined requests
+        self.dispatching = True
+        try:
+            while self.queue and self.exchange is None and not self.closing:
+                q = self.queue.popleft()
+                ex = Exchange(self, q.head, self.w.holder.current, self.loop.time())
+                self.exchange = ex
+                self.req_complete = q.done
+                if self.reading is q:
+                    self.reading = ex
+                ex.start()
+                for c in q.chunks:
+                    ex.req_body(c)
+                if q.done:
+                    ex.req_end(q.trailers)
+        finally:
+            self.dispatching = False
+        if self.exchange is None and not self.closing:
+            if self.reading is _DISCARD:
+                self.reading = None
+            self._resume(_PAUSE_PIPELINE)
+            if not self.queue:
+                self.timer_state = _T_IDLE
+                self.deadline.set(self.loop.time() + self.w.timeouts.keepalive)
+                if self.w.draining:
+                    self.close()
+
+    # ---------------------------------------------------------------- errors and timers
+    def _bad_request(self, e: errors.GatewayError) -> None:
+        ex = self.exchange
+        self.keep_alive = False
+        self.queue.clear()
+        if ex is not None:
+            ex.reply_error(e)                   # closes: keep_alive is off
+        else:
+            self.w.count_error(e, self.client_addr)
+            self.send_local(e.status, [(b"Content-Type", b"application/json; charset=utf-8")],
+                            errors.error_body(e.message), True)
+            self.closing = True
+            self.transport.close()
+
+    def _timed_out(self) -> None:
+        state = self.timer_state
+        if state == _T_IDLE or (state == _T_HEADER and self.requests == 0
+                                and not self.exchange):
+            self.close()                        # idle keep-alive: close silently
+            return
+        if state == _T_HEADER or state == _T_BODY:
+            self._bad_request(errors.RequestTimeout())
+            return
+        # send timeout: the client stopped reading our response
+        self.abort()
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closing = True
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def drain(self) -> None:
+        """Graceful shutdown: idle connections close now, busy ones after their response."""
+        if self.exchange is None and not self.queue and self.timer_state in (_T_IDLE, _T_HEADER):
+            if self.timer_state == _T_IDLE or self.requests == 0:
+                self.close()

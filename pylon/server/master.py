@@ -1,0 +1,307 @@
+"""The master process: listeners, workers, config distribution, signals.
+
+* Listening sockets are created here, one per (listen address, worker slot), each with
+  SO_REUSEPORT so the kernel spreads connections over the slots.  The master keeps every
+  socket open; a worker inherits its slot's sockets.  Because the socket outlives any one
+  worker, connections queued on it are not lost when its worker dies or is replaced — the next
+  worker accepts them (the classic SO_REUSEPORT reload loss does not happen).
+* One config watch per node: the master reads the standalone file, validates it (logging
+  every rejected object once), and sends the document to every worker, which compiles and
+  swaps.  A file that does not parse keeps the last good config serving.
+* Signals: SIGHUP re-reads everything and replaces workers one slot at a time (the new worker
+  is serving before the old one drains); SIGTERM/SIGINT drain workers up to
+  ``worker_shutdown_timeout`` and exit; SIGUSR1 reopens access logs.  A worker that dies is
+  replaced, with back-off if it keeps dying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import loader
+from ..errors import ConfigError
+from ..logs import setup_logging
+from ..settings import Settings
+from .worker import compile_doc, encode_msg, read_msg
+
+log = logging.getLogger("pylon.master")
+clog = logging.getLogger("pylon.config")
+
+
+@dataclass
+class WorkerProc:
+    slot: int
+    proc: asyncio.subprocess.Process
+    ctl: socket.socket
+    writer: asyncio.StreamWriter | None = None
+    reader: asyncio.StreamReader | None = None
+    applied: int = -1
+    retiring: bool = False
+    started: float = field(default_factory=time.monotonic)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((host, port))
+    s.listen(backlog)
+    s.set_inheritable(True)
+    return s
+
+
+def load_standalone(path: str) -> Any:
+    text = open(path, "rb").read()
+    return loader.parse_text(text, path)
+
+
+class Master:
+    def __init__(self, settings: Settings, config_path: str, workers: int | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.worker_override = workers
+        self.nworkers = workers or settings.workers
+        self.slots: list[list[socket.socket]] = []
+        self.workers: dict[int, WorkerProc] = {}
+        self.revision = 0
+        self.doc: Any = {}
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.crashes: dict[int, list[float]] = {}
+        self._reloading = False
+
+    # -- config ------------------------------------------------------------------------------
+    def read_config(self, initial: bool) -> bool:
+        """Read and validate the standalone file; True if it became the new revision."""
+        path = self.settings.standalone_file
+        try:
+            st = os.stat(path)
+            doc = load_standalone(path)
+        except (OSError, ConfigError) as e:
+            msg = e.strerror if isinstance(e, OSError) else str(e)
+            if initial:
+                raise ConfigError(f"cannot load {path}: {msg}") from None
+            clog.error("config %s not applied, revision %d keeps serving: %s", path,
+                       self.revision, msg)
+            return False
+        self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+        compiled = compile_doc(doc, self.settings.router)
+        for r in compiled.rejected:
+            clog.error("config %s: rejected %s", path, r)
+        self.revision += 1
+        self.doc = doc
+        clog.info("config revision %d from %s: %d routes, %d rejected", self.revision, path,
+                  len(compiled.routes), len(compiled.rejected))
+        return True
+
+    def broadcast(self) -> None:
+        msg = encode_msg({"t": "config", "rev": self.revision, "doc": self.doc})
+        for w in self.workers.values():
+            if w.writer is not None and not w.retiring:
+                w.writer.write(msg)
+
+    async def watch(self) -> None:
+        """Watch the standalone file (inotify through watchfiles, with a stat poll behind
+        it for filesystems without events); apply each change within ~1 s."""
+        import watchfiles
+
+        path = os.path.abspath(self.settings.standalone_file)
+        directory = os.path.dirname(path)
+        stop = asyncio.Event()
+        self._watch_stop = stop
+
+        async def events() -> None:
+            try:
+                async for changes in watchfiles.awatch(
+                        directory, debounce=50, step=20, stop_event=stop,
+                        watch_filter=lambda _c, p: os.path.abspath(p) == path,
+                        recursive=False):
+                    self.check_file()
+            except Exception as e:  # pragma: no cover - no inotify: the poll below covers
+                log.warning("file watch unavailable (%s); polling", e)
+
+        task = self.loop.create_task(events())
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                self.check_file()
+        finally:
+            task.cancel()
+
+    def check_file(self) -> None:
+        try:
+            st = os.stat(self.settings.standalone_file)
+        except OSError:
+            return
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != getattr(self, "_stat", None):
+            if self.read_config(initial=False):
+                self.broadcast()
+
+    # -- workers -----------------------------------------------------------------------------
+    def open_slots(self) -> None:
+        s = self.settings
+        while len(self.slots) < self.nworkers:
+            self.slots.append([bind_socket(h, p, s.backlog) for h, p in s.listen])
+        while len(self.slots) > self.nworkers:
+            for sock in self.slots.pop():
+                sock.close()
+
+    async def spawn(self, slot: int) -> WorkerProc:
+        parent, child = socket.socketpair()
+        child.set_inheritable(True)
+        fds = [sk.fileno() for sk in self.slots[slot]]
+        cmd = [sys.executable, "-m", "pylon.cli", "_worker", "--prefix", self.settings.prefix,
+               "-c", self.config_path, "--slot", str(slot),
+               "--fds", ",".join(map(str, fds)), "--ctl", str(child.fileno())]
+        proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[*fds, child.fileno()])
+        child.close()
+        w = WorkerProc(slot, proc, parent)
+        w.reader, w.writer = await asyncio.open_connection(sock=parent)
+        w.writer.write(encode_msg({"t": "config", "rev": self.revision, "doc": self.doc}))
+        self.loop.create_task(self._listen(w))
+        self.loop.create_task(self._reap(w))
+        log.info("worker %d started (pid %d)", slot, proc.pid)
+        return w
+
+    async def _listen(self, w: WorkerProc) -> None:
+        assert w.reader is not None
+        while True:
+            try:
+                msg = await read_msg(w.reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if msg.get("t") == "applied":
+                w.applied = msg["rev"]
+                w.ready.set()
+
+    async def _reap(self, w: WorkerProc) -> None:
+        rc = await w.proc.wait()
+        if w.writer is not None:
+            w.writer.close()
+        if self.workers.get(w.slot) is not w:
+            return                           # retired or replaced on purpose
+        del self.workers[w.slot]
+        if self.stopping or w.slot >= self.nworkers:
+            return
+        log.error("worker %d (pid %d) exited with %s; starting a new one", w.slot,
+                  w.proc.pid, rc)
+        now = time.monotonic()
+        recent = [t for t in self.crashes.get(w.slot, []) if now - t < 10] + [now]
+        self.crashes[w.slot] = recent
+        if len(recent) > 3:
+            await asyncio.sleep(min(5.0, 0.5 * len(recent)))
+        if not self.stopping and w.slot not in self.workers:
+            self.workers[w.slot] = await self.spawn(w.slot)
+
+    async def replace_all(self) -> None:
+        """Rolling replacement: per slot, the new worker serves before the old one drains."""
+        self.open_slots()
+        for slot in range(self.nworkers):
+            old = self.workers.get(slot)
+            new = await self.spawn(slot)
+            try:
+                await asyncio.wait_for(new.ready.wait(), 60)
+            except TimeoutError:
+                log.error("worker %d did not become ready in 60 s", slot)
+            self.workers[slot] = new
+            if old is not None:
+                self.retire(old)
+        for slot in [s for s in self.workers if s >= self.nworkers]:
+            self.retire(self.workers.pop(slot))
+
+    def retire(self, w: WorkerProc) -> None:
+        w.retiring = True
+        if w.proc.returncode is None:
+            w.proc.send_signal(signal.SIGTERM)
+
+    # -- signals -----------------------------------------------------------------------------
+    async def reload(self) -> None:
+        if self._reloading:
+            return
+        self._reloading = True
+        try:
+            from ..cli import load_node_config
+            try:
+                settings, _ = load_node_config(self.config_path, self.settings.prefix)
+            except ConfigError as e:
+                log.error("reload refused, node config invalid: %s", e)
+                return
+            if settings.listen != self.settings.listen:
+                for slot in self.slots:
+                    for sock in slot:
+                        sock.close()
+                self.slots = []
+            self.settings = settings
+            self.nworkers = self.worker_override or settings.workers
+            setup_logging(settings, "master")
+            self.read_config(initial=False)
+            await self.replace_all()
+            log.info("reload done: %d workers, config revision %d", self.nworkers, self.revision)
+        finally:
+            self._reloading = False
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        self.loop.add_signal_handler(signal.SIGTERM, stop.set)
+        self.loop.add_signal_handler(signal.SIGINT, stop.set)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self.reload()))
+        self.loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        self.open_slots()
+        for slot in range(self.nworkers):
+            self.workers[slot] = await self.spawn(slot)
+        if not await self._started(stop):
+            self.stopping = True
+            for w in list(self.workers.values()):
+                self.retire(w)
+            await asyncio.gather(*(w.proc.wait() for w in self.workers.values()))
+            return 1
+        addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
+        log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
+                    addrs, os.getpid())
+        watcher = self.loop.create_task(self.watch())
+        await stop.wait()
+        self.stopping = True
+        log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)
+        self._watch_stop.set()
+        watcher.cancel()
+        procs = list(self.workers.values())
+        for w in procs:
+            self.retire(w)
+        await asyncio.gather(*(w.proc.wait() for w in procs))
+        for slot in self.slots:
+            for sock in slot:
+                sock.close()
+        log.warning("stopped")
+        return 0
+
+    async def _started(self, stop: asyncio.Event) -> bool:
+        """Wait until every worker serves; False on SIGTERM or when workers keep dying."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not stop.is_set():
+            if all(w.ready.is_set() for w in self.workers.values()) and \
+                    len(self.workers) == self.nworkers:
+                return True
+            if any(len(v) >= 3 for v in self.crashes.values()):
+                log.error("workers exit right after starting; giving up (see the errors above)")
+                return False
+            await asyncio.sleep(0.05)
+        return False
+
+    def _reopen_logs(self) -> None:
+        setup_logging(self.settings, "master")
+        for w in self.workers.values():
+            if w.proc.returncode is None:
+                w.proc.send_signal(signal.SIGUSR1)

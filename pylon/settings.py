@@ -1,0 +1,231 @@
+"""Node configuration (``conf/config.yaml``), declared once.
+
+Names follow APISIX's ``config.yaml`` wherever APISIX has the setting, so a migrating user
+recognises them: ``apisix.node_listen`` (``pylon:`` is the same section under our name),
+``apisix.router.http``, ``deployment.role_*.config_provider``, ``nginx_config.http.*``
+timeouts and sizes, ``nginx_config.worker_shutdown_timeout``.  Unknown keys are reported as
+warnings (APISIX files carry many settings that have no meaning here) rather than errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .errors import ConfigError
+
+ROUTERS = ("radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter")
+DEFAULT_LOG_FORMAT = (
+    '$remote_addr - $remote_user [$time_local] $http_host "$request" $status '
+    '$body_bytes_sent $request_time "$http_referer" "$http_user_agent" $upstream_addr '
+    '$upstream_status $upstream_response_time route=$route_id detail=$pylon_detail')
+
+
+class _S(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
+    pass
+
+
+class Listen(_S):
+    port: Annotated[int, Meta(ge=0, le=65535)]
+    ip: str = "0.0.0.0"
+    enable_http2: bool = False
+
+
+class RouterSection(_S):
+    http: Literal["radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter"] = \
+        "radixtree_host_uri"
+
+
+class NodeSection(_S):
+    node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
+        default_factory=lambda: [9080])
+    workers: Annotated[int, Meta(ge=1, le=512)] | Literal["auto"] = "auto"
+    router: Literal["radixtree_host_uri", "radixtree_uri",
+                    "radixtree_uri_with_parameter"] | RouterSection = "radixtree_host_uri"
+    enable_ipv6: bool = False
+
+
+class RoleSection(_S):
+    config_provider: Literal["yaml", "etcd"] | None = None
+
+
+class Deployment(_S):
+    role: Literal["traditional", "data_plane", "control_plane"] = "traditional"
+    config_provider: Literal["yaml", "etcd"] | None = None
+    standalone_file: str = "conf/pylon.yaml"
+    role_traditional: RoleSection | None = None
+    role_data_plane: RoleSection | None = None
+    etcd: dict[str, Any] | None = None
+    admin: dict[str, Any] | None = None
+
+
+Duration = str | float | int
+Size = str | int
+
+
+class HttpSection(_S):
+    client_header_timeout: Duration = "60s"
+    client_body_timeout: Duration = "60s"
+    keepalive_timeout: Duration = "60s"
+    send_timeout: Duration = "10s"
+    client_max_body_size: Size = 0
+    large_client_header_buffers: str = "4 8k"      # nginx: URI limit = one buffer
+    max_header_bytes: Size = "32k"
+    max_headers: Annotated[int, Meta(ge=1)] = 100
+    enable_access_log: bool = True
+    access_log: str = "logs/access.log"
+    access_log_format: str = DEFAULT_LOG_FORMAT
+    max_pending_connections: Annotated[int, Meta(ge=1)] = 4096   # listen backlog
+
+
+class NginxConfig(_S):
+    error_log: str = "logs/error.log"
+    error_log_level: Literal["debug", "info", "notice", "warn", "error", "crit", "alert",
+                             "emerg"] = "warn"
+    worker_processes: Annotated[int, Meta(ge=1)] | Literal["auto"] | None = None
+    worker_shutdown_timeout: Duration = "240s"
+    http: HttpSection = HttpSection()
+
+
+class NodeConfig(_S):
+    pylon: NodeSection | None = None
+    apisix: NodeSection | None = None
+    deployment: Deployment = Deployment()
+    nginx_config: NginxConfig = NginxConfig()
+    plugins: list[str] | None = None
+
+
+def parse_duration(v: Duration, path: str) -> float:
+    """``60s``, ``1m``, ``500ms``, ``1h`` or a number of seconds."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if v < 0:
+            raise ConfigError("must not be negative", path)
+        return float(v)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(v))
+    if not m:
+        raise ConfigError(f"bad duration {v!r} (use e.g. 60s, 500ms, 1m)", path)
+    n = float(m.group(1))
+    return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[m.group(2)]
+
+
+def parse_size(v: Size, path: str) -> int:
+    """``8k``, ``1m``, ``1g`` or a number of bytes."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v < 0:
+            raise ConfigError("must not be negative", path)
+        return v
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", str(v))
+    if not m:
+        raise ConfigError(f"bad size {v!r} (use e.g. 8k, 1m)", path)
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+class Settings:
+    """Resolved, typed node settings (what the processes actually use)."""
+
+    def __init__(self, cfg: NodeConfig, prefix: str, path: str) -> None:
+        self.raw = cfg
+        self.prefix = prefix
+        self.path = path
+        node = cfg.pylon or cfg.apisix or NodeSection()
+        self.listen: list[tuple[str, int]] = []
+        for i, item in enumerate(node.node_listen):
+            if isinstance(item, int):
+                self.listen.append(("0.0.0.0", item))
+                if node.enable_ipv6:
+                    self.listen.append(("::", item))
+            else:
+                self.listen.append((item.ip, item.port))
+        if not self.listen:
+            raise ConfigError("at least one listen address is needed", "pylon.node_listen")
+        workers = node.workers
+        if cfg.nginx_config.worker_processes is not None and (cfg.pylon is None or
+                                                               node.workers == "auto"):
+            workers = cfg.nginx_config.worker_processes
+        self.workers = os.cpu_count() or 1 if workers == "auto" else int(workers)
+        self.router = node.router if isinstance(node.router, str) else node.router.http
+        dep = cfg.deployment
+        provider = dep.config_provider or (
+            dep.role_traditional.config_provider if dep.role_traditional else None) or (
+            dep.role_data_plane.config_provider if dep.role_data_plane else None) or "yaml"
+        if provider != "yaml":
+            raise ConfigError("config_provider etcd is not available in this version; "
+                              "use yaml", "deployment.config_provider")
+        self.config_provider = provider
+        self.standalone_file = self.resolve(dep.standalone_file)
+        h = cfg.nginx_config.http
+        p = "nginx_config.http."
+        self.client_header_timeout = parse_duration(h.client_header_timeout,
+                                                    p + "client_header_timeout")
+        self.client_body_timeout = parse_duration(h.client_body_timeout, p + "client_body_timeout")
+        self.keepalive_timeout = parse_duration(h.keepalive_timeout, p + "keepalive_timeout")
+        self.send_timeout = parse_duration(h.send_timeout, p + "send_timeout")
+        self.max_body = parse_size(h.client_max_body_size, p + "client_max_body_size")
+        parts = h.large_client_header_buffers.split()
+        if len(parts) != 2:
+            raise ConfigError("expected 'number size', e.g. '4 8k'",
+                              p + "large_client_header_buffers")
+        self.max_uri = parse_size(parts[1], p + "large_client_header_buffers")
+        self.max_header_bytes = parse_size(h.max_header_bytes, p + "max_header_bytes")
+        self.max_headers = h.max_headers
+        self.access_log = self.resolve(h.access_log) if h.enable_access_log and \
+            h.access_log not in ("off", "") else None
+        self.access_log_format = h.access_log_format
+        self.backlog = h.max_pending_connections
+        self.error_log = self.resolve(cfg.nginx_config.error_log)
+        self.error_log_level = cfg.nginx_config.error_log_level
+        self.shutdown_timeout = parse_duration(cfg.nginx_config.worker_shutdown_timeout,
+                                               "nginx_config.worker_shutdown_timeout")
+        self.pid_file = self.resolve("logs/pylon.pid")
+
+    def resolve(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(self.prefix, path)
+
+
+def unknown_keys(data: Any, typ: type, path: str = "") -> list[str]:
+    """Keys in ``data`` that the struct ``typ`` does not declare (reported as warnings)."""
+    out: list[str] = []
+    if not isinstance(data, dict):
+        return out
+    fields = {f.name: f for f in msgspec.structs.fields(typ)}
+    for k, v in data.items():
+        f = fields.get(k)
+        p = f"{path}.{k}" if path else str(k)
+        if f is None:
+            out.append(p)
+            continue
+        sub = _struct_of(f.type)
+        if sub is not None:
+            out.extend(unknown_keys(v, sub, p))
+    return out
+
+
+def _struct_of(t: Any) -> type | None:
+    import typing
+    if isinstance(t, type) and issubclass(t, msgspec.Struct):
+        return t
+    for a in typing.get_args(t):
+        s = _struct_of(a)
+        if s is not None:
+            return s
+    return None
+
+
+def load_settings(data: Any, prefix: str, path: str) -> tuple[Settings, list[str]]:
+    """Typed settings plus warnings; raises ConfigError with the field path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", path)
+    try:
+        cfg = msgspec.convert(data, NodeConfig)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        msg, _, where = text.partition(" - at `$")
+        raise ConfigError(msg.replace("`", ""), where.rstrip("`").lstrip(".") or path) from None
+    warnings = [f"unknown setting {k} (ignored)" for k in unknown_keys(data, NodeConfig)]
+    return Settings(cfg, prefix, path), warnings

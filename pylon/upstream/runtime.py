@@ -1,0 +1,151 @@
+"""Upstream plans (compiled, immutable) and runtimes (stateful, long-lived).
+
+The compiler describes every upstream as a frozen ``UpstreamPlan``.  ``Runtimes.reconcile``
+turns the plans of a new snapshot into ``UpstreamRuntime`` objects: a runtime whose plan did
+not change is reused as is (balancer position, EWMA statistics and pools survive), a changed
+one is rebuilt but still reuses the keep-alive pools of nodes it keeps.  Pools no runtime uses
+any more are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from .balancer import Node, create_balancer
+from .pool import NodePool
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPlan:
+    key: str                       # "upstreams/1", "routes/7/upstream", "services/3/upstream"
+    nodes: tuple[Node, ...]
+    type: str = "roundrobin"
+    hash_on: str = "vars"
+    hash_key: str = "remote_addr"
+    scheme: str = "http"
+    pass_host: str = "pass"
+    upstream_host: str | None = None
+    pool_size: int = 320
+    pool_idle_timeout: float = 60.0
+    pool_requests: int = 1000
+    tls_verify: bool = False
+    client_cert: str | None = None
+    client_key: str | None = None
+    connect_timeout: float = 60.0
+    send_timeout: float = 60.0
+    read_timeout: float = 60.0
+    retries: int | None = None
+    retry_timeout: float = 0.0
+    checks: Any = None
+
+
+PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
+
+
+class UpstreamRuntime:
+    """What a request needs to reach an upstream: a balancer and a pool per node."""
+
+    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls")
+
+    def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool]) -> None:
+        self.plan = plan
+        self.balancer = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key)
+        self.pools = pools
+        self.tls = plan.scheme in ("https", "grpcs")
+        usable = sum(1 for n in plan.nodes if n.weight > 0)
+        # APISIX: by default a request may try every node once
+        self.retries = plan.retries if plan.retries is not None else max(usable - 1, 0)
+        default = DEFAULT_PORTS.get(plan.scheme, 80)
+        self.host_headers: dict[str, bytes] = {}
+        for n in plan.nodes:
+            h = f"[{n.host}]" if ":" in n.host else n.host
+            self.host_headers[n.addr] = (h if n.port == default else f"{h}:{n.port}").encode()
+
+
+class Runtimes:
+    """Per-worker owner of upstream runtimes and the node pools they share."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.by_key: dict[str, UpstreamRuntime] = {}
+        self._pools: dict[PoolKey, NodePool] = {}
+        self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+
+    def reconcile(self, plans: dict[str, UpstreamPlan]) -> dict[str, UpstreamRuntime]:
+        old = self.by_key
+        new: dict[str, UpstreamRuntime] = {}
+        used: set[PoolKey] = set()
+        for key, plan in plans.items():
+            rt = old.get(key)
+            if rt is None or rt.plan != plan:
+                rt = UpstreamRuntime(plan, self._pools_for(plan))
+            new[key] = rt
+            used.update(self._pool_key(plan, n) for n in plan.nodes)
+        for pk in [pk for pk in self._pools if pk not in used]:
+            self._pools.pop(pk).close()
+        self.by_key = new
+        return new
+
+    def sweep(self) -> None:
+        now = self.loop.time()
+        for pool in self._pools.values():
+            pool.sweep(now)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def _pool_key(self, plan: UpstreamPlan, n: Node) -> PoolKey:
+        sni = plan.upstream_host if plan.pass_host == "rewrite" else n.host
+        return (plan.scheme, n.host, n.port, plan.tls_verify, plan.client_cert, sni,
+                plan.pool_size, plan.pool_idle_timeout, plan.pool_requests)
+
+    def _pools_for(self, plan: UpstreamPlan) -> dict[str, NodePool]:
+        out = {}
+        tls = plan.scheme in ("https", "grpcs")
+        for n in plan.nodes:
+            pk = self._pool_key(plan, n)
+            pool = self._pools.get(pk)
+            if pool is None:
+                ctx = self._ssl_context(plan) if tls else None
+                pool = NodePool(self.loop, n.host, n.port, ctx, pk[5] if tls else None,
+                                plan.pool_size, plan.pool_idle_timeout, plan.pool_requests)
+                self._pools[pk] = pool
+            out[n.addr] = pool
+        return out
+
+    def _ssl_context(self, plan: UpstreamPlan) -> ssl.SSLContext:
+        key = (plan.tls_verify, plan.client_cert, plan.client_key)
+        ctx = self._ssl.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            if not plan.tls_verify:      # APISIX upstream tls.verify defaults to false
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if plan.client_cert and plan.client_key:
+                _load_client_cert(ctx, plan.client_cert, plan.client_key)
+            self._ssl[key] = ctx
+        return ctx
+
+
+def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str) -> None:
+    """Client certificate given inline (PEM text, as APISIX stores it) or as file paths."""
+    import os
+    import tempfile
+
+    if cert.lstrip().startswith("-----BEGIN"):
+        with tempfile.TemporaryDirectory() as d:
+            cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+            with open(cp, "w") as f:
+                f.write(cert)
+            with open(kp, "w") as f:
+                f.write(key)
+            ctx.load_cert_chain(cp, kp)
+    else:
+        ctx.load_cert_chain(cert, key)

@@ -1,0 +1,260 @@
+"""HTTP/1.1 message reading and writing, sans-IO.
+
+``RequestParser`` wraps httptools (llhttp) for the downstream side: bytes in, calls on a *sink*
+out (``on_request(head)``, ``on_body(chunk)``, ``on_end(trailers)``).  It enforces the size
+limits and the framing rules that keep a proxy safe from request smuggling:
+
+* llhttp already refuses Content-Length together with Transfer-Encoding, duplicate or
+  malformed Content-Length, bad chunk sizes, obs-fold (RFC 9112 §5.2) and bare LF;
+* here we additionally refuse any transfer coding other than a single ``chunked`` (501, RFC
+  9112 §6.1: a proxy cannot re-frame a coding it does not understand) and more than one Host.
+
+``ResponseParser`` is the upstream flavour.  Serialisation helpers build heads and chunks.
+Nothing here imports asyncio or touches a socket.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Protocol
+
+import httptools
+
+from .. import errors
+from .head import HOP_BY_HOP, RequestHead
+
+
+class RequestSink(Protocol):
+    def on_request(self, head: RequestHead) -> None: ...
+    def on_body(self, chunk: bytes) -> None: ...
+    def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
+
+
+class Limits:
+    """Downstream request limits (nginx's defaults where nginx has one)."""
+
+    __slots__ = ("max_uri", "max_header_bytes", "max_headers", "max_body")
+
+    def __init__(self, max_uri: int = 8192, max_header_bytes: int = 32768,
+                 max_headers: int = 100, max_body: int = 0) -> None:
+        self.max_uri = max_uri
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body = max_body   # 0 = unlimited (nginx client_max_body_size 0)
+
+
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+                                     "CONNECT", "TRACE", "PURGE")}
+
+
+class _Abort(Exception):
+    """Raised inside a parser callback to stop parsing with a GatewayError."""
+
+    def __init__(self, error: errors.GatewayError) -> None:
+        self.error = error
+
+
+class RequestParser:
+    """Feeds bytes to llhttp and emits whole request heads, body chunks and ends."""
+
+    __slots__ = ("_p", "_sink", "_limits", "_url", "_headers", "_hbytes", "_in_trailers",
+                 "_trailers", "_body_seen", "upgrade_offset")
+
+    def __init__(self, sink: RequestSink, limits: Limits) -> None:
+        self._p = httptools.HttpRequestParser(self)
+        self._sink = sink
+        self._limits = limits
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._hbytes = 0
+        self._in_trailers = False
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._body_seen = 0
+        #: set when the request asks for a protocol upgrade; bytes after it are not HTTP
+        self.upgrade_offset: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``.  Raises GatewayError for a request that must be refused."""
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self.upgrade_offset = e.args[0]
+        except httptools.HttpParserCallbackError as e:
+            ctx = e.__context__
+            if isinstance(ctx, _Abort):
+                raise ctx.error from None
+            if ctx is not None:
+                raise ctx from None
+            raise
+        except httptools.HttpParserError as e:
+            msg = str(e)
+            if "Content-Length" in msg or "Transfer-Encoding" in msg or "chunk" in msg \
+                    or "whitespace" in msg:
+                raise errors.RequestSmuggling(msg) from None
+            raise errors.BadRequest(msg) from None
+
+    # -- llhttp callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._hbytes = 0
+        self._in_trailers = False
+        self._trailers = None
+        self._body_seen = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_uri:
+            raise _Abort(errors.UriTooLong())
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._hbytes += len(name) + len(value) + 4
+        if self._in_trailers:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            if self._hbytes > self._limits.max_header_bytes:
+                raise _Abort(errors.HeaderTooLarge())
+            return
+        self._headers.append((name, value))
+        if self._hbytes > self._limits.max_header_bytes or \
+                len(self._headers) > self._limits.max_headers:
+            raise _Abort(errors.HeaderTooLarge())
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        m = p.get_method()
+        method = _METHODS.get(m) or m.decode("ascii", "replace")
+        head = RequestHead.from_h1(method, self._url, self._headers,
+                                   p.get_http_version(), p.should_keep_alive())
+        if head.error is not None:
+            raise _Abort(head.error)
+        max_body = self._limits.max_body
+        if max_body and head.content_length is not None and head.content_length > max_body:
+            raise _Abort(errors.BodyTooLarge())
+        self._in_trailers = True
+        self._hbytes = 0
+        self._sink.on_request(head)
+
+    def on_body(self, body: bytes) -> None:
+        max_body = self._limits.max_body
+        if max_body:
+            self._body_seen += len(body)
+            if self._body_seen > max_body:
+                raise _Abort(errors.BodyTooLarge())
+        self._sink.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._sink.on_end(self._trailers)
+
+
+class _HeadDone(Exception):
+    """Stops llhttp after the head of a response to HEAD (it would wait for a body)."""
+
+
+class ResponseSink(Protocol):
+    def on_response(self, status: int, headers: list[tuple[bytes, bytes]],
+                    keep_alive: bool) -> None: ...
+    def on_body(self, chunk: bytes) -> None: ...
+    def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
+
+
+class ResponseParser:
+    """The upstream flavour: status + headers, body chunks, end (with trailers)."""
+
+    __slots__ = ("_p", "_sink", "_headers", "_in_trailers", "_trailers", "_hbytes",
+                 "upgrade_offset", "max_header_bytes", "head_request")
+
+    def __init__(self, sink: ResponseSink, max_header_bytes: int = 65536) -> None:
+        self._p = httptools.HttpResponseParser(self)
+        self._sink = sink
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_trailers = False
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._hbytes = 0
+        self.upgrade_offset: int | None = None
+        self.max_header_bytes = max_header_bytes
+        #: the request was HEAD: the response has no body whatever its headers say
+        self.head_request = False
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self.upgrade_offset = e.args[0]
+        except httptools.HttpParserCallbackError as e:
+            ctx = e.__context__
+            if isinstance(ctx, _HeadDone):
+                self._p = httptools.HttpResponseParser(self)
+                return
+            if isinstance(ctx, _Abort):
+                raise ctx.error from None
+            if ctx is not None:
+                raise ctx from None
+            raise
+        except httptools.HttpParserError as e:
+            raise errors.UpstreamBadResponse(str(e)) from None
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._in_trailers = False
+        self._trailers = None
+        self._hbytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._hbytes += len(name) + len(value)
+        if self._hbytes > self.max_header_bytes:
+            raise _Abort(errors.UpstreamBadResponse("upstream response header too large"))
+        if self._in_trailers:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+        else:
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_trailers = True
+        p = self._p
+        status = p.get_status_code()
+        self._sink.on_response(status, self._headers, p.should_keep_alive())
+        if self.head_request and status >= 200:
+            self._sink.on_end(None)
+            raise _HeadDone
+
+    def on_body(self, body: bytes) -> None:
+        self._sink.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._sink.on_end(self._trailers)
+
+
+# -- serialisation -----------------------------------------------------------------------
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        reason = _REASONS.get(status, b"Unknown")
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    return line
+
+
+def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([n + b": " + v + b"\r\n" for n, v in headers])
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]] | None) -> bytes:
+    if not trailers:
+        return b"0\r\n\r\n"
+    return b"0\r\n" + encode_headers(
+        [(n, v) for n, v in trailers if n.lower() not in HOP_BY_HOP]) + b"\r\n"
+
+
+__all__ = ["Limits", "RequestParser", "ResponseParser", "RequestSink", "ResponseSink",
+           "status_line", "encode_headers", "chunk", "last_chunk"]

@@ -1,0 +1,173 @@
+"""Protocol-neutral request head.
+
+A ``RequestHead`` is what every downstream protocol (HTTP/1.1 now, HTTP/2 later) hands to the
+proxy pipeline: method, raw target, normalised path, headers as received (byte pairs, in
+order), and the framing facts the pipeline needs.  HTTP/1.1 specifics (keep-alive, chunked)
+are plain fields here so an HTTP/2 stream can fill the same object.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from .. import errors
+
+#: RFC 9110 §7.6.1 connection-specific fields, never forwarded; Content-Length is re-framed
+HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"transfer-encoding", b"upgrade", b"proxy-authenticate",
+                        b"proxy-authorization", b"content-length"))
+#: request headers the gateway sets itself for the upstream
+SET_BY_GATEWAY = frozenset((b"host", b"x-forwarded-for", b"x-forwarded-proto",
+                            b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip", b"expect"))
+
+_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_UPGRADE = range(6)
+_SPECIAL = {b"host": _H_HOST, b"content-length": _H_CL, b"transfer-encoding": _H_TE,
+            b"connection": _H_CONN, b"expect": _H_EXPECT, b"upgrade": _H_UPGRADE}
+
+
+class RequestHead:
+    __slots__ = ("method", "target", "path", "query", "headers", "version", "keep_alive",
+                 "host", "authority", "content_length", "chunked", "expect_continue",
+                 "upgrade", "conn_tokens", "error", "_lower")
+
+    method: str
+    target: bytes          # raw request-target as received (sent upstream unchanged)
+    path: str              # normalised, percent-decoded path used for routing ($uri)
+    query: bytes           # raw query string without '?'
+    headers: list[tuple[bytes, bytes]]
+    version: str           # "1.1", "1.0", "2"
+    keep_alive: bool
+    host: str              # lower-case host without port ("" when absent)
+    authority: bytes       # the Host header value as received
+    content_length: int | None
+    chunked: bool
+    expect_continue: bool
+    upgrade: bytes | None
+    conn_tokens: frozenset[bytes]
+    error: errors.GatewayError | None
+
+    @classmethod
+    def from_h1(cls, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                version: str, keep_alive: bool) -> RequestHead:
+        self = cls.__new__(cls)
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.version = version
+        self.keep_alive = keep_alive
+        self.content_length = None
+        self.chunked = False
+        self.expect_continue = False
+        self.upgrade = None
+        self.conn_tokens = frozenset()
+        self.error = None
+        self._lower = None
+        authority = None
+        special = _SPECIAL
+        for name, value in headers:
+            kind = special.get(name.lower())
+            if kind is None:
+                continue
+            if kind == _H_HOST:
+                if authority is not None:
+                    self.error = errors.BadRequest("more than one Host header")
+                authority = value
+            elif kind == _H_CL:
+                self.content_length = int(value)   # llhttp already checked digits/duplicates
+            elif kind == _H_TE:
+                if value.strip().lower() != b"chunked":
+                    self.error = errors.UnsupportedTransferCoding(
+                        "only the chunked transfer coding is accepted")
+                self.chunked = True
+            elif kind == _H_CONN:
+                self.conn_tokens = frozenset(t.strip().lower() for t in value.split(b","))
+            elif kind == _H_EXPECT:
+                if value.lower() == b"100-continue":
+                    self.expect_continue = True
+            else:
+                self.upgrade = value
+        if target.startswith(b"http://") or target.startswith(b"https://"):
+            # absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
+            rest = target.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            authority = rest if slash < 0 else rest[:slash]
+            target = b"/" if slash < 0 else rest[slash:]
+            self.target = target
+        if authority is None:
+            if version == "1.1" and self.error is None:
+                self.error = errors.BadRequest("missing Host header")
+            authority = b""
+        self.authority = authority
+        self.host = host_of(authority)
+        q = target.find(b"?")
+        if q < 0:
+            raw_path, self.query = target, b""
+        else:
+            raw_path, self.query = target[:q], target[q + 1:]
+        try:
+            self.path = normalize_path(raw_path)
+        except ValueError as e:
+            self.path = "/"
+            if self.error is None:
+                self.error = errors.BadRequest(str(e))
+        return self
+
+    def header(self, lname: bytes) -> bytes | None:
+        """First value of a header by lower-case name."""
+        d = self._lower
+        if d is None:
+            d = self._lower = {}
+            for n, v in self.headers:
+                d.setdefault(n.lower(), v)
+        return d.get(lname)
+
+    def header_map(self) -> dict[bytes, bytes]:
+        self.header(b"")
+        return self._lower  # type: ignore[return-value]
+
+
+def host_of(authority: bytes) -> str:
+    """``Example.COM:8080`` → ``example.com``; ``[::1]:80`` → ``::1``."""
+    if not authority:
+        return ""
+    a = authority.decode("latin-1").lower()
+    if a.startswith("["):
+        end = a.find("]")
+        return a[1:end] if end > 0 else a
+    colon = a.rfind(":")
+    return a[:colon] if colon >= 0 else a
+
+
+def normalize_path(raw: bytes) -> str:
+    """nginx-style ``$uri``: percent-decoded, ``//`` merged, dot segments resolved.
+
+    The fast path (nothing to normalise) costs one scan.  A path that climbs above the root
+    is refused, as nginx does, so that routes on ``/admin/*`` cannot be bypassed.
+    """
+    if not raw.startswith(b"/"):
+        if raw == b"*":
+            return "*"
+        raise ValueError("request target must start with /")
+    if b"%" not in raw and b"/." not in raw and b"//" not in raw:
+        return raw.decode("latin-1")
+    data = unquote_to_bytes(raw) if b"%" in raw else raw
+    if b"\x00" in data:
+        raise ValueError("NUL in path")
+    out: list[bytes] = []
+    for seg in data.split(b"/")[1:]:
+        if seg == b"..":
+            if not out:
+                raise ValueError("path climbs above the root")
+            out.pop()
+        elif seg == b"." or seg == b"":
+            continue
+        else:
+            out.append(seg)
+    trailing = data.endswith(b"/") or data.endswith(b"/.") or data.endswith(b"/..")
+    path = b"/" + b"/".join(out)
+    if trailing and out:
+        path += b"/"
+    try:
+        return path.decode("utf-8")
+    except UnicodeDecodeError:
+        return path.decode("latin-1")
