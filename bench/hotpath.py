@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Python cost of one proxied request, without sockets: µs per request on the hot path.
+
+Drives a real ``H1Connection`` and a real pooled ``UpstreamConnection`` with in-memory
+transports: request bytes in → route → pool → upstream request bytes out; response bytes in →
+client response bytes out.  The kernel's share (read/write syscalls, loopback TCP) is not in
+this figure; ../shared/bench/run.py measures the whole thing beside nginx.
+
+    python bench/hotpath.py [--routes N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+
+sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
+
+from pylon.server.worker import Worker  # noqa: E402
+from pylon.settings import load_settings  # noqa: E402
+from pylon.upstream.pool import UpstreamConnection  # noqa: E402
+
+REQ = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:18081\r\n\r\n"
+RESP = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 11:00:00 GMT\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\n"
+        b"hello, world\n")
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self, peer: tuple[str, int], sock: tuple[str, int]) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self._extra = {"peername": peer, "sockname": sock, "socket": None}
+        self.closing = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.out.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def run(n: int, routes: int, profile: bool) -> float:
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pylon_target import routes_doc
+
+    loop = asyncio.get_running_loop()
+    settings, _ = load_settings({"nginx_config": {"http": {"enable_access_log": False}}},
+                                "/tmp", "bench")
+    w = Worker(settings, loop)
+    await w.apply(1, routes_doc("127.0.0.1:18080", routes))
+    from pylon.server.h1 import H1Connection
+    conn = H1Connection(w)
+    conn.connection_made(FakeTransport(("127.0.0.1", 40000), ("127.0.0.1", 18081)))
+    rt = next(iter(w.holder.current.upstreams.values()))
+    pool = next(iter(rt.pools.values()))
+    up = UpstreamConnection(pool)
+    up.connection_made(FakeTransport(("127.0.0.1", 18080), ("127.0.0.1", 50000)))
+    pool.put(up)
+    ct, ut = conn.transport, up.transport
+
+    def one() -> None:
+        conn.data_received(REQ)
+        up.data_received(RESP)
+
+    for _ in range(2000):
+        one()
+    assert ct.out[-1].endswith(b"hello, world\n"), ct.out[-1]
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    t0 = time.process_time()     # CPU time: robust against other load on the machine
+    for _ in range(n):
+        one()
+        ct.out.clear()
+        ut.out.clear()
+    dt = time.process_time() - t0
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return dt / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--routes", type=int, default=1)
+    ap.add_argument("-n", type=int, default=100000)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    import uvloop
+    us = uvloop.run(run(a.n, a.routes, a.profile))
+    print(f"hot path: {us:.2f} µs/request (Python only, {a.routes} routes)")
+
+
+if __name__ == "__main__":
+    main()

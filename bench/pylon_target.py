@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Start Pylon as a benchmark target: one worker, one route (or N), access log off.
+
+    python bench/pylon_target.py --port 18081 --upstream 127.0.0.1:18080 [--routes 100000]
+
+Writes a throw-away prefix (conf/config.yaml + conf/pylon.json) and execs ``pylon start`` in the
+foreground, as ../shared/bench/run.py expects of a --target command.  With --routes N the
+config holds N routes (exact, prefix and host routes mixed) and the benchmark path matches the
+last one inserted, so matching cost is measured against a full table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+
+def routes_doc(upstream: str, n: int) -> dict:
+    up = {"nodes": {upstream: 1}, "keepalive_pool": {"requests": 100000000, "idle_timeout": 300}}
+    doc: dict = {"upstreams": [{"id": "u", **up}], "routes": []}
+    routes = doc["routes"]
+    for i in range(max(n - 1, 0)):
+        kind = i % 4
+        if kind == 0:
+            r = {"uri": f"/api/v1/r{i}"}
+        elif kind == 1:
+            r = {"uri": f"/svc{i}/*"}
+        elif kind == 2:
+            r = {"uri": f"/h{i}/*", "hosts": [f"h{i}.example.com"]}
+        else:
+            r = {"uris": [f"/m{i}", f"/m{i}/x"], "methods": ["GET", "POST"]}
+        routes.append({"id": f"r{i}", "upstream_id": "u", **r})
+    routes.append({"id": "bench", "uri": "/*", "upstream_id": "u"})
+    return doc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--upstream", required=True, help="host:port or http://host:port")
+    ap.add_argument("--routes", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--access-log", action="store_true")
+    a = ap.parse_args()
+    upstream = a.upstream.split("://", 1)[-1].rstrip("/")
+    prefix = tempfile.mkdtemp(prefix="pylon-bench-")
+    os.makedirs(os.path.join(prefix, "conf"))
+    node = {
+        "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": a.port}], "workers": a.workers},
+        "deployment": {"standalone_file": "conf/pylon.json"},
+        "nginx_config": {"error_log_level": "warn",
+                         "http": {"enable_access_log": a.access_log, "keepalive_timeout": "300s"}},
+    }
+    with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
+        json.dump(node, f)
+    with open(os.path.join(prefix, "conf", "pylon.json"), "w") as f:
+        json.dump(routes_doc(upstream, a.routes), f)
+    os.execvp(sys.executable, [sys.executable, "-m", "pylon.cli", "start", "-p", prefix])
+
+
+if __name__ == "__main__":
+    main()
