@@ -133,37 +133,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signal(args: argparse.Namespace, sig: int) -> tuple[int, int | None]:
+def _signal(args: argparse.Namespace, sig: int) -> tuple[int, int | None, Any]:
     prefix, conf = _paths(args)
     try:
         settings, _ = load_node_config(conf, prefix)
     except ConfigError as e:
         print(f"pylon: invalid node config: {e}", file=sys.stderr)
-        return 1, None
+        return 1, None, None
     pid = _read_pid(settings)
     if pid is None:
         print(f"pylon: not running (no live pid in {settings.pid_file})", file=sys.stderr)
-        return 1, None
+        return 1, None, settings
     os.kill(pid, sig)
-    return 0, pid
+    return 0, pid, settings
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    rc, pid = _signal(args, signal.SIGHUP)
+    rc, pid, _ = _signal(args, signal.SIGHUP)
     if rc == 0:
         print(f"pylon: reload signalled (pid {pid})")
     return rc
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    rc, pid = _signal(args, signal.SIGTERM)
+    rc, pid, settings = _signal(args, signal.SIGTERM)
     if rc or pid is None:
         return rc
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        # the master removes its pid file as its last step; checking it too means a master
+        # whose parent has not reaped it yet (a zombie still answers kill 0) counts as stopped
+        if _read_pid(settings) != pid:
             print("pylon: stopped")
             return 0
         time.sleep(0.1)

@@ -200,7 +200,11 @@ def unknown_keys(data: Any, typ: type, path: str = "") -> list[str]:
             continue
         sub = _struct_of(f.type)
         if sub is not None:
-            out.extend(unknown_keys(v, sub, p))
+            if isinstance(v, list):          # e.g. node_listen: [{ip, port}, ...]
+                for i, item in enumerate(v):
+                    out.extend(unknown_keys(item, sub, f"{p}[{i}]"))
+            else:
+                out.extend(unknown_keys(v, sub, p))
     return out
 
 

@@ -419,9 +419,13 @@ def echo_peer(h: BaseHTTPRequestHandler, body: bytes) -> None:
 
 
 def respond(status: int = 200, headers: list[tuple[str, str]] | None = None,
-            body: bytes = b"", content_length: bool = True) -> Callable[..., None]:
+            body: bytes = b"", content_length: bool = True,
+            close: bool | None = None) -> Callable[..., None]:
     """A behaviour answering a fixed response (raw header list, so hop-by-hop names and
-    duplicates go out as given)."""
+    duplicates go out as given).  Without ``content_length`` the body is close-delimited
+    and the connection closes, unless ``close=False`` (for bodiless 204/304)."""
+    if close is None:
+        close = not content_length
     def behaviour(h: BaseHTTPRequestHandler, _body: bytes) -> None:
         out = [f"HTTP/1.1 {status} X\r\n".encode()]
         for n, v in headers or []:
@@ -431,7 +435,7 @@ def respond(status: int = 200, headers: list[tuple[str, str]] | None = None,
         out.append(b"\r\n")
         h.wfile.write(b"".join(out) + (body if h.command != "HEAD" else b""))
         h.wfile.flush()
-        if not content_length:
+        if close:
             h.close_connection = True
     return behaviour
 
@@ -510,7 +514,9 @@ class Origin(Upstream):
                 self.srv.socket, server_side=True, do_handshake_on_connect=False)
         self.srv.owner = self
         self.port = self.srv.server_address[1]
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        # a short poll interval: ``close`` (``shutdown``) returns within 20 ms, not 0.5 s
+        self.thread = threading.Thread(target=self.srv.serve_forever, args=(0.02,),
+                                       daemon=True)
         self.thread.start()
 
 
@@ -689,3 +695,57 @@ class RSSSampler:
 def log_count(gw: "Gateway", needle: str) -> int:
     """Lines of the gateway's stderr/error log containing ``needle``."""
     return sum(1 for line in gw.log().splitlines() if needle in line)
+
+
+# -- gateways that stop in the background ---------------------------------------------------
+_STOPPING: list[Gateway] = []
+
+
+def _reap(block: bool) -> None:
+    """Finish stopping gateways sent SIGTERM earlier (all of them when ``block``)."""
+    for g in list(_STOPPING):
+        assert g.proc is not None
+        if block or g.proc.poll() is not None:
+            g.stop()
+            _STOPPING.remove(g)
+
+
+import atexit  # noqa: E402
+
+atexit.register(_reap, True)
+
+
+@pytest.fixture
+def quick_gateway_factory(tmp_path: Any) -> Iterator[Callable[..., Gateway]]:
+    """``gateway_factory`` whose teardown does not wait for the gateway to exit: it sends
+    SIGTERM and the process is reaped by a later teardown (or at exit), which saves the
+    drain/exit time of every test.  A test module opts in with::
+
+        @pytest.fixture
+        def gateway_factory(quick_gateway_factory):
+            return quick_gateway_factory
+    """
+    made: list[Gateway] = []
+
+    def make(doc: dict[str, Any] | None = None, start: bool = True, **kw: Any) -> Gateway:
+        d = tmp_path / f"gw{len(made)}"
+        d.mkdir()
+        g = Gateway(str(d), doc, **kw)
+        made.append(g)
+        if start:
+            g.start()
+        return g
+
+    yield make
+    _reap(False)
+    for g in made:
+        if g.proc is None:
+            continue
+        if g.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                g.proc.send_signal(signal.SIGTERM)
+            _STOPPING.append(g)
+        else:
+            g.stop()
+    if len(_STOPPING) > 4:          # never let many pile up
+        _reap(True)

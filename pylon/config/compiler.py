@@ -73,9 +73,10 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -
         plans[f"upstreams/{uid}"] = upstream_plan(f"upstreams/{uid}", up)
     services: dict[str, Service] = {}
     for sid, svc in res.services.items():
-        err = check_plugins(svc.plugins, "plugins")
+        err = _plugins_error(svc.plugins)
         if err:
-            rejected.append(Rejection("services", sid, f"services/{sid}", err))
+            rejected.append(Rejection("services", sid,
+                                      res.path_of("services", sid) + ".plugins", err))
             continue
         if svc.upstream is not None:
             key = f"services/{sid}/upstream"
@@ -85,14 +86,15 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -
     compiled: dict[str, CompiledRoute] = {}
     specs: list[RouteSpec] = []
     for rid, route in res.routes.items():
+        where = res.path_of("routes", rid)
         svc = services.get(str(route.service_id)) if route.service_id is not None else None
         if route.service_id is not None and svc is None:
-            rejected.append(Rejection("routes", rid, f"routes/{rid}",
+            rejected.append(Rejection("routes", rid, where + ".service_id",
                                       f"service_id {str(route.service_id)!r} was rejected"))
             continue
-        err = check_plugins(route.plugins, "plugins")
+        err = _plugins_error(route.plugins)
         if err:
-            rejected.append(Rejection("routes", rid, f"routes/{rid}", err))
+            rejected.append(Rejection("routes", rid, where + ".plugins", err))
             continue
         cr = _compile_route(rid, route, svc, plans)
         if route.status == 0:
@@ -108,8 +110,14 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -
     router, bad = Router.build(specs, router_kind)
     for rid, msg in bad:
         compiled.pop(rid, None)
-        rejected.append(Rejection("routes", rid, f"routes/{rid}", msg))
+        rejected.append(Rejection("routes", rid, res.path_of("routes", rid), msg))
     return Compiled(router=router, routes=compiled, plans=plans, rejected=rejected)
+
+
+def _plugins_error(plugins: dict[str, Any] | None) -> str | None:
+    """The registry's message without its path prefix (the Rejection carries the path)."""
+    err = check_plugins(plugins, "plugins")
+    return err.removeprefix("plugins: ") if err else None
 
 
 def _compile_route(rid: str, route: Route, svc: Service | None,

@@ -46,6 +46,12 @@ class Resources:
     services: dict[str, Service] = field(default_factory=dict)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     other: dict[str, list[Any]] = field(default_factory=dict)
+    #: where each object sits in the document, ``"routes/7" -> "routes[3]"``, so rejections
+    #: made later (by the compiler) point into the file like the ones made here
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def path_of(self, kind: str, oid: str) -> str:
+        return self.paths.get(f"{kind}/{oid}", f"{kind}/{oid}")
 
     def count(self) -> int:
         return len(self.routes) + len(self.services) + len(self.upstreams)
@@ -60,12 +66,15 @@ def _msgspec_error(err: msgspec.ValidationError, base: str) -> tuple[str, str]:
     return base, text.replace("`", "")
 
 
-def convert(kind: str, obj: Any, path: str) -> tuple[Any, Rejection | None]:
-    """Validate one object of ``kind``; returns (typed object, None) or (None, rejection)."""
-    ident = None
+def convert(kind: str, obj: Any, path: str,
+            default_id: str | None = None) -> tuple[Any, Rejection | None]:
+    """Validate one object of ``kind``; returns (typed object, None) or (None, rejection).
+    ``default_id`` names an object without ``id`` in the rejection (``arr_N``)."""
+    ident = default_id
     if isinstance(obj, dict):
         raw = obj.get("id")
-        ident = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+        if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+            ident = str(raw)
     try:
         return msgspec.convert(obj, KINDS[kind]), None
     except msgspec.ValidationError as e:
@@ -81,6 +90,7 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
     if not isinstance(doc, dict):
         return Resources(), [Rejection("config", None, "$", "top level must be a mapping")]
     out: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+    paths: dict[str, str] = {}
     other: dict[str, list[Any]] = {}
     for key in doc:
         if key not in KINDS and key not in LATER_KINDS:
@@ -99,7 +109,8 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
             if not isinstance(item, dict):
                 rejected.append(Rejection(kind, None, path, "must be a mapping"))
                 continue
-            obj, rej = convert(kind, item, path)
+            obj, rej = convert(kind, item, path,
+                               None if "id" in item else f"arr_{i + 1}")
             if rej is not None:
                 rejected.append(rej)
                 continue
@@ -108,21 +119,23 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
             if oid in bucket:
                 rejected.append(Rejection(kind, oid, path, f"duplicate id {oid!r}"))
                 continue
-            err = _check_refs(kind, obj, out)
-            if err:
-                rejected.append(Rejection(kind, oid, path, err))
+            ref = _check_refs(kind, obj, out)
+            if ref:
+                rejected.append(Rejection(kind, oid, f"{path}.{ref[0]}", ref[1]))
                 continue
             bucket[oid] = obj
+            paths[f"{kind}/{oid}"] = path
     res = Resources(routes=out["routes"], services=out["services"],
-                    upstreams=out["upstreams"], other=other)
+                    upstreams=out["upstreams"], other=other, paths=paths)
     return res, rejected
 
 
-def _check_refs(kind: str, obj: Any, out: dict[str, dict[str, Any]]) -> str | None:
+def _check_refs(kind: str, obj: Any, out: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """(field, message) when ``obj`` references an object that is missing or rejected."""
     uid = getattr(obj, "upstream_id", None)
     if uid is not None and str(uid) not in out["upstreams"]:
-        return f"upstream_id {str(uid)!r} not found (or rejected)"
+        return "upstream_id", f"upstream_id {str(uid)!r} not found (or rejected)"
     sid = getattr(obj, "service_id", None)
     if sid is not None and str(sid) not in out["services"]:
-        return f"service_id {str(sid)!r} not found (or rejected)"
+        return "service_id", f"service_id {str(sid)!r} not found (or rejected)"
     return None

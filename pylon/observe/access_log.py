@@ -62,6 +62,7 @@ _FIELDS: dict[str, _Getter] = {
     "service_id": lambda x, b: _dash(x.route.service_id if x.route is not None else None),
     "pylon_detail": lambda x, b: _dash(x.detail),
     "http_host": lambda x, b: _dash(x.head.authority.decode("latin-1")),
+    "pid": lambda x, b: str(os.getpid()),           # nginx: pid of the worker
 }
 
 

@@ -38,14 +38,45 @@ _JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
 
 
 class Exchange:
-    __slots__ = (
-        "down", "head", "snap", "loop", "t_start", "t_up_start", "t_up_head", "t_end",
-        "match", "route", "rt", "node", "tried", "attempts", "retry_deadline", "conn",
-        "connecting", "error", "status", "up_status", "up_addr", "up_keep",
-        "replay", "pending", "pending_bytes", "body_in", "req_done", "req_trailers",
-        "req_sent", "head_sent", "resp_started", "finished", "read_timeout", "up_paused",
-        "up_blocked", "sent_continue", "_mid", "_args", "_cookies", "consumer_name",
-        "detail")
+    # Defaults live on the class so that creating an exchange sets five attributes, not
+    # forty: this object is made once per request.
+    t_up_start = 0.0
+    t_up_head = 0.0
+    t_end = 0.0
+    match: Any = None
+    route: Any = None
+    rt: Any = None
+    node: Any = None
+    tried: set[str] | None = None
+    attempts = 0
+    retry_deadline = 0.0
+    conn: UpstreamConnection | None = None
+    connecting: asyncio.Task[None] | None = None
+    error: errors.GatewayError | None = None
+    status = 0
+    up_status = 0
+    up_addr = ""
+    up_keep = False
+    #: request body kept for a retry; () = nothing yet, None = too large to replay
+    replay: list[bytes] | tuple[()] | None = ()
+    pending: list[bytes] | tuple[()] = ()
+    pending_bytes = 0
+    body_in = 0
+    req_done = False
+    req_trailers: list[tuple[bytes, bytes]] | None = None
+    req_sent = False
+    head_sent = False
+    resp_started = False
+    finished = False
+    read_timeout = 60.0
+    up_paused = False
+    up_blocked = False
+    sent_continue = False
+    _mid: bytes | None = None
+    _args: dict[str, str] | None = None
+    _cookies: dict[str, str] | None = None
+    consumer_name: str | None = None
+    detail = ""
 
     def __init__(self, down: Any, head: RequestHead, snap: Any, now: float) -> None:
         self.down = down
@@ -53,42 +84,6 @@ class Exchange:
         self.snap = snap
         self.loop = down.loop
         self.t_start = now
-        self.t_up_start = 0.0
-        self.t_up_head = 0.0
-        self.t_end = 0.0
-        self.match: Any = None
-        self.route: Any = None
-        self.rt: Any = None
-        self.node: Any = None
-        self.tried: set[str] | None = None
-        self.attempts = 0
-        self.retry_deadline = 0.0
-        self.conn: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[None] | None = None
-        self.error: errors.GatewayError | None = None
-        self.status = 0
-        self.up_status = 0
-        self.up_addr = ""
-        self.up_keep = False
-        self.replay: list[bytes] | None = []
-        self.pending: list[bytes] = []
-        self.pending_bytes = 0
-        self.body_in = 0
-        self.req_done = False
-        self.req_trailers: list[tuple[bytes, bytes]] | None = None
-        self.req_sent = False
-        self.head_sent = False
-        self.resp_started = False
-        self.finished = False
-        self.read_timeout = 60.0
-        self.up_paused = False
-        self.up_blocked = False
-        self.sent_continue = False
-        self._mid: bytes | None = None
-        self._args: dict[str, str] | None = None
-        self._cookies: dict[str, str] | None = None
-        self.consumer_name: str | None = None
-        self.detail = ""
 
     # ---------------------------------------------------------------- request path
     def start(self) -> None:
@@ -133,7 +128,8 @@ class Exchange:
         else:
             self.tried.add(node.addr)
         self.up_addr = node.addr
-        rt.balancer.before(node)
+        if rt.track:
+            rt.balancer.before(node)
         pool: NodePool = rt.pools[node.addr]
         self.t_up_start = self.loop.time()
         conn = pool.take()
@@ -173,7 +169,7 @@ class Exchange:
             parts.extend(chunk(c) for c in body)
         else:
             parts.extend(body)
-        self.pending = []
+        self.pending = ()
         self.pending_bytes = 0
         if self.req_done:
             if head.chunked:
@@ -231,15 +227,20 @@ class Exchange:
         self.body_in += len(data)
         replay = self.replay
         if replay is not None:
-            if self.body_in <= REPLAY_LIMIT:
-                replay.append(data)
-            else:
+            if self.body_in > REPLAY_LIMIT:
                 self.replay = None
+            elif replay:
+                replay.append(data)       # type: ignore[union-attr]
+            else:
+                self.replay = [data]
         conn = self.conn
         if conn is not None and self.head_sent:
             conn.transport.write(chunk(data) if self.head.chunked else data)
         elif not self.finished:
-            self.pending.append(data)
+            if self.pending:
+                self.pending.append(data)  # type: ignore[union-attr]
+            else:
+                self.pending = [data]
             self.pending_bytes += len(data)
             if self.pending_bytes > PENDING_LIMIT and not self.up_blocked:
                 self.up_blocked = True
@@ -285,8 +286,9 @@ class Exchange:
             conn.transport.pause_reading()
 
     # ---------------------------------------------------------------- response path
-    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]],
-                  keep_alive: bool) -> None:
+    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                  length: int | None, chunked: bool) -> None:
+        """Response head from the upstream (hop-by-hop headers already removed)."""
         if status < 200:
             if status != 100 and status != 101:
                 self.down.send_interim(status, headers)
@@ -295,30 +297,10 @@ class Exchange:
         self.up_status = self.status = status
         self.up_keep = keep_alive
         self.resp_started = True
-        out = []
-        length = None
-        chunked = False
-        conn_tokens: list[bytes] | None = None
-        for n, v in headers:
-            ln = n.lower()
-            if ln in HOP_BY_HOP:
-                if ln == b"content-length":
-                    length = int(v)
-                elif ln == b"transfer-encoding":
-                    chunked = True
-                elif ln == b"connection":
-                    conn_tokens = [t.strip().lower() for t in v.split(b",")]
-                continue
-            out.append((n, v))
-        if conn_tokens:
-            out = [(n, v) for n, v in out if n.lower() not in conn_tokens]
-        no_body = self.head.method == "HEAD" or status == 204 or status == 304
-        if chunked:
-            length = None
-        elif length is None and not no_body and self.conn is not None:
+        no_body = status == 204 or status == 304 or self.head.method == "HEAD"
+        if length is None and not chunked and not no_body and self.conn is not None:
             self.conn.close_delimited = True
-        self.down.send_head(status, out, length, no_body)
-
+        self.down.send_head(status, headers, length, no_body)
 
     def resp_body(self, data: bytes) -> None:
         down = self.down
@@ -331,11 +313,12 @@ class Exchange:
         conn = self.conn
         self.conn = None
         node = self.node
-        if node is not None:
-            self.rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
+        rt = self.rt
+        if rt.track:
+            rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
         if conn is not None:
             if self.up_keep and self.req_sent and not self.up_paused:
-                self.rt.pools[node.addr].put(conn)
+                rt.pools[node.addr].put(conn)
             else:
                 conn.close()
         self.down.send_end(trailers)
@@ -350,7 +333,7 @@ class Exchange:
         self._failed(error)
 
     def _failed(self, error: errors.GatewayError) -> None:
-        if self.node is not None:
+        if self.node is not None and self.rt.track:
             self.rt.balancer.after(self.node, None, True)
         self.error = error
         if self.finished:
@@ -412,7 +395,7 @@ class Exchange:
         if not self.resp_started:
             self.status = 499
         self.detail = self.detail or "client_closed"
-        if self.node is not None and self.conn is not None:
+        if self.node is not None and self.conn is not None and self.rt.track:
             self.rt.balancer.after(self.node, None, False)
         self.finish()
 

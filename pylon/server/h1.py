@@ -71,7 +71,7 @@ class H1Connection(asyncio.Protocol):
                  "client_addr", "client_addr_b", "client_port", "server_addr",
                  "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
                  "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
-                 "bytes_out", "req_complete", "dispatching", "requests")
+                 "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred")
 
     def __init__(self, worker: Worker, scheme: str = "http") -> None:
         self.w = worker
@@ -94,6 +94,10 @@ class H1Connection(asyncio.Protocol):
         self.req_complete = True
         self.dispatching = False
         self.requests = 0
+        #: a response head waiting to go out with the first body bytes (one write, not two)
+        self.head_buf: bytes | None = None
+        #: a refused pipelined request, answered once the response before it is complete
+        self.deferred: errors.GatewayError | None = None
 
     # ---------------------------------------------------------------- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,7 +188,7 @@ class H1Connection(asyncio.Protocol):
             self.deadline.set(self.loop.time() + self.w.timeouts.client_body)
         else:
             self.timer_state = _T_OFF
-            self.deadline.clear()
+            self.deadline.due = None
         ex = Exchange(self, head, self.w.holder.current, self.loop.time())
         self.exchange = ex
         self.reading = ex
@@ -225,8 +229,9 @@ class H1Connection(asyncio.Protocol):
                   no_body: bool) -> None:
         ex = self.exchange
         assert ex is not None
-        keep = self.keep_alive and ex.head.keep_alive and not self.w.draining
-        parts = [status_line(status), encode_headers(headers)]
+        w = self.w
+        keep = self.keep_alive and ex.head.keep_alive and not w.draining
+        parts = [status_line(status), w.server_header, w.date_header(), encode_headers(headers)]
         if no_body:
             self.mode = _NONE
             if length is not None:
@@ -248,20 +253,36 @@ class H1Connection(asyncio.Protocol):
         self.keep_alive = keep
         data = b"".join(parts)
         self.bytes_out += len(data)
-        self.transport.write(data)
+        self.head_buf = data
 
     def send_data(self, data: bytes) -> None:
-        if not data:
-            return
         mode = self.mode
-        if mode == _NONE:
+        if not data or mode == _NONE:
             return
         self.bytes_out += len(data)
-        self.transport.write(chunk(data) if mode == _CHUNKED else data)
+        if mode == _CHUNKED:
+            data = chunk(data)
+        head = self.head_buf
+        if head is not None:
+            self.head_buf = None
+            data = head + data
+        self.transport.write(data)
 
     def send_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
-        if self.mode == _CHUNKED:
-            self.transport.write(last_chunk(trailers))
+        data = last_chunk(trailers) if self.mode == _CHUNKED else b""
+        head = self.head_buf
+        if head is not None:
+            self.head_buf = None
+            data = head + data
+        if data:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write a buffered response head now (the body is not here yet)."""
+        head = self.head_buf
+        if head is not None:
+            self.head_buf = None
+            self.transport.write(head)
 
     def send_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                    close: bool) -> None:
@@ -291,6 +312,7 @@ class H1Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """The response cannot be completed: close so the client sees it was cut short."""
+        self.flush()
         self.keep_alive = False
         self.closing = True
         self.transport.close()
@@ -302,8 +324,15 @@ class H1Connection(asyncio.Protocol):
         self.mode = _NONE
         if self.reading is ex:          # answered before its body was read
             self.reading = _DISCARD
-        self.w.finished(ex, self.bytes_out)
+        w = self.w
+        w.requests += 1
+        if w.access_log is not None:
+            w.access_log.add(ex, self.bytes_out)
         self.bytes_out = 0
+        if self.deferred is not None and not self.closing:
+            e, self.deferred = self.deferred, None
+            self.send_local(e.status, [(b"Content-Type", b"application/json; charset=utf-8")],
+                            errors.error_body(e.message), True)
         if not self.keep_alive or self.closing:
             self.closing = True
             if not self.transport.is_closing():
@@ -311,7 +340,17 @@ class H1Connection(asyncio.Protocol):
             return
         if self.dispatching:
             return
-        self._dispatch_queue()
+        if self.queue:
+            self._dispatch_queue()
+        else:                           # the common case: wait for the next request
+            if self.reading is _DISCARD:
+                self.reading = None
+            if self.paused & _PAUSE_PIPELINE:
+                self._resume(_PAUSE_PIPELINE)
+            self.timer_state = _T_IDLE
+            self.deadline.set(self.loop.time() + w.timeouts.keepalive)
+            if w.draining:
+                self.close()
 
     def _dispatch_queue(self) -> None:
         # a loop, not recursion: a read may hold hundreds of pipelined requests
@@ -346,6 +385,14 @@ class H1Connection(asyncio.Protocol):
         ex = self.exchange
         self.keep_alive = False
         self.queue.clear()
+        if ex is not None and self.reading is not ex and not ex.resp_started:
+            # the bad bytes belong to a later, pipelined request: the request in flight
+            # still gets its own response, then the connection closes
+            self._pause(_PAUSE_PIPELINE)
+            self.reading = _DISCARD
+            self.w.count_error(e, self.client_addr)
+            self.deferred = e
+            return
         if ex is not None:
             ex.reply_error(e)                   # closes: keep_alive is off
         else:

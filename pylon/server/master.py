@@ -36,7 +36,7 @@ log = logging.getLogger("pylon.master")
 clog = logging.getLogger("pylon.config")
 
 
-@dataclass
+@dataclass(eq=False)                      # identity semantics: kept in sets
 class WorkerProc:
     slot: int
     proc: asyncio.subprocess.Process
@@ -80,7 +80,13 @@ class Master:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.crashes: dict[int, list[float]] = {}
+        #: workers spawned but not yet in ``workers`` (a rolling replacement waiting for
+        #: readiness); they get config broadcasts too so none starts on a stale revision
+        self.starting: set[WorkerProc] = set()
         self._reloading = False
+        self._reload_again = False
+        self._stat: tuple[int, int, int] | None = None
+        self._watch_stop = asyncio.Event()
 
     # -- config ------------------------------------------------------------------------------
     def read_config(self, initial: bool) -> bool:
@@ -88,7 +94,18 @@ class Master:
         path = self.settings.standalone_file
         try:
             st = os.stat(path)
+            # remember what was read even when it is refused: an unchanged broken file is
+            # reported once, not on every poll
+            self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
             doc = load_standalone(path)
+            if doc is None and not initial:
+                # an editor that truncates then writes shows an empty file for a moment;
+                # never let that drop every route
+                raise ConfigError("the file is empty (write 'routes: []' to remove every "
+                                  "route)", path)
+            if doc is not None and not isinstance(doc, dict):
+                raise ConfigError(f"top level must be a mapping, not {type(doc).__name__}",
+                                  path)
         except (OSError, ConfigError) as e:
             msg = e.strerror if isinstance(e, OSError) else str(e)
             if initial:
@@ -96,7 +113,6 @@ class Master:
             clog.error("config %s not applied, revision %d keeps serving: %s", path,
                        self.revision, msg)
             return False
-        self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
         compiled = compile_doc(doc, self.settings.router)
         for r in compiled.rejected:
             clog.error("config %s: rejected %s", path, r)
@@ -108,7 +124,7 @@ class Master:
 
     def broadcast(self) -> None:
         msg = encode_msg({"t": "config", "rev": self.revision, "doc": self.doc})
-        for w in self.workers.values():
+        for w in [*self.workers.values(), *self.starting]:
             if w.writer is not None and not w.retiring:
                 w.writer.write(msg)
 
@@ -119,8 +135,7 @@ class Master:
 
         path = os.path.abspath(self.settings.standalone_file)
         directory = os.path.dirname(path)
-        stop = asyncio.Event()
-        self._watch_stop = stop
+        stop = self._watch_stop
 
         async def events() -> None:
             try:
@@ -145,7 +160,7 @@ class Master:
             st = os.stat(self.settings.standalone_file)
         except OSError:
             return
-        if (st.st_mtime_ns, st.st_size, st.st_ino) != getattr(self, "_stat", None):
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stat:
             if self.read_config(initial=False):
                 self.broadcast()
 
@@ -202,22 +217,52 @@ class Master:
         self.crashes[w.slot] = recent
         if len(recent) > 3:
             await asyncio.sleep(min(5.0, 0.5 * len(recent)))
-        if not self.stopping and w.slot not in self.workers:
-            self.workers[w.slot] = await self.spawn(w.slot)
+        await self._fill(w.slot)
+
+    async def _fill(self, slot: int) -> None:
+        """Start a worker for an empty slot (unless a reload filled it meanwhile)."""
+        if self.stopping or slot in self.workers or slot >= self.nworkers:
+            return
+        new = await self.spawn(slot)
+        if self.stopping or slot in self.workers:
+            self.retire(new)
+        else:
+            self.workers[slot] = new
 
     async def replace_all(self) -> None:
         """Rolling replacement: per slot, the new worker serves before the old one drains."""
         self.open_slots()
         for slot in range(self.nworkers):
-            old = self.workers.get(slot)
+            if self.stopping:
+                return
             new = await self.spawn(slot)
+            self.starting.add(new)
+            ready = self.loop.create_task(new.ready.wait())
+            died = self.loop.create_task(new.proc.wait())
             try:
-                await asyncio.wait_for(new.ready.wait(), 60)
-            except TimeoutError:
-                log.error("worker %d did not become ready in 60 s", slot)
+                await asyncio.wait({ready, died}, timeout=60,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                died.cancel()
+                self.starting.discard(new)
+            if self.stopping:
+                self.retire(new)
+                return
+            cur = self.workers.get(slot)     # ``old``, or its replacement if it died meanwhile
+            if not new.ready.is_set():
+                log.error("new worker %d (pid %d) %s", slot, new.proc.pid,
+                          "exited" if new.proc.returncode is not None
+                          else "did not become ready in 60 s")
+                if cur is not None or new.proc.returncode is not None:
+                    # keep the old worker serving rather than leave the slot empty
+                    self.retire(new)
+                    if cur is None:
+                        await self._fill(slot)
+                    continue
             self.workers[slot] = new
-            if old is not None:
-                self.retire(old)
+            if cur is not None:
+                self.retire(cur)
         for slot in [s for s in self.workers if s >= self.nworkers]:
             self.retire(self.workers.pop(slot))
 
@@ -229,28 +274,39 @@ class Master:
     # -- signals -----------------------------------------------------------------------------
     async def reload(self) -> None:
         if self._reloading:
+            self._reload_again = True        # a SIGHUP during a reload is not lost
             return
         self._reloading = True
         try:
-            from ..cli import load_node_config
-            try:
-                settings, _ = load_node_config(self.config_path, self.settings.prefix)
-            except ConfigError as e:
-                log.error("reload refused, node config invalid: %s", e)
-                return
-            if settings.listen != self.settings.listen:
-                for slot in self.slots:
-                    for sock in slot:
-                        sock.close()
-                self.slots = []
-            self.settings = settings
-            self.nworkers = self.worker_override or settings.workers
-            setup_logging(settings, "master")
-            self.read_config(initial=False)
-            await self.replace_all()
-            log.info("reload done: %d workers, config revision %d", self.nworkers, self.revision)
+            while True:
+                self._reload_again = False
+                try:
+                    await self._reload()
+                except Exception:
+                    log.exception("reload failed; the running workers keep serving")
+                if not self._reload_again or self.stopping:
+                    break
         finally:
             self._reloading = False
+
+    async def _reload(self) -> None:
+        from ..cli import load_node_config
+        try:
+            settings, _ = load_node_config(self.config_path, self.settings.prefix)
+        except ConfigError as e:
+            log.error("reload refused, node config invalid: %s", e)
+            return
+        if settings.listen != self.settings.listen:
+            for slot in self.slots:
+                for sock in slot:
+                    sock.close()
+            self.slots = []
+        self.settings = settings
+        self.nworkers = self.worker_override or settings.workers
+        setup_logging(settings, "master")
+        self.read_config(initial=False)
+        await self.replace_all()
+        log.info("reload done: %d workers, config revision %d", self.nworkers, self.revision)
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
@@ -277,13 +333,16 @@ class Master:
         log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)
         self._watch_stop.set()
         watcher.cancel()
-        procs = list(self.workers.values())
+        procs = [*self.workers.values(), *self.starting]
         for w in procs:
             self.retire(w)
-        await asyncio.gather(*(w.proc.wait() for w in procs))
+        # the workers stop accepting now; close our copies of the listeners too, so that new
+        # connections are refused instead of queueing on a socket nobody will accept from
         for slot in self.slots:
             for sock in slot:
                 sock.close()
+        self.slots = []
+        await asyncio.gather(*(w.proc.wait() for w in procs))
         log.warning("stopped")
         return 0
 

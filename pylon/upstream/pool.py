@@ -25,8 +25,8 @@ WRITE_HIGH_WATER = 64 * 1024
 class ConnOwner(Protocol):
     """What an upstream connection reports to (the exchange using it)."""
 
-    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]],
-                  keep_alive: bool) -> None: ...
+    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                  length: int | None, chunked: bool) -> None: ...
     def resp_body(self, chunk: bytes) -> None: ...
     def resp_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
     def upstream_failed(self, error: errors.GatewayError) -> None: ...
@@ -72,6 +72,8 @@ class UpstreamConnection(asyncio.Protocol):
             d.due = self.pool.loop.time() + owner.read_timeout
         try:
             self.parser.feed(data)
+            if self.owner is not None:      # response still streaming: don't hold its head
+                self.owner.down.flush()
         except Exception as e:
             if not isinstance(e, errors.GatewayError):
                 log.exception("internal error relaying a response from %s:%d",
@@ -108,17 +110,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.owner.upstream_writable(True)
 
     # -- parser sink -------------------------------------------------------------------------
-    def on_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                    keep_alive: bool) -> None:
+    def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                    length: int | None, chunked: bool) -> None:
         if self.owner is not None:
-            self.owner.resp_head(status, headers, keep_alive)
+            self.owner.resp_head(status, headers, keep_alive, length, chunked)
 
     def on_body(self, chunk: bytes) -> None:
         if self.owner is not None:
             self.owner.resp_body(chunk)
 
     def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
-        self.deadline.clear()
+        self.deadline.due = None
         if self.owner is not None:
             owner, self.owner = self.owner, None
             owner.resp_end(trailers)

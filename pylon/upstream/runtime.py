@@ -50,12 +50,14 @@ PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
 class UpstreamRuntime:
     """What a request needs to reach an upstream: a balancer and a pool per node."""
 
-    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls")
+    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls", "track")
 
     def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool]) -> None:
         self.plan = plan
         self.balancer = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key)
         self.pools = pools
+        # before()/after() only matter to balancers that track load or latency
+        self.track = plan.type in ("least_conn", "ewma")
         self.tls = plan.scheme in ("https", "grpcs")
         usable = sum(1 for n in plan.nodes if n.weight > 0)
         # APISIX: by default a request may try every node once
@@ -63,7 +65,7 @@ class UpstreamRuntime:
         default = DEFAULT_PORTS.get(plan.scheme, 80)
         self.host_headers: dict[str, bytes] = {}
         for n in plan.nodes:
-            h = f"[{n.host}]" if ":" in n.host else n.host
+            h = f"[{n.host}]" if ":" in n.host and not n.host.startswith("[") else n.host
             self.host_headers[n.addr] = (h if n.port == default else f"{h}:{n.port}").encode()
 
 

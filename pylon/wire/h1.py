@@ -153,17 +153,35 @@ class _HeadDone(Exception):
 
 
 class ResponseSink(Protocol):
-    def on_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                    keep_alive: bool) -> None: ...
+    def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                    length: int | None, chunked: bool) -> None: ...
     def on_body(self, chunk: bytes) -> None: ...
     def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
 
 
+_R_CL, _R_TE, _R_CONN, _R_HOP = range(4)
+_R_SPECIAL = {n: _R_HOP for n in HOP_BY_HOP}
+# like nginx's default proxy_hide_header: the gateway sends its own Server and Date
+_R_SPECIAL.update({b"server": _R_HOP, b"date": _R_HOP})
+_R_SPECIAL.update({b"content-length": _R_CL, b"transfer-encoding": _R_TE, b"connection": _R_CONN})
+_R_SPECIAL.update({k.title(): v for k, v in list(_R_SPECIAL.items())})
+#: response header names known not to be hop-by-hop (bounded cache: skips bytes.lower())
+_R_PLAIN: set[bytes] = set()
+#: Connection header value → the extra header names it makes hop-by-hop (bounded cache)
+_CONN_EXTRA: dict[bytes, list[bytes] | None] = {}
+_MISSING: object = object()
+
+
 class ResponseParser:
-    """The upstream flavour: status + headers, body chunks, end (with trailers)."""
+    """The upstream flavour: status + headers, body chunks, end (with trailers).
+
+    Hop-by-hop headers are taken out as they arrive (RFC 9110 §7.6.1, including those the
+    Connection header names); the sink gets the end-to-end headers plus the framing facts.
+    """
 
     __slots__ = ("_p", "_sink", "_headers", "_in_trailers", "_trailers", "_hbytes",
-                 "upgrade_offset", "max_header_bytes", "head_request")
+                 "upgrade_offset", "max_header_bytes", "head_request", "_length", "_chunked",
+                 "_conn_tokens", "_status")
 
     def __init__(self, sink: ResponseSink, max_header_bytes: int = 65536) -> None:
         self._p = httptools.HttpResponseParser(self)
@@ -172,6 +190,10 @@ class ResponseParser:
         self._in_trailers = False
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._hbytes = 0
+        self._length: int | None = None
+        self._chunked = False
+        self._conn_tokens: list[bytes] | None = None
+        self._status = 0
         self.upgrade_offset: int | None = None
         self.max_header_bytes = max_header_bytes
         #: the request was HEAD: the response has no body whatever its headers say
@@ -200,23 +222,55 @@ class ResponseParser:
         self._in_trailers = False
         self._trailers = None
         self._hbytes = 0
+        self._length = None
+        self._chunked = False
+        self._conn_tokens = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._hbytes += len(name) + len(value)
+        self._hbytes += len(value) + 32       # names are short; 32 covers name and framing
         if self._hbytes > self.max_header_bytes:
             raise _Abort(errors.UpstreamBadResponse("upstream response header too large"))
         if self._in_trailers:
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name, value))
-        else:
+            return
+        if name in _R_PLAIN:
             self._headers.append((name, value))
+            return
+        kind = _R_SPECIAL.get(name)
+        if kind is None:
+            kind = _R_SPECIAL.get(name.lower())
+            if kind is None:
+                if len(_R_PLAIN) < 2048:
+                    _R_PLAIN.add(name)
+                self._headers.append((name, value))
+                return
+        if kind == _R_CL:
+            self._length = int(value)
+        elif kind == _R_TE:
+            self._chunked = True
+        elif kind == _R_CONN:
+            # only names beyond the hop-by-hop set (and close/keep-alive) need filtering
+            extra = _CONN_EXTRA.get(value, _MISSING)
+            if extra is _MISSING:
+                extra = [t for t in (t.strip().lower() for t in value.split(b","))
+                         if t not in HOP_BY_HOP and t != b"close"] or None
+                if len(_CONN_EXTRA) < 256:
+                    _CONN_EXTRA[value] = extra
+            if extra:
+                self._conn_tokens = extra  # type: ignore[assignment]
 
     def on_headers_complete(self) -> None:
         self._in_trailers = True
         p = self._p
-        status = p.get_status_code()
-        self._sink.on_response(status, self._headers, p.should_keep_alive())
+        status = self._status = p.get_status_code()
+        headers = self._headers
+        if self._conn_tokens:
+            drop = self._conn_tokens
+            headers = [(n, v) for n, v in headers if n.lower() not in drop]
+        self._sink.on_response(status, headers, p.should_keep_alive(),
+                               None if self._chunked else self._length, self._chunked)
         if self.head_request and status >= 200:
             self._sink.on_end(None)
             raise _HeadDone
@@ -225,6 +279,8 @@ class ResponseParser:
         self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._status < 200 and self._status != 101:
+            return          # an interim response (100, 103): the final one follows
         self._sink.on_end(self._trailers)
 
 

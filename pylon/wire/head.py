@@ -23,28 +23,32 @@ SET_BY_GATEWAY = frozenset((b"host", b"x-forwarded-for", b"x-forwarded-proto",
 _H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_UPGRADE = range(6)
 _SPECIAL = {b"host": _H_HOST, b"content-length": _H_CL, b"transfer-encoding": _H_TE,
             b"connection": _H_CONN, b"expect": _H_EXPECT, b"upgrade": _H_UPGRADE}
+# exact spellings seen on the wire, so the common case skips bytes.lower()
+_SPECIAL.update({k.title(): v for k, v in list(_SPECIAL.items())})
+_SPECIAL.update({k.upper(): v for k, v in list(_SPECIAL.items())})
+#: header names seen that are none of the above (bounded)
+_PLAIN: set[bytes] = set()
+#: Host header value → host; a small bounded cache (few distinct hosts in practice)
+_HOSTS: dict[bytes, str] = {}
 
 
 class RequestHead:
-    __slots__ = ("method", "target", "path", "query", "headers", "version", "keep_alive",
-                 "host", "authority", "content_length", "chunked", "expect_continue",
-                 "upgrade", "conn_tokens", "error", "_lower")
-
     method: str
     target: bytes          # raw request-target as received (sent upstream unchanged)
     path: str              # normalised, percent-decoded path used for routing ($uri)
-    query: bytes           # raw query string without '?'
+    query: bytes = b""     # raw query string without '?'
     headers: list[tuple[bytes, bytes]]
     version: str           # "1.1", "1.0", "2"
     keep_alive: bool
-    host: str              # lower-case host without port ("" when absent)
-    authority: bytes       # the Host header value as received
-    content_length: int | None
-    chunked: bool
-    expect_continue: bool
-    upgrade: bytes | None
-    conn_tokens: frozenset[bytes]
-    error: errors.GatewayError | None
+    host: str = ""         # lower-case host without port ("" when absent)
+    authority: bytes = b""  # the Host header value as received
+    content_length: int | None = None
+    chunked = False
+    expect_continue = False
+    upgrade: bytes | None = None
+    conn_tokens: frozenset[bytes] = frozenset()
+    error: errors.GatewayError | None = None
+    _lower: dict[bytes, bytes] | None = None
 
     @classmethod
     def from_h1(cls, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -55,19 +59,19 @@ class RequestHead:
         self.headers = headers
         self.version = version
         self.keep_alive = keep_alive
-        self.content_length = None
-        self.chunked = False
-        self.expect_continue = False
-        self.upgrade = None
-        self.conn_tokens = frozenset()
-        self.error = None
-        self._lower = None
         authority = None
         special = _SPECIAL
+        plain = _PLAIN
         for name, value in headers:
-            kind = special.get(name.lower())
+            kind = special.get(name)
             if kind is None:
-                continue
+                if name in plain:
+                    continue
+                kind = special.get(name.lower())
+                if kind is None:
+                    if len(plain) < 2048:
+                        plain.add(name)
+                    continue
             if kind == _H_HOST:
                 if authority is not None:
                     self.error = errors.BadRequest("more than one Host header")
@@ -75,7 +79,10 @@ class RequestHead:
             elif kind == _H_CL:
                 self.content_length = int(value)   # llhttp already checked digits/duplicates
             elif kind == _H_TE:
-                if value.strip().lower() != b"chunked":
+                if version == "1.0":    # RFC 9112 §6.1: faulty framing, possibly smuggling
+                    self.error = errors.RequestSmuggling(
+                        "Transfer-Encoding in an HTTP/1.0 request")
+                elif value.strip().lower() != b"chunked":
                     self.error = errors.UnsupportedTransferCoding(
                         "only the chunked transfer coding is accepted")
                 self.chunked = True
@@ -86,30 +93,39 @@ class RequestHead:
                     self.expect_continue = True
             else:
                 self.upgrade = value
-        if target.startswith(b"http://") or target.startswith(b"https://"):
-            # absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
-            rest = target.split(b"://", 1)[1]
-            slash = rest.find(b"/")
-            authority = rest if slash < 0 else rest[:slash]
-            target = b"/" if slash < 0 else rest[slash:]
-            self.target = target
+        if target[0] != 47:  # not "/": absolute-form (RFC 9112 §3.2.2), the target wins
+            if target.startswith(b"http://") or target.startswith(b"https://"):
+                rest = target.split(b"://", 1)[1]
+                slash = rest.find(b"/")
+                authority = rest if slash < 0 else rest[:slash]
+                target = b"/" if slash < 0 else rest[slash:]
+                self.target = target
         if authority is None:
             if version == "1.1" and self.error is None:
                 self.error = errors.BadRequest("missing Host header")
-            authority = b""
-        self.authority = authority
-        self.host = host_of(authority)
+        else:
+            self.authority = authority
+            host = _HOSTS.get(authority)
+            if host is None:
+                host = host_of(authority)
+                if len(_HOSTS) < 4096:
+                    _HOSTS[authority] = host
+            self.host = host
         q = target.find(b"?")
         if q < 0:
-            raw_path, self.query = target, b""
+            raw_path = target
         else:
             raw_path, self.query = target[:q], target[q + 1:]
-        try:
-            self.path = normalize_path(raw_path)
-        except ValueError as e:
-            self.path = "/"
-            if self.error is None:
-                self.error = errors.BadRequest(str(e))
+        if b"%" not in raw_path and b"/." not in raw_path and b"//" not in raw_path \
+                and raw_path[:1] == b"/":
+            self.path = raw_path.decode("latin-1")
+        else:
+            try:
+                self.path = normalize_path(raw_path)
+            except ValueError as e:
+                self.path = "/"
+                if self.error is None:
+                    self.error = errors.BadRequest(str(e))
         return self
 
     def header(self, lname: bytes) -> bytes | None:
