@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_stop)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(fn=cmd_version)
-    p = sub.add_parser("_worker", parents=[common], help=argparse.SUPPRESS)       # internal: started by the master
+    # internal, started by the master; no help= so it is not listed (argparse would print
+    # "==SUPPRESS==" for help=argparse.SUPPRESS on a sub-command)
+    p = sub.add_parser("_worker", parents=[common])
     p.add_argument("--slot", type=int, required=True)
     p.add_argument("--fds", required=True)
     p.add_argument("--ctl", type=int, required=True)

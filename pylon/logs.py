@@ -18,6 +18,7 @@ def setup_logging(settings: Any, role: str) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()                     # reload / SIGUSR1: do not leak the old log file's fd
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     path = getattr(settings, "error_log", None)
     if path:

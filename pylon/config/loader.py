@@ -49,6 +49,15 @@ def parse_text(text: str | bytes, name: str = "<config>") -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader subclass
     except ConfigError as e:
         raise ConfigError(e.message, f"{name} {e.path}") from None
+    except yaml.reader.ReaderError as e:
+        # bad bytes (NUL, invalid UTF-8): PyYAML only gives an offset; make it line/column
+        before = text[:e.position]
+        nl = b"\n" if isinstance(before, bytes) else "\n"
+        line = before.count(nl) + 1   # type: ignore[arg-type]
+        column = len(before) - before.rfind(nl)   # type: ignore[arg-type]
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ConfigError(f"unacceptable character #x{char:04x}: {e.reason}",
+                          f"{name} line {line} column {column}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{name} line {mark.line + 1} column {mark.column + 1}" if mark else name

@@ -31,9 +31,12 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, froze
 
 
 class Timeout(Base):
-    connect: PositiveNumber = 60.0
-    send: PositiveNumber = 60.0
-    read: PositiveNumber = 60.0
+    """APISIX ``timeout_def``: all three are required (a partial timeout would silently
+    use 60 s for the missing ones instead of the upstream's values)."""
+
+    connect: PositiveNumber
+    send: PositiveNumber
+    read: PositiveNumber
 
 
 def norm_id(value: str | int | None) -> str | None:

@@ -72,6 +72,12 @@ class Exchange:
     up_paused = False
     up_blocked = False
     sent_continue = False
+    #: some request body bytes were written to an upstream (they cannot be sent again
+    #: unless they are in ``replay``)
+    body_sent = False
+    #: the current attempt runs on a reused keep-alive connection
+    reused = False
+    stale_retried = False
     _mid: bytes | None = None
     _args: dict[str, str] | None = None
     _cookies: dict[str, str] | None = None
@@ -162,9 +168,16 @@ class Exchange:
     def _send_on(self, conn: UpstreamConnection) -> None:
         head = self.head
         self.conn = conn
-        conn.attach(self, head.method == "HEAD")
+        conn.owner = self                  # (UpstreamConnection.attach, inlined: hot path)
+        conn.requests += 1
+        conn.got_bytes = False
+        conn.close_delimited = False
+        conn.parser.head_request = head.method == "HEAD"
+        self.reused = conn.requests > 1
         parts = [self._upstream_head()]
         body = self.replay if self.replay is not None else self.pending
+        if body:
+            self.body_sent = True
         if head.chunked:
             parts.extend(chunk(c) for c in body)
         else:
@@ -176,7 +189,8 @@ class Exchange:
                 parts.append(last_chunk(self.req_trailers))
             conn.transport.write(b"".join(parts))
             self.req_sent = True
-            conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
+            conn.timeout_error = errors.UpstreamReadTimeout
+            conn.deadline.set(self.loop.time() + self.read_timeout)
         else:
             conn.transport.write(b"".join(parts))
             if head.expect_continue and not self.sent_continue:
@@ -235,6 +249,7 @@ class Exchange:
                 self.replay = [data]
         conn = self.conn
         if conn is not None and self.head_sent:
+            self.body_sent = True
             conn.transport.write(chunk(data) if self.head.chunked else data)
         elif not self.finished:
             if self.pending:
@@ -330,7 +345,22 @@ class Exchange:
         self.conn = None
         if conn is not None:
             conn.close()
+            if (self.reused and not self.stale_retried and not self.resp_started
+                    and not self.finished and isinstance(error, errors.UpstreamReset)
+                    and not conn.got_bytes and self._replayable()
+                    and self.head.method in IDEMPOTENT):
+                # the server closed an idle keep-alive connection as we reused it: one more
+                # try on a fresh connection to the same node, not counted as a retry (nginx)
+                self.stale_retried = True
+                self.head_sent = self.req_sent = False
+                pool = self.rt.pools[self.node.addr]
+                self.connecting = self.loop.create_task(self._connect(pool))
+                return
         self._failed(error)
+
+    def _replayable(self) -> bool:
+        """The request can be sent again: its body so far is kept, or none was sent."""
+        return self.replay is not None or not self.body_sent
 
     def _failed(self, error: errors.GatewayError) -> None:
         if self.node is not None and self.rt.track:
@@ -357,7 +387,7 @@ class Exchange:
             return False
         if self.retry_deadline and self.loop.time() > self.retry_deadline:
             return False
-        if self.replay is None:
+        if not self._replayable():
             return False
         return isinstance(error, _CONNECT_ERRORS) or self.head.method in IDEMPOTENT
 

@@ -18,7 +18,7 @@ import logging
 from .. import errors
 from ..proxy.exchange import Exchange
 from ..timer import Deadline
-from ..wire.h1 import RequestParser, chunk, encode_headers, last_chunk, status_line
+from ..wire.h1 import _STATUS_LINES, RequestParser, chunk, encode_headers, last_chunk, status_line
 from ..wire.head import RequestHead
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ log = logging.getLogger("pylon.server")
 WRITE_HIGH_WATER = 64 * 1024
 _NONE, _FIXED, _CHUNKED, _CLOSE = range(4)
 # timer states
-_T_IDLE, _T_HEADER, _T_BODY, _T_SEND, _T_OFF = range(5)
+_T_IDLE, _T_HEADER, _T_BODY, _T_SEND, _T_OFF, _T_LINGER = range(6)
+LINGER_TIME = 30.0       # nginx lingering_time
+LINGER_TIMEOUT = 5.0     # nginx lingering_timeout
 _PAUSE_PIPELINE, _PAUSE_BODY = 1, 2
 
 
@@ -71,7 +73,8 @@ class H1Connection(asyncio.Protocol):
                  "client_addr", "client_addr_b", "client_port", "server_addr",
                  "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
                  "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
-                 "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred")
+                 "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred",
+                 "lingering", "linger_until")
 
     def __init__(self, worker: Worker, scheme: str = "http") -> None:
         self.w = worker
@@ -84,7 +87,7 @@ class H1Connection(asyncio.Protocol):
         self.reading: Any = None
         self.queue: deque[_Queued] = deque()
         self.deadline = Deadline(self.loop, self._timed_out)
-        self.timer_state = _T_HEADER
+        self.timer_state = _T_IDLE     # nothing received yet: the timeout closes silently
         self.write_paused = False
         self.paused = 0
         self.closing = False
@@ -98,6 +101,8 @@ class H1Connection(asyncio.Protocol):
         self.head_buf: bytes | None = None
         #: a refused pipelined request, answered once the response before it is complete
         self.deferred: errors.GatewayError | None = None
+        self.lingering = False
+        self.linger_until = 0.0
 
     # ---------------------------------------------------------------- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,6 +131,9 @@ class H1Connection(asyncio.Protocol):
         self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:                      # after an error: drop input until the end
+            self.deadline.due = min(self.loop.time() + LINGER_TIMEOUT, self.linger_until)
+            return
         if self.timer_state == _T_IDLE:
             self.timer_state = _T_HEADER
             self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
@@ -231,7 +239,9 @@ class H1Connection(asyncio.Protocol):
         assert ex is not None
         w = self.w
         keep = self.keep_alive and ex.head.keep_alive and not w.draining
-        parts = [status_line(status), w.server_header, w.date_header(), encode_headers(headers)]
+        parts = [_STATUS_LINES.get(status) or status_line(status), w.server_header, w.date_hdr]
+        for n, v in headers:
+            parts += (n, b": ", v, b"\r\n")
         if no_body:
             self.mode = _NONE
             if length is not None:
@@ -293,7 +303,7 @@ class H1Connection(asyncio.Protocol):
             self.keep_alive = False
         keep = self.keep_alive and (ex is None or ex.head.keep_alive) and not self.w.draining
         self.keep_alive = keep
-        data = b"".join((status_line(status), self.w.server_header, self.w.date_header(),
+        data = b"".join((status_line(status), self.w.server_header, self.w.date_hdr,
                          encode_headers(headers),
                          b"Content-Length: %d\r\n" % len(body),
                          b"Connection: keep-alive\r\n\r\n" if keep else
@@ -334,17 +344,16 @@ class H1Connection(asyncio.Protocol):
             self.send_local(e.status, [(b"Content-Type", b"application/json; charset=utf-8")],
                             errors.error_body(e.message), True)
         if not self.keep_alive or self.closing:
-            self.closing = True
-            if not self.transport.is_closing():
-                self.transport.close()
+            if ex.error is not None or not self.req_complete:
+                self._linger_close()
+            else:
+                self.close()
             return
         if self.dispatching:
             return
         if self.queue:
             self._dispatch_queue()
         else:                           # the common case: wait for the next request
-            if self.reading is _DISCARD:
-                self.reading = None
             if self.paused & _PAUSE_PIPELINE:
                 self._resume(_PAUSE_PIPELINE)
             self.timer_state = _T_IDLE
@@ -370,15 +379,21 @@ class H1Connection(asyncio.Protocol):
                     ex.req_end(q.trailers)
         finally:
             self.dispatching = False
-        if self.exchange is None and not self.closing:
-            if self.reading is _DISCARD:
-                self.reading = None
+        if self.closing:
+            return
+        ex = self.exchange
+        if ex is None:
+            # (a request answered before its body was read keeps reading = _DISCARD until
+            # the body ends: the next request starts after it, as nginx discards the body)
             self._resume(_PAUSE_PIPELINE)
-            if not self.queue:
-                self.timer_state = _T_IDLE
-                self.deadline.set(self.loop.time() + self.w.timeouts.keepalive)
-                if self.w.draining:
-                    self.close()
+            self.timer_state = _T_IDLE
+            self.deadline.set(self.loop.time() + self.w.timeouts.keepalive)
+            if self.w.draining:
+                self.close()
+        elif self.reading is ex:        # the dispatched request's body is still to come
+            self._resume(_PAUSE_PIPELINE)
+            self.timer_state = _T_BODY
+            self.deadline.set(self.loop.time() + self.w.timeouts.client_body)
 
     # ---------------------------------------------------------------- errors and timers
     def _bad_request(self, e: errors.GatewayError) -> None:
@@ -399,14 +414,39 @@ class H1Connection(asyncio.Protocol):
             self.w.count_error(e, self.client_addr)
             self.send_local(e.status, [(b"Content-Type", b"application/json; charset=utf-8")],
                             errors.error_body(e.message), True)
-            self.closing = True
-            self.transport.close()
+            self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Close after an error without resetting the client (nginx's lingering_close).
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy our
+        error response before the client reads it.  Instead: send FIN after the response, then
+        read and drop what the client still sends, for at most LINGER_TIME in all and
+        LINGER_TIMEOUT between reads."""
+        self.closing = True
+        t = self.transport
+        if t.is_closing():
+            return
+        self.flush()
+        try:
+            t.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            t.close()
+            return
+        self.lingering = True
+        self.queue.clear()
+        if self.paused:
+            self.paused = 0
+            t.resume_reading()
+        now = self.loop.time()
+        self.linger_until = now + LINGER_TIME
+        self.timer_state = _T_LINGER
+        self.deadline.set(now + LINGER_TIMEOUT)
 
     def _timed_out(self) -> None:
         state = self.timer_state
-        if state == _T_IDLE or (state == _T_HEADER and self.requests == 0
-                                and not self.exchange):
-            self.close()                        # idle keep-alive: close silently
+        if state == _T_IDLE or state == _T_LINGER:
+            self.transport.close()              # idle keep-alive / lingering: close silently
             return
         if state == _T_HEADER or state == _T_BODY:
             self._bad_request(errors.RequestTimeout())

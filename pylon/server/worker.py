@@ -74,9 +74,10 @@ class Worker:
         empty = compile_resources(parse_resources({})[0], settings.router)
         self.holder = SnapshotHolder(Snapshot(0, empty, {}))
         self.server_header = f"Server: Pylon/{__version__}\r\n".encode()
-        self._date = b""
-        self._date_at = 0.0
-        self.wall_offset = time.time() - loop.time()
+        #: "Date: ...\r\n", refreshed every second by the sweep timer (not per response)
+        self.date_hdr = b""
+        self.wall_offset = 0.0
+        self._tick_date()
         self.access_log = AccessLog(loop, settings.access_log, settings.access_log_format) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
@@ -93,13 +94,12 @@ class Worker:
     def count_error(self, e: errors.GatewayError, client: str) -> None:
         log.info("refused request from %s: %s (%s)", client, e.code, e)
 
+    def _tick_date(self) -> None:
+        self.date_hdr = b"Date: " + formatdate(usegmt=True).encode() + b"\r\n"
+        self.wall_offset = time.time() - self.loop.time()
+
     def date_header(self) -> bytes:
-        now = self.loop.time()
-        if now - self._date_at >= 1.0:
-            self._date_at = now
-            self._date = b"Date: " + formatdate(usegmt=True).encode() + b"\r\n"
-            self.wall_offset = time.time() - now
-        return self._date
+        return self.date_hdr
 
     # -- config ------------------------------------------------------------------------------
     async def apply(self, revision: int, doc: Any) -> Compiled:
@@ -130,6 +130,7 @@ class Worker:
         self._sweep()
 
     def _sweep(self) -> None:
+        self._tick_date()
         self.runtimes.sweep()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
@@ -174,7 +175,14 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: w.access_log and w.access_log.reopen())
+
+    def reopen_logs() -> None:                # SIGUSR1 (log rotation), forwarded by the master
+        from ..logs import setup_logging
+        setup_logging(settings, f"worker {index}")
+        if w.access_log is not None:
+            w.access_log.reopen()
+
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
 
     async def control() -> None:
         served = False

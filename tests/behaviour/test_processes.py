@@ -271,3 +271,24 @@ def test_sigint_stops_like_sigterm(gateway_factory, upstream, sig):
     gw = gateway_factory(route_doc([upstream]), workers=1)
     gw.signal(sig)
     assert gw.proc.wait(10) == 0
+
+
+def test_sigusr1_reopens_the_access_and_error_logs_after_rotation(gateway_factory, upstream):
+    gw = gateway_factory(route_doc([upstream], uri="/a"), workers=1)
+    logs = os.path.join(gw.prefix, "logs")
+    assert gw.get("/a")[0] == 200
+    wait_until(lambda: gw.access_log(), 5, "the first access log line")
+    for name in ("access.log", "error.log"):
+        os.rename(os.path.join(logs, name), os.path.join(logs, name + ".1"))
+    gw.signal(signal.SIGUSR1)
+
+    def rotated():
+        gw.get("/a")
+        return os.path.exists(os.path.join(logs, "access.log")) and gw.access_log()
+    wait_until(rotated, 5, "a new access.log")
+    # the worker's error log is reopened too: its next message lands in the new file
+    gw.write(route_doc([upstream], uri="/b"))
+    error_log = os.path.join(logs, "error.log")
+    wait_until(lambda: os.path.exists(error_log) and "#worker 0: worker 0: config revision 2 live"
+               in open(error_log).read(), 5, "the worker's line in the new error.log")
+    assert "revision 2" not in open(error_log + ".1").read()

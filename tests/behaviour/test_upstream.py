@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.harness import (connect, dead_port, echo, echo_peer, error_json, hang, hang_up,
-                           log_count, node, origin_factory, parse_responses,
-                           quick_gateway_factory, route_doc, self_signed_cert,
+from tests.harness import (connect, dead_port, echo, echo_peer, hang, hang_up, node,
+                           origin_factory, quick_gateway_factory, self_signed_cert,
                            server_tls_context)
 
 __all__ = ["origin_factory", "quick_gateway_factory"]
@@ -115,6 +114,21 @@ def test_retry_moves_to_the_next_node_after_a_refused_connect(gateway_factory,
     assert len(live.requests) == 4
 
 
+def test_large_body_is_retried_after_a_connect_failure(gateway_factory, upstream_factory):
+    """Connect errors are retried for every method (nothing was sent); the body is not
+    lost because it never left the gateway."""
+    live = upstream_factory("live")
+    gw = gateway_factory({"routes": [up_doc([node(dead_port()), node(live.port)])]})
+    body = bytes(range(256)) * 800                       # 200 KiB, more than the replay buffer
+    s, rd = connect(gw)
+    with s:
+        s.sendall(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        r = rd.response()
+        assert r.status == 200, r
+    assert [r["body"] for r in live.requests] == [body]
+
+
 def test_all_nodes_failing_exhausts_retries_with_502(gateway_factory):
     a, b = dead_port(), dead_port()
     gw = gateway_factory({"routes": [up_doc([node(a), node(b)])]})
@@ -150,10 +164,6 @@ def test_non_idempotent_request_is_not_retried_once_sent(gateway_factory, upstre
     assert len(hangup_get.requests) == 1
 
 
-@pytest.mark.xfail(reason="BUG: a request failing on a reused keep-alive upstream connection "
-                          "(closed by the upstream) is answered 502; nginx retries it "
-                          "(peer.tries++ for cached connections)", strict=True,
-                   raises=AssertionError)
 def test_request_on_a_stale_pooled_connection_is_retried(gateway_factory, upstream_factory):
     def one_per_connection(h: BaseHTTPRequestHandler, body: bytes) -> None:
         n = getattr(h, "served", 0) + 1

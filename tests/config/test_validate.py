@@ -75,7 +75,8 @@ def test_unknown_field_is_rejected_naming_the_field():
 
 def test_unknown_nested_field_is_rejected_with_the_nested_path():
     _, rejected = compile_doc({"upstreams": [
-        {"id": "u", "nodes": {"127.0.0.1:1": 1}, "timeout": {"conect": 1}}]})
+        {"id": "u", "nodes": {"127.0.0.1:1": 1},
+         "timeout": {"connect": 1, "send": 1, "read": 1, "conect": 1}}]})
     assert rejected[0].path.startswith("upstreams[0].timeout")
     assert "conect" in rejected[0].message
 
@@ -263,6 +264,13 @@ def test_route_timeout_overrides_the_upstream_timeout():
     assert (inherit.connect_timeout, inherit.send_timeout, inherit.read_timeout) == (1, 2, 3)
 
 
+def test_partial_timeout_is_rejected_as_in_apisix():
+    _, rejected = compile_doc({"routes": [{"id": "r", "uri": "/", "upstream": UP,
+                                           "timeout": {"connect": 1}}]})
+    assert rejected[0].path == "routes[0].timeout"
+    assert "send" in rejected[0].message
+
+
 def test_service_timeout_of_its_upstream_applies_to_routes_on_the_service():
     compiled, _ = compile_doc(PRECEDENCE_DOC)
     r = compiled.routes["svc-ref"]
@@ -344,6 +352,22 @@ def test_bad_indentation_points_at_the_offending_line():
     with pytest.raises(ConfigError) as e:
         parse_text(text, "p.yaml")
     assert e.value.path.startswith("p.yaml line 4 column")
+
+
+@pytest.mark.parametrize("data, where", [
+    (b"routes: []\nname: a\x00b\n", "p.yaml line 2 column 8"),
+    (b"routes: []\nname: \xff\n", "p.yaml line 2 column 7"),
+])
+def test_bad_bytes_are_an_error_with_line_and_column(data, where):
+    with pytest.raises(ConfigError) as e:
+        parse_text(data, "p.yaml")
+    assert e.value.path == where
+    assert "unacceptable character" in e.value.message
+
+
+def test_python_tags_are_refused():
+    with pytest.raises(ConfigError, match="constructor"):
+        parse_text("a: !!python/object/apply:os.system [echo]\n", "p.yaml")
 
 
 def test_empty_document_is_none_and_compiles_to_nothing():

@@ -266,9 +266,6 @@ def test_transfer_coding_other_than_chunked_is_501(coding: bytes, how: str) -> N
     assert sink.heads == []
 
 
-@pytest.mark.xfail(reason="BUG: HTTP/1.0 request with Transfer-Encoding is accepted; RFC 9112 "
-                          "§6.1 says the framing must be treated as faulty (nginx: 400)",
-                   strict=True)
 def test_http10_request_with_transfer_encoding_is_refused() -> None:
     err, _ = refused(b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"5\r\nhello\r\n0\r\n\r\n", "whole")
