@@ -172,7 +172,9 @@ class Exchange:
         conn.requests += 1
         conn.got_bytes = False
         conn.close_delimited = False
-        conn.parser.head_request = head.method == "HEAD"
+        parser = conn.parser
+        parser.head_request = head.method == "HEAD"
+        parser._sink = self                # response events come straight here
         self.reused = conn.requests > 1
         parts = [self._upstream_head()]
         body = self.replay if self.replay is not None else self.pending
@@ -301,8 +303,10 @@ class Exchange:
             conn.transport.pause_reading()
 
     # ---------------------------------------------------------------- response path
-    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
-                  length: int | None, chunked: bool) -> None:
+    # The upstream connection's ResponseParser calls these three directly while this exchange
+    # owns the connection (its sink is switched in _send_on and back in _release).
+    def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                    length: int | None, chunked: bool) -> None:
         """Response head from the upstream (hop-by-hop headers already removed)."""
         if status < 200:
             if status != 100 and status != 101:
@@ -317,14 +321,14 @@ class Exchange:
             self.conn.close_delimited = True
         self.down.send_head(status, headers, length, no_body)
 
-    def resp_body(self, data: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
         down = self.down
         down.send_data(data)
         if down.write_paused and not self.up_paused and self.conn is not None:
             self.up_paused = True
             self.conn.transport.pause_reading()
 
-    def resp_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+    def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         conn = self.conn
         self.conn = None
         node = self.node
@@ -332,18 +336,26 @@ class Exchange:
         if rt.track:
             rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
         if conn is not None:
+            conn.deadline.due = None
+            conn.owner = None
+            conn.parser._sink = conn
             if self.up_keep and self.req_sent and not self.up_paused:
                 rt.pools[node.addr].put(conn)
             else:
                 conn.close()
-        self.down.send_end(trailers)
-        self.finish()
+        down = self.down
+        down.send_end(trailers)
+        # finish(), inlined for the common path
+        self.finished = True
+        self.t_end = self.loop.time()
+        down.exchange_done(self)
 
     def upstream_failed(self, error: errors.GatewayError) -> None:
         """The upstream connection failed (reset, timeout, bad response)."""
         conn = self.conn
         self.conn = None
         if conn is not None:
+            conn.parser._sink = conn
             conn.close()
             if (self.reused and not self.stale_retried and not self.resp_started
                     and not self.finished and isinstance(error, errors.UpstreamReset)
@@ -415,6 +427,7 @@ class Exchange:
         if conn is not None:        # finished without the upstream finishing: not reusable
             self.conn = None
             conn.owner = None
+            conn.parser._sink = conn
             conn.close()
         self.down.exchange_done(self)
 

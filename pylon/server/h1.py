@@ -199,12 +199,13 @@ class H1Connection(asyncio.Protocol):
             self.deadline.due = None
         ex = Exchange(self, head, self.w.holder.current, self.loop.time())
         self.exchange = ex
-        self.reading = ex
         self.mode = _NONE
-        ex.start()
-        if not body_follows and self.reading is ex:
-            ex.req_end(None)
+        if body_follows:
+            self.reading = ex
+        else:
+            ex.req_done = True      # nothing to read: the request goes upstream in one write
             self.reading = None
+        ex.start()
 
     def on_body(self, data: bytes) -> None:
         if self.timer_state == _T_BODY:

@@ -25,10 +25,11 @@ WRITE_HIGH_WATER = 64 * 1024
 class ConnOwner(Protocol):
     """What an upstream connection reports to (the exchange using it)."""
 
-    def resp_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
-                  length: int | None, chunked: bool) -> None: ...
-    def resp_body(self, chunk: bytes) -> None: ...
-    def resp_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
+    # while it owns a connection, the owner is also the sink of its ResponseParser
+    def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                    length: int | None, chunked: bool) -> None: ...
+    def on_body(self, chunk: bytes) -> None: ...
+    def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
     def upstream_failed(self, error: errors.GatewayError) -> None: ...
     def upstream_writable(self, writable: bool) -> None: ...
 
@@ -96,7 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.owner = None
         if exc is None and self.close_delimited:
-            owner.resp_end(None)       # a body delimited by the connection closing
+            owner.on_end(None)       # a body delimited by the connection closing
             return
         owner.upstream_failed(errors.UpstreamReset(
             f"upstream closed the connection{': ' + str(exc) if exc else ''}"))
@@ -110,20 +111,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.owner.upstream_writable(True)
 
     # -- parser sink -------------------------------------------------------------------------
+    # The parser's sink when no exchange owns the connection (the owner is the sink
+    # otherwise): a response nobody asked for makes the connection unusable.
     def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
                     length: int | None, chunked: bool) -> None:
-        if self.owner is not None:
-            self.owner.resp_head(status, headers, keep_alive, length, chunked)
+        self.close()
 
     def on_body(self, chunk: bytes) -> None:
-        if self.owner is not None:
-            self.owner.resp_body(chunk)
+        pass
 
     def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         self.deadline.due = None
-        if self.owner is not None:
-            owner, self.owner = self.owner, None
-            owner.resp_end(trailers)
 
     # -- use -------------------------------------------------------------------------------------
     def attach(self, owner: Any, head_request: bool) -> None:
