@@ -50,7 +50,7 @@ HTTP_METHODS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RouteSpec:
     id: str
     payload: object  # returned on match; never inspected by the router

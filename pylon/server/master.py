@@ -30,7 +30,7 @@ from ..config import loader
 from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
-from .worker import compile_doc, encode_msg, read_msg
+from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
 clog = logging.getLogger("pylon.config")
@@ -77,6 +77,7 @@ class Master:
         self.workers: dict[int, WorkerProc] = {}
         self.revision = 0
         self.doc: Any = {}
+        self._doc_msg: bytes | None = None
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.crashes: dict[int, list[float]] = {}
@@ -113,17 +114,23 @@ class Master:
             clog.error("config %s not applied, revision %d keeps serving: %s", path,
                        self.revision, msg)
             return False
-        compiled = compile_doc(doc, self.settings.router)
-        for r in compiled.rejected:
-            clog.error("config %s: rejected %s", path, r)
+        # Objects are validated and compiled by the workers (worker 0 logs what it rejects):
+        # the master only checks that the file parses, so a large file is not compiled twice
+        # before the first request can be served.
         self.revision += 1
         self.doc = doc
-        clog.info("config revision %d from %s: %d routes, %d rejected", self.revision, path,
-                  len(compiled.routes), len(compiled.rejected))
+        self._doc_msg = None
+        clog.info("config revision %d read from %s", self.revision, path)
         return True
 
+    def config_msg(self) -> bytes:
+        """The current revision as a control message, encoded once for every worker."""
+        if self._doc_msg is None:
+            self._doc_msg = encode_msg({"t": "config", "rev": self.revision, "doc": self.doc})
+        return self._doc_msg
+
     def broadcast(self) -> None:
-        msg = encode_msg({"t": "config", "rev": self.revision, "doc": self.doc})
+        msg = self.config_msg()
         for w in [*self.workers.values(), *self.starting]:
             if w.writer is not None and not w.retiring:
                 w.writer.write(msg)
@@ -184,7 +191,7 @@ class Master:
         child.close()
         w = WorkerProc(slot, proc, parent)
         w.reader, w.writer = await asyncio.open_connection(sock=parent)
-        w.writer.write(encode_msg({"t": "config", "rev": self.revision, "doc": self.doc}))
+        w.writer.write(self.config_msg())
         self.loop.create_task(self._listen(w))
         self.loop.create_task(self._reap(w))
         log.info("worker %d started (pid %d)", slot, proc.pid)

@@ -33,6 +33,7 @@ from ..wire.h1 import Limits
 from .h1 import H1Connection
 
 log = logging.getLogger("pylon.worker")
+clog = logging.getLogger("pylon.config")
 
 
 class Timeouts:
@@ -108,6 +109,9 @@ class Worker:
         async with self._apply_lock:
             t0 = time.perf_counter()
             compiled = await asyncio.to_thread(compile_doc, doc, self.settings.router)
+            if self.index == 0:          # one worker reports, so each rejection is logged once
+                for r in compiled.rejected:
+                    clog.error("config revision %d: rejected %s", revision, r)
             runtimes = self.runtimes.reconcile(compiled.plans)
             old = self.holder.swap(Snapshot(revision, compiled, runtimes))
             del old
@@ -156,14 +160,15 @@ class Worker:
 
 # ------------------------------------------------------------------ control channel
 def encode_msg(msg: Any) -> bytes:
-    body = msgspec.msgpack.encode(msg)
+    # JSON, not msgpack: msgspec decodes a large config document about twice as fast from JSON
+    body = msgspec.json.encode(msg)
     return struct.pack(">I", len(body)) + body
 
 
 async def read_msg(reader: asyncio.StreamReader) -> Any:
     hdr = await reader.readexactly(4)
     (n,) = struct.unpack(">I", hdr)
-    return msgspec.msgpack.decode(await reader.readexactly(n))
+    return msgspec.json.decode(await reader.readexactly(n))
 
 
 async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl_fd: int) -> int:
