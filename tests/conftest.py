@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from .harness import Gateway, Upstream
+from .harness import Upstream, quick_gateway_factory
+
+__all__ = ["quick_gateway_factory"]
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -38,18 +40,6 @@ def upstream(upstream_factory: Any) -> Upstream:
 
 
 @pytest.fixture
-def gateway_factory(tmp_path: Any) -> Iterator[Any]:
-    made: list[Gateway] = []
-
-    def make(doc: dict[str, Any] | None = None, start: bool = True, **kw: Any) -> Gateway:
-        d = tmp_path / f"gw{len(made)}"
-        d.mkdir()
-        g = Gateway(str(d), doc, **kw)
-        made.append(g)
-        if start:
-            g.start()
-        return g
-
-    yield make
-    for g in made:
-        g.stop()
+def gateway_factory(quick_gateway_factory: Any) -> Any:
+    """A real ``pylon start`` per call; stopped (SIGTERM, reaped later) after the test."""
+    return quick_gateway_factory

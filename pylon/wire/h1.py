@@ -54,6 +54,14 @@ class _Abort(Exception):
         self.error = error
 
 
+def _unwrap(e: httptools.HttpParserCallbackError) -> BaseException:
+    """The exception a parser callback raised: our GatewayError, or the original bug."""
+    ctx = e.__context__
+    if isinstance(ctx, _Abort):
+        return ctx.error
+    return ctx if ctx is not None else e
+
+
 class RequestParser:
     """Feeds bytes to llhttp and emits whole request heads, body chunks and ends."""
 
@@ -80,12 +88,7 @@ class RequestParser:
         except httptools.HttpParserUpgrade as e:
             self.upgrade_offset = e.args[0]
         except httptools.HttpParserCallbackError as e:
-            ctx = e.__context__
-            if isinstance(ctx, _Abort):
-                raise ctx.error from None
-            if ctx is not None:
-                raise ctx from None
-            raise
+            raise _unwrap(e) from None
         except httptools.HttpParserError as e:
             msg = str(e)
             if "Content-Length" in msg or "Transfer-Encoding" in msg or "chunk" in msg \
@@ -209,11 +212,7 @@ class ResponseParser:
             if isinstance(ctx, _HeadDone):
                 self._p = httptools.HttpResponseParser(self)
                 return
-            if isinstance(ctx, _Abort):
-                raise ctx.error from None
-            if ctx is not None:
-                raise ctx from None
-            raise
+            raise _unwrap(e) from None
         except httptools.HttpParserError as e:
             raise errors.UpstreamBadResponse(str(e)) from None
 

@@ -14,17 +14,12 @@ from typing import Any, Callable
 import pytest
 
 from tests.harness import (chunked_response, connect, echo, node, origin_factory,
-                           parse_responses, quick_gateway_factory, respond, route_doc)
+                           parse_responses, respond, route_doc)
 
-__all__ = ["origin_factory", "quick_gateway_factory"]     # fixtures used below
+__all__ = ["origin_factory"]     # fixtures used below
 
 
 # fast-stopping variants of the conftest fixtures (same interface)
-@pytest.fixture
-def gateway_factory(quick_gateway_factory):
-    return quick_gateway_factory
-
-
 @pytest.fixture
 def upstream_factory(origin_factory):
     return origin_factory

@@ -13,14 +13,9 @@ import time
 import pytest
 
 from tests.harness import (connect, error_json, generate_body, origin_factory, parse_responses,
-                           quick_gateway_factory, route_doc)
+                           route_doc)
 
-__all__ = ["origin_factory", "quick_gateway_factory"]
-
-
-@pytest.fixture
-def gateway_factory(quick_gateway_factory):
-    return quick_gateway_factory
+__all__ = ["origin_factory"]
 
 
 @pytest.fixture

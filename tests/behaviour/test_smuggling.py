@@ -13,16 +13,11 @@ import time
 import pytest
 
 from tests.harness import (connect, error_json, origin_factory, parse_responses,
-                           quick_gateway_factory, route_doc)
+                           route_doc)
 
-__all__ = ["origin_factory", "quick_gateway_factory"]
+__all__ = ["origin_factory"]
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
-
-
-@pytest.fixture
-def gateway_factory(quick_gateway_factory):
-    return quick_gateway_factory
 
 
 @pytest.fixture

@@ -12,17 +12,12 @@ import time
 import pytest
 
 from tests.harness import (BLOCK, RSSSampler, count_body, counter, generate_body, node,
-                           origin_factory, quick_gateway_factory)
+                           origin_factory)
 
-__all__ = ["origin_factory", "quick_gateway_factory"]
+__all__ = ["origin_factory"]
 
 MiB = 1 << 20
 RSS_BUDGET = 32 * MiB
-
-
-@pytest.fixture
-def gateway_factory(quick_gateway_factory):
-    return quick_gateway_factory
 
 
 def make_world(gateway_factory, origin_factory, total: int, chunked_download: bool,

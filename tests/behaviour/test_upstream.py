@@ -13,15 +13,10 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from tests.harness import (connect, dead_port, echo, echo_peer, hang, hang_up, node,
-                           origin_factory, quick_gateway_factory, self_signed_cert,
+                           origin_factory, self_signed_cert,
                            server_tls_context)
 
-__all__ = ["origin_factory", "quick_gateway_factory"]
-
-
-@pytest.fixture
-def gateway_factory(quick_gateway_factory):
-    return quick_gateway_factory
+__all__ = ["origin_factory"]
 
 
 @pytest.fixture
