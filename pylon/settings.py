@@ -133,7 +133,7 @@ class Settings:
         self.path = path
         node = cfg.pylon or cfg.apisix or NodeSection()
         self.listen: list[tuple[str, int]] = []
-        for i, item in enumerate(node.node_listen):
+        for item in node.node_listen:
             if isinstance(item, int):
                 self.listen.append(("0.0.0.0", item))
                 if node.enable_ipv6:

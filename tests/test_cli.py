@@ -4,7 +4,6 @@ running gateway.  Every command runs as a real subprocess against a temporary pr
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess

@@ -146,7 +146,7 @@ class Master:
 
         async def events() -> None:
             try:
-                async for changes in watchfiles.awatch(
+                async for _changes in watchfiles.awatch(
                         directory, debounce=50, step=20, stop_event=stop,
                         watch_filter=lambda _c, p: os.path.abspath(p) == path,
                         recursive=False):
