@@ -78,6 +78,11 @@ class Exchange:
     #: the current attempt runs on a reused keep-alive connection
     reused = False
     stale_retried = False
+    #: an upgrade request (WebSocket) on a route with enable_websocket
+    upgrading = False
+    #: client bytes that arrived after the upgrade request's head, before the 101
+    early_tunnel_data = b""
+    switch_headers: list[tuple[bytes, bytes]] | None = None
     _mid: bytes | None = None
     _args: dict[str, str] | None = None
     _cookies: dict[str, str] | None = None
@@ -112,6 +117,8 @@ class Exchange:
             return
         self.rt = rt
         self.read_timeout = route.read_timeout
+        if head.upgrade is not None and route.websocket and b"upgrade" in head.conn_tokens:
+            self.upgrading = True
         if rt.plan.retry_timeout:
             self.retry_deadline = self.t_start + rt.plan.retry_timeout
         self._try_node()
@@ -224,6 +231,8 @@ class Exchange:
                       b"\r\nX-Forwarded-Proto: ", down.scheme_b,
                       b"\r\nX-Forwarded-Host: ", head.host.encode("latin-1"),
                       b"\r\nX-Forwarded-Port: ", down.server_port_b, b"\r\n")
+            if self.upgrading:
+                parts += (b"Connection: upgrade\r\nUpgrade: ", head.upgrade, b"\r\n")
             if head.chunked:
                 parts.append(b"Transfer-Encoding: chunked\r\n")
             elif head.content_length is not None:
@@ -309,7 +318,10 @@ class Exchange:
                     length: int | None, chunked: bool) -> None:
         """Response head from the upstream (hop-by-hop headers already removed)."""
         if status < 200:
-            if status != 100 and status != 101:
+            if status == 101:
+                self.switch_headers = headers    # the tunnel starts in switched()
+                self.up_status = self.status = 101
+            elif status != 100:
                 self.down.send_interim(status, headers)
             return
         self.t_up_head = self.loop.time()
@@ -349,6 +361,25 @@ class Exchange:
         self.finished = True
         self.t_end = self.loop.time()
         down.exchange_done(self)
+
+    def switched(self, conn: UpstreamConnection, rest: bytes) -> None:
+        """The upstream answered 101: splice client and upstream (WebSocket)."""
+        if not self.upgrading or self.switch_headers is None or conn is not self.conn:
+            self.upstream_failed(errors.UpstreamBadResponse("101 without an upgrade request"))
+            return
+        self.conn = None
+        conn.owner = None
+        conn.parser._sink = conn
+        conn.deadline.cancel()
+        self.resp_started = True
+        self.t_up_head = self.loop.time()
+        if self.rt.track:
+            self.rt.balancer.after(self.node, self.t_up_head - self.t_up_start, False)
+        conn.tunnel = self.down.start_tunnel(self, self.switch_headers, self.head.upgrade,
+                                             conn.transport, rest, self.read_timeout)
+
+    def tunnel_closed(self, tunnel: object) -> None:
+        self.finish()
 
     def upstream_failed(self, error: errors.GatewayError) -> None:
         """The upstream connection failed (reset, timeout, bad response)."""

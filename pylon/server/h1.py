@@ -17,6 +17,7 @@ import logging
 
 from .. import errors
 from ..proxy.exchange import Exchange
+from ..proxy.tunnel import Tunnel
 from ..timer import Deadline
 from ..wire.h1 import _STATUS_LINES, RequestParser, chunk, encode_headers, last_chunk, status_line
 from ..wire.head import RequestHead
@@ -74,7 +75,7 @@ class H1Connection(asyncio.Protocol):
                  "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
                  "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
                  "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred",
-                 "lingering", "linger_until")
+                 "lingering", "linger_until", "tunnel")
 
     def __init__(self, worker: Worker, scheme: str = "http") -> None:
         self.w = worker
@@ -103,6 +104,7 @@ class H1Connection(asyncio.Protocol):
         self.deferred: errors.GatewayError | None = None
         self.lingering = False
         self.linger_until = 0.0
+        self.tunnel: Tunnel | None = None
 
     # ---------------------------------------------------------------- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,6 +133,9 @@ class H1Connection(asyncio.Protocol):
         self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
         if self.lingering:                      # after an error: drop input until the end
             self.deadline.due = min(self.loop.time() + LINGER_TIMEOUT, self.linger_until)
             return
@@ -146,17 +151,23 @@ class H1Connection(asyncio.Protocol):
             log.exception("internal error handling a request from %s", self.client_addr)
             self._bad_request(errors.InternalError())
             return
-        if self.parser.upgrade_offset is not None:
-            # protocol upgrades (WebSocket) are proxied once enable_websocket lands; until
-            # then an upgrade request is answered like a normal request and the connection
-            # closes after it (nothing after the head is HTTP we can parse)
+        off = self.parser.upgrade_offset
+        if off is not None:
+            # bytes after an upgrade request's head are not HTTP: they wait for the 101 and
+            # the tunnel (enable_websocket), or the request is answered and the connection
+            # closes after it
             self.parser.upgrade_offset = None
             self.keep_alive = False
-            self.transport.pause_reading()
+            self._pause(_PAUSE_PIPELINE)
+            ex = self.exchange
+            if ex is not None and ex.upgrading and off < len(data):
+                ex.early_tunnel_data = data[off:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.deadline.cancel()
+        if self.tunnel is not None:
+            self.tunnel.close()
         self.w.connections.discard(self)
         ex = self.exchange
         if ex is not None:
@@ -164,6 +175,9 @@ class H1Connection(asyncio.Protocol):
             ex.downstream_lost()
 
     def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_writable(False)
+            return
         self.write_paused = True
         self.timer_state = _T_SEND
         self.deadline.set(self.loop.time() + self.w.timeouts.send)
@@ -171,6 +185,9 @@ class H1Connection(asyncio.Protocol):
             self.exchange.downstream_writable(False)
 
     def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_writable(True)
+            return
         self.write_paused = False
         if self.timer_state == _T_SEND:
             self.timer_state = _T_OFF
@@ -314,6 +331,25 @@ class H1Connection(asyncio.Protocol):
         self.bytes_out += len(data)
         if not self.transport.is_closing():
             self.transport.write(data)
+
+    def start_tunnel(self, ex: Exchange, headers: list[tuple[bytes, bytes]], upgrade: bytes,
+                     upstream: asyncio.Transport, early: bytes, idle: float) -> Tunnel:
+        """The upstream switched protocols: send the 101 and splice the two connections."""
+        self.deadline.cancel()
+        self.timer_state = _T_OFF
+        head = b"".join([status_line(101), self.w.server_header, self.w.date_hdr,
+                         encode_headers(headers), b"Connection: upgrade\r\nUpgrade: ", upgrade,
+                         b"\r\n\r\n"])
+        self.bytes_out += len(head)
+        self.transport.write(head + early)
+        tunnel = Tunnel(self.loop, self.transport, upstream, idle, lambda t: ex.tunnel_closed(t))
+        self.tunnel = tunnel
+        if ex.early_tunnel_data:
+            tunnel.from_client(ex.early_tunnel_data)
+            ex.early_tunnel_data = b""
+        self.paused = 0
+        self.transport.resume_reading()
+        return tunnel
 
     def pause_body(self) -> None:
         self._pause(_PAUSE_BODY)

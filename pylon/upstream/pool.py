@@ -36,7 +36,7 @@ class ConnOwner(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "parser", "owner", "alive", "requests", "idle_since",
-                 "deadline", "timeout_error", "got_bytes", "close_delimited", "peer")
+                 "deadline", "timeout_error", "got_bytes", "close_delimited", "peer", "tunnel")
 
     def __init__(self, pool: NodePool) -> None:
         self.pool = pool
@@ -50,6 +50,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.timeout_error: type[errors.UpstreamError] = errors.UpstreamReadTimeout
         self.got_bytes = False
         self.close_delimited = False
+        #: after a 101 the connection is one end of a Tunnel and never returns to the pool
+        self.tunnel: Any = None
 
     # -- transport callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -63,6 +65,9 @@ class UpstreamConnection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_upstream(data)
+            return
         owner = self.owner
         if owner is None:            # bytes while idle: the server broke the protocol
             self.close()
@@ -73,6 +78,13 @@ class UpstreamConnection(asyncio.Protocol):
             d.due = self.pool.loop.time() + owner.read_timeout
         try:
             self.parser.feed(data)
+            off = self.parser.upgrade_offset
+            if off is not None:             # 101: from here on the bytes are not HTTP
+                self.parser.upgrade_offset = None
+                owner = self.owner
+                if owner is not None:
+                    owner.switched(self, data[off:])
+                return
             if self.owner is not None:      # response still streaming: don't hold its head
                 self.owner.down.flush()
         except Exception as e:
@@ -92,6 +104,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
         self.deadline.cancel()
+        if self.tunnel is not None:
+            self.tunnel.close()
         owner = self.owner
         if owner is None:
             return
@@ -103,11 +117,15 @@ class UpstreamConnection(asyncio.Protocol):
             f"upstream closed the connection{': ' + str(exc) if exc else ''}"))
 
     def pause_writing(self) -> None:
-        if self.owner is not None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_writable(False)
+        elif self.owner is not None:
             self.owner.upstream_writable(False)
 
     def resume_writing(self) -> None:
-        if self.owner is not None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_writable(True)
+        elif self.owner is not None:
             self.owner.upstream_writable(True)
 
     # -- parser sink -------------------------------------------------------------------------

@@ -278,8 +278,8 @@ class ResponseParser:
         self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._status < 200 and self._status != 101:
-            return          # an interim response (100, 103): the final one follows
+        if self._status < 200:
+            return          # interim (100, 103): the final response follows; 101: a tunnel
         self._sink.on_end(self._trailers)
 
 
