@@ -97,14 +97,6 @@ class RequestParser:
             raise errors.BadRequest(msg) from None
 
     # -- llhttp callbacks --------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._hbytes = 0
-        self._in_trailers = False
-        self._trailers = None
-        self._body_seen = 0
-
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._limits.max_uri:
@@ -148,7 +140,16 @@ class RequestParser:
         self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        self._sink.on_end(self._trailers)
+        trailers = self._trailers
+        # reset for the next message here, not in on_message_begin: httptools only calls the
+        # callbacks a class defines, and this saves one call per request
+        self._url = b""
+        self._headers = []
+        self._hbytes = 0
+        self._in_trailers = False
+        self._trailers = None
+        self._body_seen = 0
+        self._sink.on_end(trailers)
 
 
 class _HeadDone(Exception):
@@ -211,19 +212,11 @@ class ResponseParser:
             ctx = e.__context__
             if isinstance(ctx, _HeadDone):
                 self._p = httptools.HttpResponseParser(self)
+                self._reset()
                 return
             raise _unwrap(e) from None
         except httptools.HttpParserError as e:
             raise errors.UpstreamBadResponse(str(e)) from None
-
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._in_trailers = False
-        self._trailers = None
-        self._hbytes = 0
-        self._length = None
-        self._chunked = False
-        self._conn_tokens = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hbytes += len(value) + 32       # names are short; 32 covers name and framing
@@ -277,10 +270,21 @@ class ResponseParser:
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)
 
+    def _reset(self) -> None:
+        self._headers = []              # per-message state, reset at the end of a message
+        self._in_trailers = False
+        self._trailers = None
+        self._hbytes = 0
+        self._length = None
+        self._chunked = False
+        self._conn_tokens = None
+
     def on_message_complete(self) -> None:
+        trailers = self._trailers
+        self._reset()
         if self._status < 200:
             return          # interim (100, 103): the final response follows; 101: a tunnel
-        self._sink.on_end(self._trailers)
+        self._sink.on_end(trailers)
 
 
 # -- serialisation -----------------------------------------------------------------------
