@@ -32,6 +32,7 @@ _NONE, _FIXED, _CHUNKED, _CLOSE = range(4)
 _T_IDLE, _T_HEADER, _T_BODY, _T_SEND, _T_OFF, _T_LINGER = range(6)
 LINGER_TIME = 30.0       # nginx lingering_time
 LINGER_TIMEOUT = 5.0     # nginx lingering_timeout
+DRAIN_GRACE = 1.0        # a fresh, silent connection may still send its request when draining
 _PAUSE_PIPELINE, _PAUSE_BODY = 1, 2
 
 
@@ -75,7 +76,7 @@ class H1Connection(asyncio.Protocol):
                  "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
                  "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
                  "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred",
-                 "lingering", "linger_until", "tunnel")
+                 "lingering", "linger_until", "tunnel", "born")
 
     def __init__(self, worker: Worker, scheme: str = "http") -> None:
         self.w = worker
@@ -130,6 +131,7 @@ class H1Connection(asyncio.Protocol):
             except OSError:  # pragma: no cover
                 pass
         self.w.connections.add(self)
+        self.born = self.loop.time()
         self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
 
     def data_received(self, data: bytes) -> None:
@@ -508,7 +510,10 @@ class H1Connection(asyncio.Protocol):
             self.transport.close()
 
     def drain(self) -> None:
-        """Graceful shutdown: idle connections close now, busy ones after their response."""
-        if self.exchange is None and not self.queue and self.timer_state in (_T_IDLE, _T_HEADER):
-            if self.timer_state == _T_IDLE or self.requests == 0:
+        """Graceful shutdown: idle keep-alive connections close now, busy ones after their
+        response (sent with ``Connection: close``).  A connection that has not sent anything
+        yet gets DRAIN_GRACE first: it was accepted just before the drain and its request
+        may already be on its way — closing it would fail that request."""
+        if self.exchange is None and not self.queue and self.timer_state == _T_IDLE:
+            if self.requests or self.loop.time() - self.born >= DRAIN_GRACE:
                 self.close()
