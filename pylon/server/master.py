@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import loader
+from ..config.store import Store, make_store
 from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
@@ -63,13 +64,15 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def load_standalone(path: str) -> Any:
-    text = open(path, "rb").read()
-    return loader.parse_text(text, path)
+    with open(path, "rb") as f:
+        return loader.parse_text(f.read(), path)
 
 
 class Master:
     def __init__(self, settings: Settings, config_path: str, workers: int | None) -> None:
         self.settings = settings
+        self.store: Store = make_store(settings)
+        self._watcher: asyncio.Task[None] | None = None
         self.config_path = config_path
         self.worker_override = workers
         self.nworkers = workers or settings.workers
@@ -91,29 +94,17 @@ class Master:
 
     # -- config ------------------------------------------------------------------------------
     def read_config(self, initial: bool) -> bool:
-        """Read and validate the standalone file; True if it became the new revision."""
-        path = self.settings.standalone_file
+        """Read the store; True if its content became the new revision."""
         try:
-            st = os.stat(path)
-            # remember what was read even when it is refused: an unchanged broken file is
-            # reported once, not on every poll
-            self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
-            doc = load_standalone(path)
-            if doc is None and not initial:
-                # an editor that truncates then writes shows an empty file for a moment;
-                # never let that drop every route
-                raise ConfigError("the file is empty (write 'routes: []' to remove every "
-                                  "route)", path)
-            if doc is not None and not isinstance(doc, dict):
-                raise ConfigError(f"top level must be a mapping, not {type(doc).__name__}",
-                                  path)
-        except (OSError, ConfigError) as e:
-            msg = e.strerror if isinstance(e, OSError) else str(e)
+            doc = self.store.read(initial)
+        except ConfigError as e:
+            where = getattr(self.store, "path", self.store.name)
             if initial:
-                raise ConfigError(f"cannot load {path}: {msg}") from None
-            clog.error("config %s not applied, revision %d keeps serving: %s", path,
-                       self.revision, msg)
+                raise ConfigError(f"cannot load {where}: {e}") from None
+            clog.error("config %s not applied, revision %d keeps serving: %s", where,
+                       self.revision, e)
             return False
+        path = getattr(self.store, "path", self.store.name)
         # Objects are validated and compiled by the workers (worker 0 logs what it rejects):
         # the master only checks that the file parses, so a large file is not compiled twice
         # before the first request can be served.
@@ -135,41 +126,19 @@ class Master:
             if w.writer is not None and not w.retiring:
                 w.writer.write(msg)
 
-    async def watch(self) -> None:
-        """Watch the standalone file (inotify through watchfiles, with a stat poll behind
-        it for filesystems without events); apply each change within ~1 s."""
-        import watchfiles
+    def _restart_watch(self, store: Store) -> None:
+        """(Re)start the one watch of this node on ``store``."""
+        if self._watcher is not None:
+            self._watch_stop.set()
+            self._watcher.cancel()
+            self._watch_stop = asyncio.Event()
+        self.store = store
+        self._watcher = self.loop.create_task(store.watch(self.on_store_change,
+                                                          self._watch_stop))
 
-        path = os.path.abspath(self.settings.standalone_file)
-        directory = os.path.dirname(path)
-        stop = self._watch_stop
-
-        async def events() -> None:
-            try:
-                async for _changes in watchfiles.awatch(
-                        directory, debounce=50, step=20, stop_event=stop,
-                        watch_filter=lambda _c, p: os.path.abspath(p) == path,
-                        recursive=False):
-                    self.check_file()
-            except Exception as e:  # pragma: no cover - no inotify: the poll below covers
-                log.warning("file watch unavailable (%s); polling", e)
-
-        task = self.loop.create_task(events())
-        try:
-            while not stop.is_set():
-                await asyncio.sleep(1.0)
-                self.check_file()
-        finally:
-            task.cancel()
-
-    def check_file(self) -> None:
-        try:
-            st = os.stat(self.settings.standalone_file)
-        except OSError:
-            return
-        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stat:
-            if self.read_config(initial=False):
-                self.broadcast()
+    def on_store_change(self) -> None:
+        if self.read_config(initial=False):
+            self.broadcast()
 
     # -- workers -----------------------------------------------------------------------------
     def open_slots(self) -> None:
@@ -311,6 +280,7 @@ class Master:
         self.settings = settings
         self.nworkers = self.worker_override or settings.workers
         setup_logging(settings, "master")
+        self._restart_watch(make_store(settings))
         self.read_config(initial=False)
         await self.replace_all()
         log.info("reload done: %d workers, config revision %d", self.nworkers, self.revision)
@@ -334,12 +304,13 @@ class Master:
         addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
         log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
                     addrs, os.getpid())
-        watcher = self.loop.create_task(self.watch())
+        self._restart_watch(self.store)
         await stop.wait()
         self.stopping = True
         log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)
         self._watch_stop.set()
-        watcher.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         procs = [*self.workers.values(), *self.starting]
         for w in procs:
             self.retire(w)
