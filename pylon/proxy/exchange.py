@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from .. import errors
 from ..upstream.pool import NodePool, UpstreamConnection
 from ..wire.h1 import chunk, last_chunk
-from ..wire.head import HOP_BY_HOP, SET_BY_GATEWAY, RequestHead
+from ..wire.head import _FWD, FWD_XFF, HOP_BY_HOP, RequestHead, forward_kind
 
 log = logging.getLogger("pylon.proxy")
 
@@ -32,6 +32,7 @@ IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 REPLAY_LIMIT = 64 * 1024
 #: request body buffered while no upstream connection is ready; reading pauses beyond it
 PENDING_LIMIT = 64 * 1024
+_USUAL_TOKENS = HOP_BY_HOP | {b"close"}
 _CONNECT_ERRORS = (errors.UpstreamConnectFailed, errors.UpstreamConnectTimeout,
                    errors.UpstreamTLSError)
 _JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
@@ -216,12 +217,18 @@ class Exchange:
         if mid is None:
             parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1\r\n"]
             xff = None
-            drop = head.conn_tokens
+            # names listed in Connection beyond the usual ones are hop-by-hop too (rare)
+            drop = head.conn_tokens - _USUAL_TOKENS if head.conn_tokens else None
+            fwd = _FWD
             for n, v in head.headers:
-                ln = n.lower()
-                if ln in HOP_BY_HOP or ln in SET_BY_GATEWAY or ln in drop:
-                    if ln == b"x-forwarded-for":
+                kind = fwd.get(n)
+                if kind is None:
+                    kind = forward_kind(n)
+                if kind:
+                    if kind == FWD_XFF:
                         xff = v if xff is None else xff + b", " + v
+                    continue
+                if drop and n.lower() in drop:     # named in Connection: hop-by-hop too
                     continue
                 parts += (n, b": ", v, b"\r\n")
             down = self.down

@@ -26,10 +26,29 @@ _SPECIAL = {b"host": _H_HOST, b"content-length": _H_CL, b"transfer-encoding": _H
 # exact spellings seen on the wire, so the common case skips bytes.lower()
 _SPECIAL.update({k.title(): v for k, v in list(_SPECIAL.items())})
 _SPECIAL.update({k.upper(): v for k, v in list(_SPECIAL.items())})
+#: Connection header value → its lower-case tokens (bounded cache)
+_CONN_TOKENS: dict[bytes, frozenset[bytes]] = {}
 #: header names seen that are none of the above (bounded)
 _PLAIN: set[bytes] = set()
 #: Host header value → host; a small bounded cache (few distinct hosts in practice)
 _HOSTS: dict[bytes, str] = {}
+
+
+FWD_KEEP, FWD_DROP, FWD_XFF = 0, 1, 2
+_FWD: dict[bytes, int] = {}
+
+
+def forward_kind(name: bytes) -> int:
+    """How a request header travels upstream: kept, dropped (hop-by-hop or set by the
+    gateway), or merged into X-Forwarded-For.  Cached by exact spelling (bounded)."""
+    kind = _FWD.get(name)
+    if kind is None:
+        ln = name.lower()
+        kind = FWD_XFF if ln == b"x-forwarded-for" else \
+            FWD_DROP if ln in HOP_BY_HOP or ln in SET_BY_GATEWAY else FWD_KEEP
+        if len(_FWD) < 2048:
+            _FWD[name] = kind
+    return kind
 
 
 class RequestHead:
@@ -87,7 +106,12 @@ class RequestHead:
                         "only the chunked transfer coding is accepted")
                 self.chunked = True
             elif kind == _H_CONN:
-                self.conn_tokens = frozenset(t.strip().lower() for t in value.split(b","))
+                tokens = _CONN_TOKENS.get(value)
+                if tokens is None:
+                    tokens = frozenset([t.strip().lower() for t in value.split(b",")])
+                    if len(_CONN_TOKENS) < 256:
+                        _CONN_TOKENS[value] = tokens
+                self.conn_tokens = tokens
             elif kind == _H_EXPECT:
                 if value.lower() == b"100-continue":
                     self.expect_continue = True
