@@ -72,7 +72,8 @@ def main() -> None:
             import yaml
             yaml.safe_dump(doc, f, sort_keys=False)
     with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
-        json.dump({"pylon": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "workers": 1},
+        json.dump({"pylon": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "workers": 1,
+                             "enable_admin": False},
                    "deployment": {"standalone_file": name},
                    "nginx_config": {"error_log_level": "info",
                                     "http": {"enable_access_log": False}}}, f)

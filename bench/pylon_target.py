@@ -49,7 +49,8 @@ def main() -> None:
     prefix = tempfile.mkdtemp(prefix="pylon-bench-")
     os.makedirs(os.path.join(prefix, "conf"))
     node = {
-        "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": a.port}], "workers": a.workers},
+        "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": a.port}], "workers": a.workers,
+                  "enable_admin": False},
         "deployment": {"standalone_file": "conf/pylon.json"},
         "nginx_config": {"error_log_level": "warn",
                          "http": {"enable_access_log": a.access_log, "keepalive_timeout": "300s"}},

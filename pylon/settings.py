@@ -47,6 +47,25 @@ class NodeSection(_S):
     router: Literal["radixtree_host_uri", "radixtree_uri",
                     "radixtree_uri_with_parameter"] | RouterSection = "radixtree_host_uri"
     enable_ipv6: bool = False
+    enable_admin: bool = True
+
+
+class AdminKeyRow(_S):
+    key: Annotated[str, Meta(min_length=1)]
+    name: str = "admin"
+    role: Literal["admin", "viewer"] = "admin"
+
+
+class AdminListen(_S):
+    ip: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9180
+
+
+class AdminSection(_S):
+    admin_listen: AdminListen = AdminListen()
+    admin_key: list[AdminKeyRow] | None = None
+    admin_key_required: bool = True
+    allow_admin: list[str] | None = None
 
 
 class RoleSection(_S):
@@ -60,7 +79,7 @@ class Deployment(_S):
     role_traditional: RoleSection | None = None
     role_data_plane: RoleSection | None = None
     etcd: dict[str, Any] | None = None
-    admin: dict[str, Any] | None = None
+    admin: AdminSection = AdminSection()
 
 
 Duration = str | float | int
@@ -181,6 +200,13 @@ class Settings:
         self.shutdown_timeout = parse_duration(cfg.nginx_config.worker_shutdown_timeout,
                                                "nginx_config.worker_shutdown_timeout")
         self.pid_file = self.resolve("logs/pylon.pid")
+        admin = dep.admin
+        self.admin_enabled = node.enable_admin
+        self.admin_listen = (admin.admin_listen.ip, admin.admin_listen.port)
+        self.admin_keys = [{"name": k.name, "key": k.key, "role": k.role}
+                           for k in admin.admin_key or ()]
+        self.admin_key_required = admin.admin_key_required
+        self.allow_admin = admin.allow_admin
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

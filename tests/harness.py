@@ -127,7 +127,7 @@ class Gateway:
         self.conf_path = os.path.join(tmp, "conf", "config.yaml")
         self.doc_path = os.path.join(tmp, "conf", "pylon.yaml")
         node_cfg: dict[str, Any] = {
-            "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
+            "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}], "enable_admin": False,
                       "workers": workers},
             "nginx_config": {"error_log_level": "info", "worker_shutdown_timeout": "10s",
                              "http": dict(http or {})},

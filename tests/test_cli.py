@@ -34,7 +34,8 @@ def prefix(tmp_path: Path) -> Path:
 
 
 def write_node(prefix: Path, **sections) -> None:
-    cfg = {"pylon": {"node_listen": [{"ip": "127.0.0.1", "port": free_port()}], "workers": 1}}
+    cfg = {"pylon": {"node_listen": [{"ip": "127.0.0.1", "port": free_port()}], "workers": 1,
+                     "enable_admin": False}}
     cfg.update(sections)
     (prefix / "conf").mkdir(exist_ok=True)
     (prefix / "conf" / "config.yaml").write_text(yaml.safe_dump(cfg))

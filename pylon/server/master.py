@@ -63,6 +63,14 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return s
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def load_standalone(path: str) -> Any:
     with open(path, "rb") as f:
         return loader.parse_text(f.read(), path)
@@ -72,6 +80,8 @@ class Master:
     def __init__(self, settings: Settings, config_path: str, workers: int | None) -> None:
         self.settings = settings
         self.store: Store = make_store(settings)
+        self.admin_server: asyncio.base_events.Server | None = None
+        self.exit_code = 0
         self._watcher: asyncio.Task[None] | None = None
         self.config_path = config_path
         self.worker_override = workers
@@ -135,6 +145,37 @@ class Master:
         self.store = store
         self._watcher = self.loop.create_task(store.watch(self.on_store_change,
                                                           self._watch_stop))
+
+    async def start_admin(self) -> None:
+        """Serve the Admin API from the master: the single writer of the config store."""
+        from ..admin import AdminApp, parse_allow, parse_keys, start_admin, write_doc_atomically
+        from ..admin.node_key import announce, generate_key, store_key
+
+        s = self.settings
+        host, port = s.admin_listen
+        rows = s.admin_keys
+        if not rows and s.admin_key_required:
+            key = generate_key()
+            store_key(self.config_path, key)
+            announce(key, self.config_path)
+            rows = [{"name": "admin", "key": key, "role": "admin"}]
+        elif not rows and not _is_loopback(host):
+            raise ConfigError(f"admin_listen {host} is not loopback and no admin_key is set",
+                              "deployment.admin")
+        path = getattr(self.store, "path", None)
+        if path is None:
+            raise ConfigError("the Admin API needs a writable config store",
+                              "deployment.config_provider")
+
+        def persist(doc: Any) -> None:
+            write_doc_atomically(path, doc)
+            if self.read_config(initial=False):
+                self.broadcast()
+
+        app = AdminApp(lambda: self.doc, persist, parse_keys(rows), parse_allow(s.allow_admin),
+                       key_required=s.admin_key_required)
+        self.admin_server = await start_admin(self.loop, app, host, port)
+        log.warning("Admin API listening on %s:%d", host, port)
 
     def on_store_change(self) -> None:
         if self.read_config(initial=False):
@@ -301,9 +342,17 @@ class Master:
                 self.retire(w)
             await asyncio.gather(*(w.proc.wait() for w in self.workers.values()))
             return 1
+        if self.settings.admin_enabled:
+            try:
+                await self.start_admin()
+            except (OSError, ConfigError) as e:
+                log.error("Admin API not started: %s", e)
+                stop.set()
+                self.exit_code = 1
         addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
-        log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
-                    addrs, os.getpid())
+        if not stop.is_set():
+            log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
+                        addrs, os.getpid())
         self._restart_watch(self.store)
         await stop.wait()
         self.stopping = True
@@ -311,6 +360,8 @@ class Master:
         self._watch_stop.set()
         if self._watcher is not None:
             self._watcher.cancel()
+        if self.admin_server is not None:
+            self.admin_server.close()
         procs = [*self.workers.values(), *self.starting]
         for w in procs:
             self.retire(w)
@@ -322,7 +373,7 @@ class Master:
         self.slots = []
         await asyncio.gather(*(w.proc.wait() for w in procs))
         log.warning("stopped")
-        return 0
+        return self.exit_code
 
     async def _started(self, stop: asyncio.Event) -> bool:
         """Wait until every worker serves; False on SIGTERM or when workers keep dying."""
