@@ -17,12 +17,15 @@ import msgspec
 
 from .. import errors
 from ..wire.h1 import Limits, RequestParser, encode_headers, status_line
+from ..timer import Deadline
 from ..wire.head import RequestHead
 
 log = logging.getLogger("pylon.admin")
 
 MAX_BODY = 1024 * 1024 * 3 // 2      # 1.5 MiB, as APISIX
 LINGER_SECONDS = 2.0
+IDLE_TIMEOUT = 60.0                  # a connection with nothing to do closes after this
+MAX_CONNECTIONS = 256                # beyond this, new admin connections are closed at once
 LINGER_BYTES = 4 * MAX_BODY
 _encode = msgspec.json.Encoder()
 
@@ -55,9 +58,12 @@ def render(status: int, body: dict[str, Any] | None, keep_alive: bool,
 
 
 class AdminProtocol(asyncio.Protocol):
-    def __init__(self, app: Handler, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, app: Handler, loop: asyncio.AbstractEventLoop,
+                 conns: set[AdminProtocol] | None = None) -> None:
         self.app = app
         self.loop = loop
+        self.conns: set[AdminProtocol] = conns if conns is not None else set()
+        self.idle = Deadline(loop, self._close)
         self.parser = RequestParser(self, Limits(max_body=MAX_BODY))
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
@@ -72,14 +78,24 @@ class AdminProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) and peer else None
+        if len(self.conns) >= MAX_CONNECTIONS:
+            log.warning("admin API: %d connections open; refusing %s", len(self.conns),
+                        self.remote)
+            transport.close()
+            return
+        self.conns.add(self)
+        self.idle.set(self.loop.time() + IDLE_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.conns.discard(self)
+        self.idle.cancel()
         self.closing = True
         self.transport = None
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        self.idle.due = self.loop.time() + IDLE_TIMEOUT
         if self.draining:
             self.draining = max(0, self.draining - len(data))
             if not self.draining:
@@ -167,5 +183,6 @@ def _message(e: errors.GatewayError) -> str:
 async def start_admin(loop: asyncio.AbstractEventLoop, app: Handler, host: str,
                       port: int) -> asyncio.Server:
     """Listen on ``host:port`` and answer Admin API requests with ``app``."""
-    factory: Callable[[], AdminProtocol] = lambda: AdminProtocol(app, loop)
+    conns: set[AdminProtocol] = set()
+    factory: Callable[[], AdminProtocol] = lambda: AdminProtocol(app, loop, conns)
     return await loop.create_server(factory, host, port, reuse_address=True)

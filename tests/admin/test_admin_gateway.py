@@ -102,3 +102,30 @@ def test_viewer_key_reads_but_cannot_write(gateway_factory, upstream):
     status, body = admin(port, "PUT", "/apisix/admin/routes/x", {"uri": "/x"},
                          key="viewer-key-12345")
     assert status == 401 and body["error_msg"] == "failed to check token"
+
+
+def test_pylon_admin_cli_round_trip(gateway_factory, upstream, tmp_path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    gw = gateway_factory(route_doc([upstream], uri="/a"),
+                         node=admin_node(port, admin_key=[{"key": "cli-key-123456789"}]))
+    body = tmp_path / "route.yaml"
+    body.write_text(f"uri: /cli/*\nupstream:\n  nodes:\n    \"{upstream.addr}\": 1\n")
+
+    def pylon(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pylon.cli", "admin", *args, "-p",
+                               gw.prefix], capture_output=True, text=True, timeout=30)
+
+    r = pylon("put", "routes", "c1", "-f", str(body))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["key"] == "/apisix/routes/c1"
+    wait_status(gw, "/cli/x", 200)
+    r = pylon("list", "routes")
+    assert r.returncode == 0 and json.loads(r.stdout)["total"] == 2
+    r = pylon("get", "routes", "nope")
+    assert r.returncode == 1 and json.loads(r.stdout) == {"message": "Key not found"}
+    r = pylon("delete", "routes", "c1")
+    assert r.returncode == 0
+    wait_status(gw, "/cli/x", 404)
