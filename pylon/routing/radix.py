@@ -170,28 +170,9 @@ class RadixTree(Generic[V]):
 
     def deepest(self, path: str) -> RadixNode[V] | None:
         """Node of the longest key that is a prefix of ``path`` (or None)."""
-        node = self.root
-        best = node if node.value is not None else None
-        pos = 0
-        n = len(path)
-        while pos < n:
-            children = node.children
-            if children is None:
-                break
-            node = children.get(path[pos])
-            if node is None:
-                break
-            llen = node.llen
-            if llen == 1:
-                pos += 1
-            else:
-                end = pos + llen
-                if path[pos:end] != node.label:
-                    break
-                pos = end
-            if node.value is not None:
-                best = node
-        return best
+        root = self.root
+        return walk(root, root if root.value is not None else None, path, 0)
+
 
     def segment_index(
         self,
@@ -256,3 +237,29 @@ class RadixTree(Generic[V]):
             if node.children:
                 for child in node.children.values():
                     stack.append((child, key))
+
+
+def walk(node: RadixNode[V], best: RadixNode[V] | None, path: str,
+         pos: int) -> RadixNode[V] | None:
+    """Descend from ``node`` (which matched ``path[:pos]``) along ``path``; return the deepest
+    node holding a value, or ``best`` when there is none below."""
+    n = len(path)
+    while pos < n:
+        children = node.children
+        if children is None:
+            break
+        nxt = children.get(path[pos])
+        if nxt is None:
+            break
+        node = nxt
+        llen = node.llen
+        if llen == 1:
+            pos += 1
+        else:
+            end = pos + llen
+            if path[pos:end] != node.label:
+                break
+            pos = end
+        if node.value is not None:
+            best = node
+    return best

@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from .expr import ExprError, IpMatcher, VarSource, compile_expr
-from .radix import RadixTree
+from .radix import RadixTree, walk
 
 __all__ = [
     "HTTP_METHODS",
@@ -408,7 +408,6 @@ def _table_matcher(
     root_best = root if root.value is not None else None
     jump = tree.segment_index() if len(tree) >= _JUMP_MIN_KEYS else None
     jump_get = jump.get if jump else None
-    M = _new_match
 
     def match(
         method: str, host: str, path: str, src: VarSource, remote_addr: Any
@@ -421,7 +420,7 @@ def _table_matcher(
                 res = check(method, host, src, remote_addr)
                 if res is not None:
                     return res
-        # radix walk (RadixTree.deepest, inlined): node of the longest key prefixing path
+        # radix walk: node of the longest key prefixing path (jump table first when big)
         node = root
         best = root_best
         pos = 0
@@ -441,38 +440,12 @@ def _table_matcher(
                             best = node
                     else:
                         pos = n  # diverged inside the edge: nothing deeper
-        while pos < n:
-            children = node.children
-            if children is None:
-                break
-            node = children.get(path[pos])
-            if node is None:
-                break
-            llen = node.llen
-            if llen == 1:
-                pos += 1
-            else:
-                end = pos + llen
-                if path[pos:end] != node.label:
-                    break
-                pos = end
-            if node.value is not None:
-                best = node
+        best = walk(node, best, path, pos)
         # then that key and every shorter one, deepest first
         while best is not None:
-            for check, m0, rx, names, klen, _o in best.value:
-                if rx is not None:
-                    rm = rx.fullmatch(path, klen)
-                    if rm is None:
-                        continue
-                if check is not None:
-                    m0 = check(method, host, src, remote_addr)
-                    if m0 is None:
-                        continue
-                if names:
-                    params = rm.groupdict() if names is True else dict(zip(names, rm.groups()))
-                    return M(m0.route, m0.route_id, params, m0.matched_uri, m0.matched_host)
-                return m0
+            res = _try_entries(best.value, method, host, path, src, remote_addr)
+            if res is not None:
+                return res
             best = best.up
         return None
 
