@@ -83,11 +83,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"pylon: already running (pid {running}, {settings.pid_file})", file=sys.stderr)
         return 1
     master = Master(settings, conf, args.workers)
-    try:
-        master.read_config(initial=True)
-    except ConfigError as e:
-        print(f"pylon: {e}", file=sys.stderr)
-        return 1
     os.makedirs(os.path.dirname(settings.pid_file), exist_ok=True)
     with open(settings.pid_file, "w") as f:
         f.write(f"{os.getpid()}\n")

@@ -66,10 +66,35 @@ class AdminSection(_S):
     admin_key: list[AdminKeyRow] | None = None
     admin_key_required: bool = True
     allow_admin: list[str] | None = None
+    #: Pylon: every admin write (key name, method, resource, before/after) as JSON lines;
+    #: "" or null turns it off
+    audit_log: str | None = "logs/admin-audit.log"
 
 
 class RoleSection(_S):
     config_provider: Literal["yaml", "etcd"] | None = None
+
+
+class EtcdTls(_S):
+    cert: str | None = None          # client certificate (mTLS)
+    key: str | None = None
+    verify: bool = True
+    sni: str | None = None
+    ca: str | None = None            # CA bundle (Pylon; APISIX takes it from apisix.ssl)
+
+
+class EtcdSection(_S):
+    """``deployment.etcd`` as APISIX documents it."""
+
+    host: list[str] = msgspec.field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    prefix: str = "/apisix"
+    timeout: Annotated[float, Meta(gt=0)] = 30
+    user: str | None = None
+    password: str | None = None
+    tls: EtcdTls | None = None
+    #: Pylon: where the last-known-good copy of the configuration is kept, so a node can
+    #: boot while etcd is down (relative to the prefix directory)
+    snapshot_file: str = "conf/etcd-snapshot.json"
 
 
 class Deployment(_S):
@@ -78,7 +103,7 @@ class Deployment(_S):
     standalone_file: str = "conf/pylon.yaml"
     role_traditional: RoleSection | None = None
     role_data_plane: RoleSection | None = None
-    etcd: dict[str, Any] | None = None
+    etcd: EtcdSection = EtcdSection()
     admin: AdminSection = AdminSection()
 
 
@@ -171,10 +196,13 @@ class Settings:
         provider = dep.config_provider or (
             dep.role_traditional.config_provider if dep.role_traditional else None) or (
             dep.role_data_plane.config_provider if dep.role_data_plane else None) or "yaml"
-        if provider != "yaml":
-            raise ConfigError("config_provider etcd is not available in this version; "
-                              "use yaml", "deployment.config_provider")
         self.config_provider = provider
+        if not dep.etcd.host:
+            raise ConfigError("needs at least one etcd address", "deployment.etcd.host")
+        if not dep.etcd.prefix.startswith("/"):
+            raise ConfigError("must start with '/'", "deployment.etcd.prefix")
+        self.etcd = dep.etcd
+        self.etcd_snapshot = self.resolve(dep.etcd.snapshot_file)
         self.standalone_file = self.resolve(dep.standalone_file)
         h = cfg.nginx_config.http
         p = "nginx_config.http."
@@ -207,6 +235,7 @@ class Settings:
                            for k in admin.admin_key or ()]
         self.admin_key_required = admin.admin_key_required
         self.allow_admin = admin.allow_admin
+        self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

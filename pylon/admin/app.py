@@ -1,47 +1,47 @@
 """The Admin API application: request → (status, JSON body), transport-free.
 
 Order of checks as APISIX: client address (``allow_admin``, 403), API key (401), resource
-and method (404), body (400), then the resource operation.  No exception reaches the
-client: an unexpected one is logged and answered 500 ``{"error_msg": "internal error"}``.
+and method (404), body (400), then the resource operation.  Writes are committed through
+the node's ``ConfigHub`` and answered once this node's watch has seen them.  No exception
+reaches the client: an unexpected one is logged and answered 500
+``{"error_msg": "internal error"}``; a store that is down or a conflicting concurrent write
+is 503 and changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from ..config.hub import ConfigHub
+from ..config.store import Conflict, Op, StoreError
+from .audit import AuditLog
 from .auth import AdminKey, Auth, IPNetwork
-from .resources import SPECS, Persist, PersistError, Reply, Store
+from .resources import CREDENTIALS, SPECS, Kind, Plan, Reply, Resources, View
 
 log = logging.getLogger("pylon.admin")
 
 PREFIX = "/apisix/admin"
 _decode = msgspec.json.Decoder()
+#: most operations one batch may carry
+BATCH_MAX = 1000
+
+Explain = Callable[[dict[str, str]], Awaitable[Reply]]
 
 
 class AdminApp:
-    def __init__(self, doc_getter: Callable[[], Any], persist: Persist,
-                 keys: Iterable[AdminKey], allow: Iterable[IPNetwork] | None,
-                 key_required: bool = True) -> None:
-        """``doc_getter()`` returns the node's current document (the master's ``doc``);
-        when it returns a different object than last time (the file was edited, or our own
-        write was read back) the resources are reloaded from it.  ``persist(new_doc)``
-        stores a changed document and raises to refuse it."""
-        self.doc_getter = doc_getter
+    def __init__(self, hub: ConfigHub, keys: Iterable[AdminKey],
+                 allow: Iterable[IPNetwork] | None, key_required: bool = True,
+                 audit_path: str | None = None, explain: Explain | None = None) -> None:
+        self.hub = hub
         self.auth = Auth(keys, allow, key_required)
-        self.store = Store(persist)
-        self._seen: Any = _UNSET
-        self._sync()
-
-    def _sync(self) -> None:
-        doc = self.doc_getter()
-        if doc is not self._seen:
-            self._seen = doc
-            self.store.load(doc)
+        self.resources = Resources(hub.state)
+        self.audit = AuditLog(audit_path) if audit_path else None
+        self.explain = explain
 
     async def handle(self, method: str, path: str, query: str,
                      headers: Mapping[str, str], body: bytes,
@@ -49,13 +49,13 @@ class AdminApp:
         """``headers`` are keyed by lower-case name.  ``remote_addr`` is the client address
         checked against ``allow_admin`` (None is refused when a list is configured)."""
         try:
-            return self._handle(method.upper(), path, query, headers, body, remote_addr)
+            return await self._handle(method.upper(), path, query, headers, body, remote_addr)
         except Exception:
             log.exception("admin API: %s %s failed", method, path)
             return 500, {"error_msg": "internal error"}
 
-    def _handle(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                body: bytes, remote_addr: str | None) -> Reply:
+    async def _handle(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                      body: bytes, remote_addr: str | None) -> Reply:
         if not self.auth.address_allowed(remote_addr):
             log.warning("admin API: %s refused by allow_admin", remote_addr)
             return 403, {"error_msg": "403 Forbidden"}
@@ -64,27 +64,12 @@ class AdminApp:
             return 200, {}
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
             return 404, {"error_msg": "not found"}
-        why = self.auth.check(method, args, headers)
+        who, why = self.auth.authenticate(method, args, headers)
         if why is not None:
             log.warning("admin API: failed to check token: %s", why)
             return 401, {"error_msg": "failed to check token", "description": why}
         segs = [s for s in path[len(PREFIX):].split("/") if s]
         if not segs:
-            return 404, {"error_msg": "not found"}
-        spec = SPECS.get(segs[0])
-        if spec is None:
-            return 404, {"error_msg": f"Unsupported resource type: {segs[0]}"}
-        rest = segs[1:]
-        if spec.two_part_id:
-            if len(rest) == 1:
-                return 400, {"error_msg": f"missing {spec.kind} id"}
-            oid = "/".join(rest[:2]) if rest else None
-            rest = rest[2:]
-        else:
-            oid = rest[0] if rest else None
-            rest = rest[1:]
-        sub_path = "/".join(rest)
-        if method not in ("GET", "PUT", "POST", "PATCH", "DELETE"):
             return 404, {"error_msg": "not found"}
         conf: Any = None
         if body.strip():
@@ -92,27 +77,136 @@ class AdminApp:
                 conf = _decode.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError) as e:
                 return 400, {"error_msg": f"invalid request body: {e}"}
+        if segs[0] == "batch" and len(segs) == 1:
+            if method != "POST":
+                return 405, {"error_msg": "batch takes POST"}
+            return await self._batch(conf, who, remote_addr)
+        if segs[0] == "explain" and len(segs) == 1 and method == "GET":
+            if self.explain is None:
+                return 503, {"error_msg": "explain is not available on this node"}
+            if not args.get("uri"):
+                return 400, {"error_msg": "missing uri"}
+            return await self.explain(args)
+        target = resolve(segs)
+        if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int):
+            return target                                  # an error reply
+        spec, oid, sub_path, parent = target               # type: ignore[misc]
+        if method not in ("GET", "PUT", "POST", "PATCH", "DELETE"):
+            return 404, {"error_msg": "not found"}
         if sub_path and method != "PATCH":
             return 404, {"error_msg": "not found"}
-        self._sync()
-        store = self.store
+        if method == "GET":
+            return self.resources.get(spec, oid, args, parent)
+        view = View(self.hub.state)
+        plan = self.plan(view, method, spec, oid, sub_path, conf, args)
+        if not isinstance(plan, Plan):
+            return plan
+        return await self._commit(plan, method, path, who, remote_addr)
+
+    def plan(self, view: View, method: str, spec: Kind, oid: str | None, sub_path: str,
+             conf: Any, args: Mapping[str, str]) -> Plan | Reply:
+        r = self.resources
+        if method == "PUT":
+            return r.plan_put(view, spec, oid, conf, args)
+        if method == "POST":
+            return r.plan_post(view, spec, oid, conf, args)
+        if method == "PATCH":
+            return r.plan_patch(view, spec, oid, sub_path, conf)
+        return r.plan_delete(view, spec, oid, args)
+
+    async def _commit(self, plan: Plan, method: str, path: str, who: str | None,
+                      remote_addr: str | None) -> Reply:
         try:
-            if method == "GET":
-                return store.get(spec, oid, args)
-            if method == "PUT":
-                return store.put(spec, oid, conf)
-            if method == "POST":
-                return store.post(spec, oid, conf)
-            if method == "PATCH":
-                return store.patch(spec, oid, sub_path, conf)
-            return store.delete(spec, oid, args)
-        except PersistError as e:
+            rev = await self.hub.commit(plan.ops)
+        except Conflict as e:
+            log.warning("admin API: %s %s refused: %s", method, path, e)
+            return 503, {"error_msg": str(e)}
+        except StoreError as e:
             log.error("admin API: cannot store %s %s: %s", method, path, e)
             return 503, {"error_msg": f"failed to store the configuration: {e}"}
+        if self.audit is not None:
+            self.audit.record(who, remote_addr, method, path, rev, plan.changes)
+        return plan.reply
+
+    async def _batch(self, conf: Any, who: str | None, remote_addr: str | None) -> Reply:
+        """``{"operations": [{"method", "path", "body"}...]}``: every operation is checked
+        against the state plus the ones before it, then all are committed together (one
+        etcd transaction / one file revision) or none is."""
+        ops = conf.get("operations") if isinstance(conf, dict) else None
+        if not isinstance(ops, list) or not ops:
+            return 400, {"error_msg": "invalid batch: expected {\"operations\": [...]} with "
+                                      "at least one operation"}
+        if len(ops) > BATCH_MAX:
+            return 400, {"error_msg": f"invalid batch: at most {BATCH_MAX} operations"}
+        view = View(self.hub.state)
+        total = Plan([], (200, {}))
+        results: list[dict[str, Any]] = []
+        for i, op in enumerate(ops):
+            where = f"operations[{i}]"
+            if not isinstance(op, dict) or not isinstance(op.get("method"), str) \
+                    or not isinstance(op.get("path"), str):
+                return 400, {"error_msg": f"{where}: needs string method and path"}
+            method = op["method"].upper()
+            if method not in ("PUT", "POST", "PATCH", "DELETE"):
+                return 400, {"error_msg": f"{where}: method must be PUT, POST, PATCH or DELETE"}
+            url = urlsplit(op["path"])
+            rel = url.path[len(PREFIX):] if url.path.startswith(PREFIX + "/") else url.path
+            target = resolve([s for s in rel.split("/") if s])
+            if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int):
+                return target[0], {"error_msg": f"{where}: {_msg(target[1])}"}
+            spec, oid, sub_path, _parent = target          # type: ignore[misc]
+            if sub_path and method != "PATCH":
+                return 404, {"error_msg": f"{where}: not found"}
+            args = dict(parse_qsl(url.query, keep_blank_values=True))
+            plan = self.plan(view, method, spec, oid, sub_path, op.get("body"), args)
+            if not isinstance(plan, Plan):
+                return plan[0], {"error_msg": f"{where} ({method} {op['path']}): "
+                                              f"{_msg(plan[1])}"}
+            total.ops += plan.ops
+            total.changes += plan.changes
+            results.append({"status": plan.reply[0], "body": plan.reply[1]})
+        total.ops = _merge_ops(total.ops)
+        total.reply = (200, {"results": results})
+        return await self._commit(total, "POST", PREFIX + "/batch", who, remote_addr)
 
 
-class _Unset:
-    pass
+def resolve(segs: list[str]) -> tuple[Kind, str | None, str, str | None] | Reply:
+    """URL segments after ``/apisix/admin`` -> (kind, id, sub-path, credential owner), or
+    an error reply."""
+    if not segs:
+        return 404, {"error_msg": "not found"}
+    spec = SPECS.get(segs[0])
+    if spec is None:
+        return 404, {"error_msg": f"Unsupported resource type: {segs[0]}"}
+    rest = segs[1:]
+    if spec.name == "consumers" and len(rest) >= 2 and rest[1] == "credentials":
+        owner = rest[0]
+        if len(rest) == 2:
+            return CREDENTIALS, None, "", owner
+        return CREDENTIALS, f"{owner}/credentials/{rest[2]}", "/".join(rest[3:]), owner
+    if spec.two_part_id:
+        if len(rest) == 1:
+            return 400, {"error_msg": f"missing {spec.kind} id"}
+        oid = "/".join(rest[:2]) if rest else None
+        rest = rest[2:]
+    else:
+        oid = rest[0] if rest else None
+        rest = rest[1:]
+    return spec, oid, "/".join(rest), None
 
 
-_UNSET = _Unset()
+def _merge_ops(ops: list[Op]) -> list[Op]:
+    """One op per key (a transaction may name a key once): the first op's guard, the last
+    op's value."""
+    first: dict[str, Op] = {}
+    last: dict[str, Op] = {}
+    for op in ops:
+        first.setdefault(op.key, op)
+        last[op.key] = op
+    return [Op(k, last[k].value, first[k].expect, last[k].ttl) for k in first]
+
+
+def _msg(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("error_msg") or body.get("message") or body)
+    return str(body)

@@ -84,21 +84,26 @@ class Auth:
     def check(self, method: str, query: Mapping[str, str],
               headers: Mapping[str, str]) -> str | None:
         """None when the request may proceed, else why the token check failed."""
+        return self.authenticate(method, query, headers)[1]
+
+    def authenticate(self, method: str, query: Mapping[str, str],
+                     headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """(name of the key used, None) when the request may proceed, else (None, why)."""
         if not self.key_required:
-            return None
+            return None, None
         token = query.get("api_key") or headers.get("x-api-key") or _cookie(headers)
         if not token:
-            return "missing apikey"
+            return None, "missing apikey"
         found: AdminKey | None = None
         given = token.encode("utf-8", "surrogateescape")
         for k in self.keys:   # compare against every key: timing does not reveal which
             if hmac.compare_digest(given, k.key.encode("utf-8")) and found is None:
                 found = k
         if found is None:
-            return "wrong apikey"
+            return None, "wrong apikey"
         if found.role == "viewer" and method.upper() not in VIEWER_METHODS:
-            return "invalid method for role viewer"
-        return None
+            return None, "invalid method for role viewer"
+        return found.name, None
 
 
 def _cookie(headers: Mapping[str, str]) -> str | None:

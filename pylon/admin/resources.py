@@ -1,11 +1,15 @@
-"""APISIX Admin API v3 resources over the standalone document.
+"""APISIX Admin API v3 resources over the node's config store.
 
-The document is the APISIX standalone layout (one top-level list per kind).  Every write is
-checked, applied to the in-memory copy and handed whole to ``persist(new_doc)`` (the yaml
-store rewrites its file atomically); when ``persist`` raises, the change is rolled back and
-the client gets 503, so memory and file never disagree.  Indices are a monotonic counter
-standing in for etcd's revisions: ``createdIndex`` when an object first appears,
-``modifiedIndex`` on every change (including edits of the file made behind our back).
+Reads come from the node's ``ConfigState`` (what the watch delivered, so what the node
+serves); writes are turned into ``Op``s and committed through the ``ConfigHub`` -- one etcd
+transaction, or one atomic rewrite of the standalone file.  Every write is guarded by the
+revision it was checked against (``Op.expect``), so two conflicting writes never silently
+lose one: the second is refused with 503 and changes nothing.
+
+``plan_*`` methods check a request against a ``View`` (the state plus the writes staged
+before it in the same batch) and return either an error reply or the ops and the reply to
+give once they are committed; ``POST /apisix/admin/batch`` stages several of them and
+commits them together.
 
 Every method returns ``(status, body)`` with APISIX's v3 envelopes and error texts.
 """
@@ -15,14 +19,16 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
+from ..config.state import ConfigState
+from ..config.store import Item, Op
 from ..model.validate import convert
 
-Reply = tuple[int, dict[str, Any]]
-Persist = Callable[[dict[str, Any]], None]
+Reply = tuple[int, Any]
 
 ID_RE = re.compile(r"^[a-zA-Z0-9\-_.]{1,64}$")
 NOT_FOUND: dict[str, Any] = {"message": "Key not found"}
@@ -61,6 +67,8 @@ SPECS: dict[str, Kind] = {k.name: k for k in (
     Kind("secrets", "secret", post=False, two_part_id=True),
     Kind("plugin_metadata", "plugin_metadata", post=False, timestamps=False),
 )}
+#: ``/consumers/{username}/credentials/{id}`` (APISIX 3.8+): its own kind in the state
+CREDENTIALS = Kind("credentials", "credential")
 #: delete checks: target resource -> [(referring resource, field)], APISIX's order
 USERS: dict[str, list[tuple[str, str]]] = {}
 for _spec in SPECS.values():
@@ -69,82 +77,71 @@ for _spec in SPECS.values():
 for _users in USERS.values():
     _users.sort(key=lambda u: ["routes", "services", "stream_routes", "consumers"].index(u[0]))
 
+#: (key, value before, value after) of every change a request made -- the audit log's input
+Changes = list[tuple[str, Any, Any]]
 
-class PersistError(Exception):
-    """``persist`` refused the new document; nothing was changed."""
+
+def store_key(spec: Kind, oid: str) -> str:
+    """The key in the store (relative to the prefix)."""
+    return f"consumers/{oid}" if spec is CREDENTIALS else f"{spec.name}/{oid}"
+
+
+class View:
+    """The state as a batch sees it: writes staged earlier in the batch on top."""
+
+    __slots__ = ("staged", "state")
+
+    def __init__(self, state: ConfigState) -> None:
+        self.state = state
+        #: (kind, id) -> Item, or None for a staged delete
+        self.staged: dict[tuple[str, str], Item | None] = {}
+
+    def get(self, kind: str, oid: str) -> Item | None:
+        k = (kind, oid)
+        if k in self.staged:
+            return self.staged[k]
+        return self.state.kinds.get(kind, {}).get(oid)
+
+    def rows(self, kind: str) -> Iterator[tuple[str, Item]]:
+        staged = self.staged
+        for oid, item in self.state.kinds.get(kind, {}).items():
+            if (kind, oid) not in staged:
+                yield oid, item
+        for (k, oid), item in staged.items():
+            if k == kind and item is not None:
+                yield oid, item
+
+    def stage(self, kind: str, oid: str, item: Item | None) -> None:
+        self.staged[(kind, oid)] = item
 
 
 @dataclass(slots=True)
-class Entry:
-    value: dict[str, Any]
-    created: int
-    modified: int
+class Plan:
+    """A checked write: commit ``ops``, then answer ``reply``."""
+
+    ops: list[Op]
+    reply: Reply
+    changes: Changes = field(default_factory=list)
 
 
 @dataclass(slots=True)
-class Store:
-    persist: Persist
+class Resources:
+    state: ConfigState
     now: Callable[[], int] = field(default=lambda: int(time.time()))
-    index: int = 0
-    items: dict[str, dict[str, Entry]] = field(default_factory=dict)
-    doc: dict[str, Any] = field(default_factory=dict)
-
-    # -- the document --------------------------------------------------------------------
-    def load(self, doc: Any) -> None:
-        """Take ``doc`` (as read from the store) as the current state.  Objects whose value
-        did not change keep their indices, so re-reading our own write changes nothing."""
-        self.doc = dict(doc) if isinstance(doc, dict) else {}
-        old, self.items = self.items, {}
-        for spec in SPECS.values():
-            rows = self.doc.get(spec.name)
-            bucket: dict[str, Entry] = {}
-            for i, row in enumerate(rows if isinstance(rows, list) else []):
-                if not isinstance(row, dict):
-                    continue
-                raw = row.get(spec.key_field)
-                oid = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) \
-                    else f"arr_{i + 1}"
-                prev = old.get(spec.name, {}).get(oid)
-                if prev is not None and prev.value == row:
-                    bucket[oid] = prev
-                else:
-                    self.index += 1
-                    bucket[oid] = Entry(row, prev.created if prev else self.index, self.index)
-            self.items[spec.name] = bucket
-
-    def to_doc(self) -> dict[str, Any]:
-        out = dict(self.doc)
-        for name, bucket in self.items.items():
-            if bucket or name in out:
-                out[name] = [e.value for e in bucket.values()]
-        return out
-
-    def _commit(self, name: str, oid: str, entry: Entry | None) -> None:
-        bucket = self.items[name]
-        before = dict(bucket)
-        if entry is None:
-            bucket.pop(oid, None)
-        else:
-            bucket[oid] = entry
-        new_doc = self.to_doc()
-        try:
-            self.persist(new_doc)
-        except Exception as e:
-            self.items[name] = before
-            raise PersistError(str(e) or type(e).__name__) from e
-        self.doc = new_doc
-        if entry is not None:
-            self.index = max(self.index, entry.modified)
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, spec: Kind, oid: str | None, query: Mapping[str, str]) -> Reply:
-        bucket = self.items[spec.name]
+    def get(self, spec: Kind, oid: str | None, query: Mapping[str, str],
+            parent: str | None = None) -> Reply:
+        bucket = self.state.kinds.get(spec.name, {})
         if oid is not None:
             e = bucket.get(oid)
             if e is None:
                 return 404, dict(NOT_FOUND)
             return 200, self._node(spec, oid, e)
-        rows = [(k, e) for k, e in bucket.items()]
+        rows = [(k, e) for k, e in bucket.items()
+                if (parent is None or k.startswith(parent + "/credentials/"))
+                and _passes(spec, e.value, query)]
+        rows.sort(key=lambda r: r[1].created)
         total = len(rows)
         if "page" in query and "page_size" in query:
             try:
@@ -157,11 +154,10 @@ class Store:
                 page = max(1, int(query["page"]))
             except ValueError:
                 page = 1
-            rows.sort(key=lambda r: r[1].created)
             rows = rows[(page - 1) * size: page * size]
         return 200, {"list": [self._node(spec, k, e) for k, e in rows], "total": total}
 
-    def _node(self, spec: Kind, oid: str, e: Entry) -> dict[str, Any]:
+    def _node(self, spec: Kind, oid: str, e: Item) -> dict[str, Any]:
         value = e.value
         if spec.name == "ssls" and ("key" in value or "keys" in value):
             # as APISIX: private keys are never returned
@@ -170,7 +166,8 @@ class Store:
                 "createdIndex": e.created, "modifiedIndex": e.modified}
 
     # -- writes --------------------------------------------------------------------------
-    def put(self, spec: Kind, oid: str | None, conf: Any) -> Reply:
+    def plan_put(self, view: View, spec: Kind, oid: str | None, conf: Any,
+                 query: Mapping[str, str]) -> Plan | Reply:
         if conf is None:
             return 400, {"error_msg": "missing configurations"}
         if not isinstance(conf, dict):
@@ -180,21 +177,24 @@ class Store:
         if err:
             return 400, {"error_msg": err}
         assert oid is not None
-        prev = self.items[spec.name].get(oid)
+        prev = view.get(spec.name, oid)
         if spec.timestamps:
             now = self.now()
             if "create_time" not in conf:
                 conf["create_time"] = prev.value.get("create_time", now) if prev else now
             conf.setdefault("update_time", now)
-        err = self._check(spec, oid, conf)
+        err = self._check(view, spec, oid, conf)
         if err:
             return 400, {"error_msg": err}
-        created = prev.created if prev else self.index + 1
-        self._commit(spec.name, oid, Entry(conf, created, self.index + 1))
-        return (200 if prev else 201), {"key": _key(spec, oid), "value": conf}
+        ttl, err = _ttl(query)
+        if err:
+            return 400, {"error_msg": err}
+        return self._stage(view, spec, oid, prev, conf, ttl,
+                           (200 if prev else 201, {"key": _key(spec, oid), "value": conf}))
 
-    def post(self, spec: Kind, oid: str | None, conf: Any) -> Reply:
-        if not spec.post:
+    def plan_post(self, view: View, spec: Kind, oid: str | None, conf: Any,
+                  query: Mapping[str, str]) -> Plan | Reply:
+        if not spec.post or spec is CREDENTIALS:
             return 405, {"error_msg": f"not supported `POST` method for {spec.kind}"}
         if conf is None:
             return 400, {"error_msg": "missing configurations"}
@@ -203,8 +203,8 @@ class Store:
         if oid is not None or conf.get("id") is not None:
             return 400, {"error_msg": f"wrong {spec.kind} id, do not need it"}
         conf = copy.deepcopy(conf)
-        n = self.index + 1
-        while f"{n:020d}" in self.items[spec.name]:
+        n = self.state.revision + 1 + len(view.staged)
+        while view.get(spec.name, f"{n:020d}") is not None:
             n += 1
         oid = f"{n:020d}"
         conf["id"] = oid
@@ -212,20 +212,24 @@ class Store:
             now = self.now()
             conf.setdefault("create_time", now)
             conf.setdefault("update_time", now)
-        err = self._check(spec, oid, conf)
+        err = self._check(view, spec, oid, conf)
         if err:
             return 400, {"error_msg": err}
-        self._commit(spec.name, oid, Entry(conf, self.index + 1, self.index + 1))
-        return 201, {"key": _key(spec, oid), "value": conf}
+        ttl, err = _ttl(query)
+        if err:
+            return 400, {"error_msg": err}
+        return self._stage(view, spec, oid, None, conf, ttl,
+                           (201, {"key": _key(spec, oid), "value": conf}))
 
-    def patch(self, spec: Kind, oid: str | None, sub_path: str, conf: Any) -> Reply:
+    def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
+                   conf: Any) -> Plan | Reply:
         if oid is None:
             return 400, {"error_msg": f"missing {spec.kind} id"}
         if conf is None:
             return 400, {"error_msg": "missing new configuration"}
         if not sub_path and not isinstance(conf, dict):
             return 400, {"error_msg": "invalid configuration"}
-        prev = self.items[spec.name].get(oid)
+        prev = view.get(spec.name, oid)
         if prev is None:
             return 404, dict(NOT_FOUND)
         value = copy.deepcopy(prev.value)
@@ -237,38 +241,58 @@ class Store:
         else:
             value = merge(value, conf)
             touched = "update_time" not in conf
+        if not isinstance(value, dict):
+            return 400, {"error_msg": "invalid configuration"}
         if spec.key_field == "id" and value.get("id") is not None \
-                and str(value["id"]) != oid:
+                and str(value["id"]) != _last(oid):
             return 400, {"error_msg": f"wrong {spec.kind} id"}
         if spec.key_field == "username" and value.get("username") is not None \
                 and str(value["username"]) != oid:
             return 400, {"error_msg": "wrong username"}
         if spec.key_field in prev.value or not oid.startswith("arr_"):
-            value[spec.key_field] = oid
+            value[spec.key_field] = _last(oid) if spec is CREDENTIALS else oid
         if spec.timestamps and touched:
             value["update_time"] = self.now()
-        err = self._check(spec, oid, value)
+        err = self._check(view, spec, oid, value)
         if err:
             return 400, {"error_msg": err}
-        self._commit(spec.name, oid, Entry(value, prev.created, self.index + 1))
-        return 200, {"key": _key(spec, oid), "value": value}
+        return self._stage(view, spec, oid, prev, value, None,
+                           (200, {"key": _key(spec, oid), "value": value}))
 
-    def delete(self, spec: Kind, oid: str | None, query: Mapping[str, str]) -> Reply:
+    def plan_delete(self, view: View, spec: Kind, oid: str | None,
+                    query: Mapping[str, str]) -> Plan | Reply:
         if oid is None:
             return 400, {"error_msg": f"missing {spec.kind} id"}
-        if oid not in self.items[spec.name]:
+        prev = view.get(spec.name, oid)
+        if prev is None:
             return 404, dict(NOT_FOUND)
         if query.get("force") != "true":
             for src, fld in USERS.get(spec.name, ()):
-                for uid, e in self.items[src].items():
+                for uid, e in view.rows(src):
                     ref = e.value.get(fld)
                     if ref is not None and str(ref) == oid:
                         directly = " directly" if spec.name == "services" else ""
                         return 400, {"error_msg": f"can not delete this {spec.kind}{directly},"
                                                   f" {SPECS[src].label} [{uid}] is still"
                                                   " using it now"}
-        self._commit(spec.name, oid, None)
-        return 200, {"deleted": "1", "key": _key(spec, oid)}
+        plan = self._stage(view, spec, oid, prev, None, None,
+                           (200, {"deleted": "1", "key": _key(spec, oid)}))
+        if spec.name == "consumers":
+            # a consumer's credentials go with it (one transaction)
+            for cid, cred in list(view.rows("credentials")):
+                if cid.startswith(oid + "/credentials/"):
+                    p = self._stage(view, CREDENTIALS, cid, cred, None, None, plan.reply)
+                    plan.ops += p.ops
+                    plan.changes += p.changes
+        return plan
+
+    def _stage(self, view: View, spec: Kind, oid: str, prev: Item | None,
+               value: dict[str, Any] | None, ttl: int | None, reply: Reply) -> Plan:
+        key = store_key(spec, oid)
+        view.stage(spec.name, oid, None if value is None else
+                   Item(value, prev.created if prev else 0, 0))
+        op = Op(key, value, expect=prev.modified if prev else 0, ttl=ttl)
+        return Plan([op], reply, [(key, prev.value if prev else None, value)])
 
     # -- checks --------------------------------------------------------------------------
     def _id_for_put(self, spec: Kind, oid: str | None,
@@ -277,6 +301,15 @@ class Store:
         given = conf.get(field_)
         if given is not None and (not isinstance(given, (str, int)) or isinstance(given, bool)):
             return None, f"invalid configuration: {field_} must be a string or an integer"
+        if spec is CREDENTIALS:
+            # the URL carries "jack/credentials/c1"; the object's id is "c1"
+            assert oid is not None
+            if given is not None and str(given) != _last(oid):
+                return None, "wrong credential id"
+            if not ID_RE.match(_last(oid)):
+                return None, f"invalid configuration: id must match {ID_RE.pattern}"
+            conf[field_] = _last(oid)
+            return oid, None
         if oid is None:
             if given is None:
                 return None, (f"missing {spec.kind} id" if field_ == "id"
@@ -289,25 +322,73 @@ class Store:
         conf[field_] = oid
         return oid, None
 
-    def _check(self, spec: Kind, oid: str, conf: dict[str, Any]) -> str | None:
+    def _check(self, view: View, spec: Kind, oid: str, conf: dict[str, Any]) -> str | None:
         if spec.typed:
             _obj, rej = convert(spec.name, conf, "")
             if rej is not None:
                 path = rej.path.lstrip(".")
                 return f"{path}: {rej.message}" if path else rej.message
+        if spec is CREDENTIALS:
+            owner = oid.split("/credentials/", 1)[0]
+            if view.get("consumers", owner) is None:
+                return f"consumer [{owner}] not found"
         for fld, target in spec.refs:
             ref = conf.get(fld)
             if ref is None:
                 continue
-            if str(ref) not in self.items[target]:
+            if view.get(target, str(ref)) is None:
                 what = SPECS[target].kind
                 return (f"failed to fetch {what} info by {what} id [{ref}], "
                         "response code: 404")
         return None
 
 
+def _last(oid: str) -> str:
+    return oid.rsplit("/", 1)[-1]
+
+
+def _ttl(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+    raw = query.get("ttl")
+    if raw is None or raw == "":
+        return None, None
+    try:
+        ttl = int(raw)
+    except ValueError:
+        return None, f"invalid ttl: {raw!r} (seconds, a positive integer)"
+    if ttl <= 0:
+        return None, f"invalid ttl: {raw!r} (seconds, a positive integer)"
+    return ttl, None
+
+
+def _passes(spec: Kind, value: dict[str, Any], query: Mapping[str, str]) -> bool:
+    """APISIX v3 list filters: ``name`` and ``uri`` (substring), ``label`` (``k`` or
+    ``k:v``), ``filter`` (url-encoded ``field=value`` pairs, e.g. ``service_id=1``)."""
+    name = query.get("name")
+    if name and name not in str(value.get("name") or ""):
+        return False
+    uri = query.get("uri")
+    if uri and spec.name == "routes":
+        uris = [value.get("uri")] + list(value.get("uris") or ())
+        if not any(isinstance(u, str) and uri in u for u in uris):
+            return False
+    label = query.get("label")
+    if label:
+        labels = value.get("labels")
+        if not isinstance(labels, dict):
+            return False
+        k, sep, v = label.partition(":")
+        if k not in labels or (sep and str(labels[k]) != v):
+            return False
+    flt = query.get("filter")
+    if flt:
+        for k, v in parse_qsl(flt, keep_blank_values=True):
+            if str(value.get(k, "")) != v:
+                return False
+    return True
+
+
 def _key(spec: Kind, oid: str) -> str:
-    return f"/apisix/{spec.name}/{oid}"
+    return f"/apisix/{store_key(spec, oid)}"
 
 
 def merge(origin: dict[str, Any], extend: Mapping[str, Any]) -> dict[str, Any]:

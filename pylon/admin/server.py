@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import msgspec
 
 from .. import errors
-from ..wire.h1 import Limits, RequestParser, encode_headers, status_line
 from ..timer import Deadline
+from ..wire.h1 import Limits, RequestParser, encode_headers, status_line
 from ..wire.head import RequestHead
 
 log = logging.getLogger("pylon.admin")

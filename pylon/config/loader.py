@@ -46,7 +46,7 @@ def parse_text(text: str | bytes, name: str = "<config>") -> Any:
         except msgspec.DecodeError as e:
             raise ConfigError(str(e), name) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except ConfigError as e:
         raise ConfigError(e.message, f"{name} {e.path}") from None
     except yaml.reader.ReaderError as e:

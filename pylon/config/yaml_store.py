@@ -1,8 +1,18 @@
 """The standalone file (YAML or JSON, APISIX layout) as a config store.
 
-Each content of the file is one revision.  Changes are seen through inotify (watchfiles, 50 ms
-debounce) with a 1 s stat poll behind it for filesystems without events, so an edit is live
-within a second.  Atomic replaces (rename over the file) and in-place writes both count.
+The file holds one list per kind (``routes:``, ``upstreams:`` ...); each object is one key
+(``routes/<id>``; objects without an id are ``arr_<n>`` as in APISIX).  Revisions are a
+counter owned by this store: a key keeps its revisions while its value is unchanged, so
+re-reading the file after our own write, or an edit elsewhere in it, does not touch it.
+
+* Edits made behind our back are seen through inotify (watchfiles, 50 ms debounce) with a
+  1 s stat poll behind it, re-read whole, and handed to the sink as a ``reset`` (the master
+  diffs it, and workers get only what changed).
+* ``commit`` (the Admin API) checks every ``Op.expect`` against the current keys -- after
+  re-reading the file if it changed on disk since we last read it, so an external edit is
+  never overwritten -- then rewrites the file atomically (tmp + fsync + rename) in a thread,
+  so the master's loop keeps serving.  ``ttl`` keys are expired by this process (the file
+  has no leases); a restart forgets pending expiries -- documented in docs/config-model.md.
 """
 
 from __future__ import annotations
@@ -10,13 +20,68 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
 from . import loader
+from .store import Conflict, Event, Item, Op, StoreError, WatchSink, join_key, split_key
 
 log = logging.getLogger("pylon.config")
+
+#: kinds written back to the file, in the order APISIX documents them
+FILE_KINDS = ("routes", "services", "upstreams", "consumers", "consumer_groups",
+              "plugin_configs", "global_rules", "ssls", "protos", "stream_routes",
+              "plugin_metadata", "secrets")
+#: the field that names an object in its list (everything else: ``id``)
+KEY_FIELD = {"consumers": "username", "plugin_metadata": "id"}
+
+
+def doc_to_items(doc: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Keys and values of a standalone document, plus where each key sits in the file
+    (``"routes/7" -> "routes[3]"``).  Unknown top-level keys and non-object rows are left to
+    the workers' validation, which reports them with their position."""
+    values: dict[str, dict[str, Any]] = {}
+    where: dict[str, str] = {}
+    if not isinstance(doc, dict):
+        return values, where
+    for kind, rows in doc.items():
+        if not isinstance(rows, list):
+            continue
+        field = KEY_FIELD.get(kind, "id")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                continue
+            raw = row.get(field)
+            if kind == "consumers" and raw is None and isinstance(row.get("id"), str) \
+                    and "/credentials/" in row["id"]:
+                raw = row["id"]                  # a credential: id "jack/credentials/c1"
+            oid = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) \
+                else f"arr_{i + 1}"
+            key = f"{kind}/{oid}"
+            if key not in values:                # duplicates: the workers reject the 2nd
+                values[key] = row
+                where[key] = f"{kind}[{i}]"
+    return values, where
+
+
+def items_to_doc(items: dict[str, Item], base: dict[str, Any]) -> dict[str, Any]:
+    """The standalone document holding ``items``; other top-level keys of ``base`` kept."""
+    lists: dict[str, list[Any]] = {}
+    for key, item in items.items():
+        kind, _ = split_key(key)
+        if kind == "credentials":
+            kind = "consumers"
+        lists.setdefault(kind, []).append(item.value)
+    out = {k: v for k, v in base.items() if k not in lists and k not in FILE_KINDS}
+    for kind in FILE_KINDS:
+        if kind in lists:
+            out[kind] = lists.pop(kind)
+        elif kind in base:
+            out[kind] = []
+    out.update(lists)
+    return out
 
 
 class YamlStore:
@@ -24,9 +89,20 @@ class YamlStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.where = path
+        self.revision = 0
+        self.items: dict[str, Item] = {}
+        #: position of each key in the file as last read (rejection messages point there)
+        self.positions: dict[str, str] = {}
+        self.doc: dict[str, Any] = {}
         self._stat: tuple[int, int, int] | None = None
+        self._sink: WatchSink | None = None
+        self._lock = asyncio.Lock()
+        self._expiry: dict[str, float] = {}
 
-    def read(self, initial: bool) -> Any:
+    # -- reading ---------------------------------------------------------------------------
+    def read_doc(self, initial: bool) -> Any:
+        """Parse the file (raises ConfigError with a location)."""
         path = self.path
         try:
             st = os.stat(path)
@@ -36,7 +112,7 @@ class YamlStore:
             with open(path, "rb") as f:
                 doc = loader.parse_text(f.read(), path)
         except OSError as e:
-            raise ConfigError(e.strerror or str(e)) from None
+            raise ConfigError(e.strerror or str(e), path) from None
         if doc is None and not initial:
             # an editor that truncates then writes shows an empty file for a moment;
             # never let that drop every route
@@ -44,7 +120,41 @@ class YamlStore:
                               path)
         if doc is not None and not isinstance(doc, dict):
             raise ConfigError(f"top level must be a mapping, not {type(doc).__name__}", path)
-        return doc
+        return doc or {}
+
+    def _take(self, doc: dict[str, Any]) -> list[Event]:
+        """Make ``doc`` the current content; the events that turn the old keys into it."""
+        values, where = doc_to_items(doc)
+        old = self.items
+        new: dict[str, Item] = {}
+        events: list[Event] = []
+        bumped = False
+        for key, value in values.items():
+            prev = old.get(key)
+            if prev is not None and prev.value == value:
+                new[key] = prev
+                continue
+            if not bumped:
+                self.revision += 1
+                bumped = True
+            item = Item(value, prev.created if prev else self.revision, self.revision)
+            new[key] = item
+            events.append(Event(key, value, item.created, self.revision))
+        for key, prev in old.items():
+            if key not in values:
+                if not bumped:
+                    self.revision += 1
+                    bumped = True
+                events.append(Event(key, None, prev.created, self.revision))
+                self._expiry.pop(key, None)
+        self.items = new
+        self.positions = where
+        self.doc = doc
+        return events
+
+    async def load(self) -> tuple[dict[str, Item], int]:
+        self._take(self.read_doc(initial=True))
+        return dict(self.items), self.revision
 
     def changed(self) -> bool:
         try:
@@ -53,15 +163,32 @@ class YamlStore:
             return False
         return (st.st_mtime_ns, st.st_size, st.st_ino) != self._stat
 
-    async def watch(self, on_change: Callable[[], None], stop: asyncio.Event) -> None:
+    def _reread(self) -> bool:
+        """Pick up an edit made behind our back; True when the content changed."""
+        try:
+            doc = self.read_doc(initial=False)
+        except ConfigError as e:
+            log.error("config %s not applied, revision %d keeps serving: %s", self.path,
+                      self.revision, e)
+            return False
+        events = self._take(doc)
+        if events and self._sink is not None:
+            self._sink.reset(dict(self.items), self.revision)
+        return bool(events)
+
+    # -- watching --------------------------------------------------------------------------
+    async def watch(self, revision: int, sink: WatchSink, stop: asyncio.Event) -> None:
         import watchfiles
 
+        self._sink = sink
+        if revision != self.revision:            # changed between load and watch
+            sink.reset(dict(self.items), self.revision)
         path = os.path.abspath(self.path)
         directory = os.path.dirname(path)
 
         def check() -> None:
-            if self.changed():
-                on_change()
+            if self.changed() and not self._lock.locked():
+                self._reread()
 
         async def events() -> None:
             try:
@@ -80,5 +207,71 @@ class YamlStore:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except TimeoutError:
                     check()
+                    await self._expire()
         finally:
             task.cancel()
+            self._sink = None
+
+    async def _expire(self) -> None:
+        now = time.monotonic()
+        due = [k for k, t in self._expiry.items() if t <= now]
+        if due:
+            try:
+                await self.commit([Op(k, None) for k in due if k in self.items])
+            except StoreError as e:
+                log.error("could not expire %s: %s", ", ".join(due), e)
+
+    # -- writing ---------------------------------------------------------------------------
+    async def commit(self, ops: Sequence[Op]) -> int:
+        from ..admin.persist import write_doc_atomically
+
+        async with self._lock:
+            if self.changed():
+                self._reread()                   # never overwrite an edit made elsewhere
+            items = dict(self.items)
+            for op in ops:
+                cur = items.get(op.key)
+                if op.expect is not None and (cur.modified if cur else 0) != op.expect:
+                    raise Conflict(op.key)
+                if op.value is None:
+                    items.pop(op.key, None)
+                else:
+                    items[op.key] = Item(op.value, cur.created if cur else 0, 0)
+            rev = self.revision + 1
+            events: list[Event] = []
+            for op in ops:
+                item = items.get(op.key)
+                if item is None:
+                    prev = self.items.get(op.key)
+                    if prev is not None:
+                        events.append(Event(op.key, None, prev.created, rev))
+                    continue
+                item.created = item.created or rev
+                item.modified = rev
+                events.append(Event(op.key, item.value, item.created, rev))
+            doc = items_to_doc(items, self.doc)
+            try:
+                await asyncio.to_thread(write_doc_atomically, self.path, doc)
+                st = os.stat(self.path)
+            except OSError as e:
+                raise StoreError(f"cannot write {self.path}: {e.strerror or e}") from None
+            self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+            self.revision = rev
+            self.items = items
+            self.doc = doc
+            self.positions = {}
+            now = time.monotonic()
+            for op in ops:
+                if op.value is None or not op.ttl:
+                    self._expiry.pop(op.key, None)
+                else:
+                    self._expiry[op.key] = now + op.ttl
+        if self._sink is not None and events:
+            self._sink.events(events, rev)
+        return rev
+
+    async def close(self) -> None:
+        return None
+
+
+__all__ = ["YamlStore", "doc_to_items", "items_to_doc", "join_key"]

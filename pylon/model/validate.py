@@ -49,6 +49,9 @@ class Resources:
     #: where each object sits in the document, ``"routes/7" -> "routes[3]"``, so rejections
     #: made later (by the compiler) point into the file like the ones made here
     paths: dict[str, str] = field(default_factory=dict)
+    #: well-formed objects rejected only because what they reference is missing or rejected
+    #: (``kind -> id -> object``): an incremental update brings them back when it appears
+    dangling: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def path_of(self, kind: str, oid: str) -> str:
         return self.paths.get(f"{kind}/{oid}", f"{kind}/{oid}")
@@ -90,6 +93,7 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
     if not isinstance(doc, dict):
         return Resources(), [Rejection("config", None, "$", "top level must be a mapping")]
     out: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+    dangling: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
     paths: dict[str, str] = {}
     other: dict[str, list[Any]] = {}
     for key in doc:
@@ -122,11 +126,13 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
             ref = _check_refs(kind, obj, out)
             if ref:
                 rejected.append(Rejection(kind, oid, f"{path}.{ref[0]}", ref[1]))
+                if oid not in dangling[kind]:
+                    dangling[kind][oid] = obj
                 continue
             bucket[oid] = obj
             paths[f"{kind}/{oid}"] = path
     res = Resources(routes=out["routes"], services=out["services"],
-                    upstreams=out["upstreams"], other=other, paths=paths)
+                    upstreams=out["upstreams"], other=other, paths=paths, dangling=dangling)
     return res, rejected
 
 

@@ -9,11 +9,10 @@ and runs the connection timers (header, body, keep-alive idle, send) on one lazy
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
-
-import logging
 
 from .. import errors
 from ..proxy.exchange import Exchange
@@ -39,7 +38,7 @@ _PAUSE_PIPELINE, _PAUSE_BODY = 1, 2
 class _Queued:
     """A pipelined request read while an earlier one is still being answered."""
 
-    __slots__ = ("head", "chunks", "done", "trailers")
+    __slots__ = ("chunks", "done", "head", "trailers")
 
     def __init__(self, head: RequestHead) -> None:
         self.head = head
@@ -71,12 +70,40 @@ _DISCARD = _Discard()
 
 
 class H1Connection(asyncio.Protocol):
-    __slots__ = ("w", "loop", "transport", "parser", "exchange", "reading", "queue",
-                 "client_addr", "client_addr_b", "client_port", "server_addr",
-                 "server_port_s", "server_port_b", "scheme", "scheme_b", "deadline",
-                 "timer_state", "write_paused", "paused", "closing", "mode", "keep_alive",
-                 "bytes_out", "req_complete", "dispatching", "requests", "head_buf", "deferred",
-                 "lingering", "linger_until", "tunnel", "born")
+    __slots__ = (
+        "born",
+        "bytes_out",
+        "client_addr",
+        "client_addr_b",
+        "client_port",
+        "closing",
+        "deadline",
+        "deferred",
+        "dispatching",
+        "exchange",
+        "head_buf",
+        "keep_alive",
+        "linger_until",
+        "lingering",
+        "loop",
+        "mode",
+        "parser",
+        "paused",
+        "queue",
+        "reading",
+        "req_complete",
+        "requests",
+        "scheme",
+        "scheme_b",
+        "server_addr",
+        "server_port_b",
+        "server_port_s",
+        "timer_state",
+        "transport",
+        "tunnel",
+        "w",
+        "write_paused",
+    )
 
     def __init__(self, worker: Worker, scheme: str = "http") -> None:
         self.w = worker

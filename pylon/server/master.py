@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import loader
-from ..config.store import Store, make_store
+from ..config.hub import ConfigHub, make_hub
+from ..config.store import Event
+from ..config.yaml_store import YamlStore
 from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
@@ -79,18 +81,18 @@ def load_standalone(path: str) -> Any:
 class Master:
     def __init__(self, settings: Settings, config_path: str, workers: int | None) -> None:
         self.settings = settings
-        self.store: Store = make_store(settings)
+        self.hub = make_hub(settings)
+        self.hub.subscribers.append(self.on_config)
         self.admin_server: asyncio.base_events.Server | None = None
         self.exit_code = 0
-        self._watcher: asyncio.Task[None] | None = None
         self.config_path = config_path
         self.worker_override = workers
         self.nworkers = workers or settings.workers
         self.slots: list[list[socket.socket]] = []
         self.workers: dict[int, WorkerProc] = {}
-        self.revision = 0
-        self.doc: Any = {}
         self._doc_msg: bytes | None = None
+        self._asks: dict[int, asyncio.Future[Any]] = {}
+        self._ask_seq = 0
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.crashes: dict[int, list[float]] = {}
@@ -99,56 +101,45 @@ class Master:
         self.starting: set[WorkerProc] = set()
         self._reloading = False
         self._reload_again = False
-        self._stat: tuple[int, int, int] | None = None
-        self._watch_stop = asyncio.Event()
 
     # -- config ------------------------------------------------------------------------------
-    def read_config(self, initial: bool) -> bool:
-        """Read the store; True if its content became the new revision."""
-        try:
-            doc = self.store.read(initial)
-        except ConfigError as e:
-            where = getattr(self.store, "path", self.store.name)
-            if initial:
-                raise ConfigError(f"cannot load {where}: {e}") from None
-            clog.error("config %s not applied, revision %d keeps serving: %s", where,
-                       self.revision, e)
-            return False
-        path = getattr(self.store, "path", self.store.name)
-        # Objects are validated and compiled by the workers (worker 0 logs what it rejects):
-        # the master only checks that the file parses, so a large file is not compiled twice
-        # before the first request can be served.
-        self.revision += 1
-        self.doc = doc
-        self._doc_msg = None
-        clog.info("config revision %d read from %s", self.revision, path)
-        return True
-
     def config_msg(self) -> bytes:
-        """The current revision as a control message, encoded once for every worker."""
+        """The whole current configuration as a control message, encoded once for every
+        worker that needs it (a new worker; every worker after an external file edit)."""
         if self._doc_msg is None:
-            self._doc_msg = encode_msg({"t": "config", "rev": self.revision, "doc": self.doc})
+            store = self.hub.store
+            doc = store.doc if isinstance(store, YamlStore) else self.hub.state.to_doc()
+            self._doc_msg = encode_msg({"t": "config", "rev": self.hub.state.revision,
+                                        "doc": doc})
         return self._doc_msg
 
-    def broadcast(self) -> None:
-        msg = self.config_msg()
+    def _send(self, msg: bytes) -> None:
         for w in [*self.workers.values(), *self.starting]:
             if w.writer is not None and not w.retiring:
                 w.writer.write(msg)
 
-    def _restart_watch(self, store: Store) -> None:
-        """(Re)start the one watch of this node on ``store``."""
-        if self._watcher is not None:
-            self._watch_stop.set()
-            self._watcher.cancel()
-            self._watch_stop = asyncio.Event()
-        self.store = store
-        self._watcher = self.loop.create_task(store.watch(self.on_store_change,
-                                                          self._watch_stop))
+    def broadcast(self) -> None:
+        self._send(self.config_msg())
+
+    def on_config(self, events: list[Event], revision: int, whole: bool) -> None:
+        """Hub subscriber: forward a change to every worker (a delta, or everything after
+        an edit of the file, so rejections are reported with their place in the file)."""
+        self._doc_msg = None
+        if whole:
+            self.broadcast()
+            return
+        put = [[e.key, e.value] for e in events if e.value is not None]
+        dels = [e.key for e in events if e.value is None]
+        self._send(encode_msg({"t": "delta", "rev": revision, "put": put, "del": dels}))
+
+    def _use_hub(self, hub: ConfigHub) -> None:
+        self.hub = hub
+        hub.subscribers.append(self.on_config)
+        self._doc_msg = None
 
     async def start_admin(self) -> None:
-        """Serve the Admin API from the master: the single writer of the config store."""
-        from ..admin import AdminApp, parse_allow, parse_keys, start_admin, write_doc_atomically
+        """Serve the Admin API from the master: one writer per node, reading what it serves."""
+        from ..admin import AdminApp, parse_allow, parse_keys, start_admin
         from ..admin.node_key import announce, generate_key, store_key
 
         s = self.settings
@@ -162,24 +153,32 @@ class Master:
         elif not rows and not _is_loopback(host):
             raise ConfigError(f"admin_listen {host} is not loopback and no admin_key is set",
                               "deployment.admin")
-        path = getattr(self.store, "path", None)
-        if path is None:
-            raise ConfigError("the Admin API needs a writable config store",
-                              "deployment.config_provider")
 
-        def persist(doc: Any) -> None:
-            write_doc_atomically(path, doc)
-            if self.read_config(initial=False):
-                self.broadcast()
-
-        app = AdminApp(lambda: self.doc, persist, parse_keys(rows), parse_allow(s.allow_admin),
-                       key_required=s.admin_key_required)
+        app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
+                       key_required=s.admin_key_required, audit_path=s.admin_audit_log,
+                       explain=self.explain)
         self.admin_server = await start_admin(self.loop, app, host, port)
         log.warning("Admin API listening on %s:%d", host, port)
 
-    def on_store_change(self) -> None:
-        if self.read_config(initial=False):
-            self.broadcast()
+    async def explain(self, query: dict[str, str]) -> tuple[int, Any]:
+        """Ask a live worker (it holds the compiled routes) which route a request matches."""
+        w = next((w for w in self.workers.values() if w.writer is not None and w.ready.is_set()
+                  and not w.retiring), None)
+        if w is None:
+            return 503, {"error_msg": "no worker is serving"}
+        self._ask_seq += 1
+        seq = self._ask_seq
+        fut = self.loop.create_future()
+        self._asks[seq] = fut
+        assert w.writer is not None
+        w.writer.write(encode_msg({"t": "explain", "seq": seq, "query": query}))
+        try:
+            reply = await asyncio.wait_for(fut, 10.0)
+        except TimeoutError:
+            return 504, {"error_msg": "the worker did not answer in 10 s"}
+        finally:
+            self._asks.pop(seq, None)
+        return reply["status"], reply["body"]
 
     # -- workers -----------------------------------------------------------------------------
     def open_slots(self) -> None:
@@ -214,9 +213,16 @@ class Master:
                 msg = await read_msg(w.reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
-            if msg.get("t") == "applied":
+            t = msg.get("t")
+            if t == "applied":
                 w.applied = msg["rev"]
                 w.ready.set()
+            elif t == "resync" and w.writer is not None:
+                w.writer.write(self.config_msg())
+            elif t == "answer":
+                fut = self._asks.get(msg.get("seq"))
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
 
     async def _reap(self, w: WorkerProc) -> None:
         rc = await w.proc.wait()
@@ -321,10 +327,20 @@ class Master:
         self.settings = settings
         self.nworkers = self.worker_override or settings.workers
         setup_logging(settings, "master")
-        self._restart_watch(make_store(settings))
-        self.read_config(initial=False)
+        hub = make_hub(settings)
+        try:
+            await hub.load()
+        except ConfigError as e:
+            log.error("reload: config not re-read, the current one keeps serving: %s", e)
+            await hub.store.close()
+        else:
+            old = self.hub
+            self._use_hub(hub)
+            await old.close()
+            hub.start_watch()
         await self.replace_all()
-        log.info("reload done: %d workers, config revision %d", self.nworkers, self.revision)
+        log.info("reload done: %d workers, config revision %d", self.nworkers,
+                 self.hub.state.revision)
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
@@ -333,6 +349,12 @@ class Master:
         self.loop.add_signal_handler(signal.SIGINT, stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self.reload()))
         self.loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        try:
+            await self.hub.load()
+        except ConfigError as e:
+            print(f"pylon: {e}", file=sys.stderr)
+            log.error("%s", e)
+            return 1
         self.open_slots()
         for slot in range(self.nworkers):
             self.workers[slot] = await self.spawn(slot)
@@ -353,13 +375,10 @@ class Master:
         if not stop.is_set():
             log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
                         addrs, os.getpid())
-        self._restart_watch(self.store)
+        self.hub.start_watch()
         await stop.wait()
         self.stopping = True
         log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)
-        self._watch_stop.set()
-        if self._watcher is not None:
-            self._watcher.cancel()
         if self.admin_server is not None:
             self.admin_server.close()
         procs = [*self.workers.values(), *self.starting]
@@ -372,6 +391,7 @@ class Master:
                 sock.close()
         self.slots = []
         await asyncio.gather(*(w.proc.wait() for w in procs))
+        await self.hub.close()
         log.warning("stopped")
         return self.exit_code
 

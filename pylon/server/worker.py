@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from .. import __version__, errors
-from ..config.compiler import Compiled, compile_resources
+from ..config.compiler import Compiled, ConfigModel, compile_resources
 from ..config.snapshot import Snapshot, SnapshotHolder
 from ..model.validate import parse_resources
 from ..observe.access_log import AccessLog
@@ -37,13 +37,23 @@ clog = logging.getLogger("pylon.config")
 
 
 class Timeouts:
-    __slots__ = ("client_header", "client_body", "keepalive", "send")
+    __slots__ = ("client_body", "client_header", "keepalive", "send")
 
     def __init__(self, s: Settings) -> None:
         self.client_header = s.client_header_timeout
         self.client_body = s.client_body_timeout
         self.keepalive = s.keepalive_timeout
         self.send = s.send_timeout
+
+
+def _load_model(model: ConfigModel, doc: Any) -> Compiled:
+    enabled = gc.isenabled()
+    gc.disable()                 # see compile_doc
+    try:
+        return model.load(doc)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def compile_doc(doc: Any, router: str) -> Compiled:
@@ -72,8 +82,9 @@ class Worker:
         self.connections: set[H1Connection] = set()
         self.draining = False
         self.runtimes = Runtimes(loop)
-        empty = compile_resources(parse_resources({})[0], settings.router)
-        self.holder = SnapshotHolder(Snapshot(0, empty, {}))
+        self.model = ConfigModel(settings.router)
+        self.holder = SnapshotHolder(Snapshot(0, self.model.compiled, {}))
+        self.apply_ms = 0.0
         self.server_header = f"Server: Pylon/{__version__}\r\n".encode()
         #: "Date: ...\r\n", refreshed every second by the sweep timer (not per response)
         self.date_hdr = b""
@@ -104,25 +115,50 @@ class Worker:
 
     # -- config ------------------------------------------------------------------------------
     async def apply(self, revision: int, doc: Any) -> Compiled:
-        """Compile ``doc`` and swap it in.  Compilation runs in a thread so a large config
-        does not stall the requests this worker is serving."""
+        """Compile a whole document and swap it in.  Compilation runs in a thread so a large
+        config does not stall the requests this worker is serving."""
         async with self._apply_lock:
             t0 = time.perf_counter()
-            compiled = await asyncio.to_thread(compile_doc, doc, self.settings.router)
-            if self.index == 0:          # one worker reports, so each rejection is logged once
-                for r in compiled.rejected:
-                    clog.error("config revision %d: rejected %s", revision, r)
+            model = ConfigModel(self.settings.router)
+            compiled = await asyncio.to_thread(_load_model, model, doc)
+            self.model = model
             runtimes = self.runtimes.reconcile(compiled.plans)
-            old = self.holder.swap(Snapshot(revision, compiled, runtimes))
-            del old
-            # The snapshot is long-lived and acyclic (freed by reference counting when it is
-            # replaced): move it out of the collector's generations so that periodic full
-            # collections do not re-walk a large routing table while requests wait.
-            gc.freeze()
-            log.info("worker %d: config revision %d live: %d routes, %d rejected, %.0f ms",
-                     self.index, revision, len(compiled.routes), len(compiled.rejected),
-                     (time.perf_counter() - t0) * 1000)
+            self._swap(revision, compiled, runtimes, t0, "")
             return compiled
+
+    async def apply_delta(self, revision: int, put: list[Any], dels: list[str]) -> Compiled:
+        """Apply changed keys in place, on the loop: only what they reach is recompiled
+        (one route at 100k routes: well under a millisecond), and no request ever sees a
+        half-applied change because nothing awaits in between."""
+        async with self._apply_lock:
+            t0 = time.perf_counter()
+            compiled, plans = self.model.apply([(k, v) for k, v in put], dels)
+            runtimes = self.runtimes.update(plans) if plans else self.runtimes.by_key
+            self._swap(revision, compiled, runtimes, t0, f" ({len(put)} put, {len(dels)} "
+                                                         "deleted)")
+            return compiled
+
+    def _swap(self, revision: int, compiled: Compiled, runtimes: Any, t0: float,
+              what: str) -> None:
+        if self.index == 0:          # one worker reports, so each rejection is logged once
+            for r in compiled.rejected:
+                clog.error("config revision %d: rejected %s", revision, r)
+        old = self.holder.swap(Snapshot(revision, compiled, runtimes))
+        del old
+        # The snapshot is long-lived and acyclic (freed by reference counting when it is
+        # replaced): move it out of the collector's generations so that periodic full
+        # collections do not re-walk a large routing table while requests wait.
+        gc.freeze()
+        self.apply_ms = (time.perf_counter() - t0) * 1000
+        log.info("worker %d: config revision %d live%s: %d routes, %d rejected, %.1f ms",
+                 self.index, revision, what, len(compiled.routes), len(compiled.rejected),
+                 self.apply_ms)
+
+    def explain(self, query: dict[str, str]) -> tuple[int, Any]:
+        from ..config.explain import explain
+        m = self.model
+        return 200, explain(m.objs["routes"], m.objs["services"], m.compiled,
+                            self.settings.router, query)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def serve(self, socks: list[socket.socket]) -> None:
@@ -198,19 +234,33 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                 log.warning("worker %d: master went away; stopping", index)
                 stop.set()
                 return
-            if msg.get("t") == "config":
+            t = msg.get("t")
+            if t in ("config", "delta"):
                 try:
-                    await w.apply(msg["rev"], msg["doc"])
+                    if t == "config":
+                        await w.apply(msg["rev"], msg["doc"])
+                    else:
+                        await w.apply_delta(msg["rev"], msg["put"], msg["del"])
                 except Exception:
                     log.exception("worker %d: config revision %s failed to apply; "
                                   "keeping revision %d", index, msg.get("rev"),
                                   w.holder.current.revision)
+                    if t == "delta":     # the model may be off now: start again from whole
+                        writer.write(encode_msg({"t": "resync"}))
                 if not served:
                     await w.serve(socks)
                     served = True
                 writer.write(encode_msg({"t": "applied", "rev": msg["rev"],
                                          "pid": os.getpid()}))
-            elif msg.get("t") == "stop":
+            elif t == "explain":
+                try:
+                    status, body = w.explain(msg["query"])
+                except Exception:
+                    log.exception("worker %d: explain failed", index)
+                    status, body = 500, {"error_msg": "internal error"}
+                writer.write(encode_msg({"t": "answer", "seq": msg["seq"], "status": status,
+                                         "body": body}))
+            elif t == "stop":
                 stop.set()
 
     task = loop.create_task(control())

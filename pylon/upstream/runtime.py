@@ -77,6 +77,8 @@ class Runtimes:
         self.by_key: dict[str, UpstreamRuntime] = {}
         self._pools: dict[PoolKey, NodePool] = {}
         self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+        #: how many runtimes use each pool (``update`` closes a pool at zero)
+        self._refs: dict[PoolKey, int] = {}
 
     def reconcile(self, plans: dict[str, UpstreamPlan]) -> dict[str, UpstreamRuntime]:
         old = self.by_key
@@ -91,7 +93,42 @@ class Runtimes:
         for pk in [pk for pk in self._pools if pk not in used]:
             self._pools.pop(pk).close()
         self.by_key = new
+        self._refs = {}
+        for rt in new.values():
+            for n in rt.plan.nodes:
+                pk = self._pool_key(rt.plan, n)
+                self._refs[pk] = self._refs.get(pk, 0) + 1
         return new
+
+    def update(self, changed: dict[str, UpstreamPlan | None]) -> dict[str, UpstreamRuntime]:
+        """Apply changed plans (None: gone) in place: only their runtimes are rebuilt, and
+        a pool is closed when the last runtime using it goes.  Cost follows the change,
+        not the number of upstreams."""
+        by_key = self.by_key
+        refs = self._refs
+        for key, plan in changed.items():
+            old = by_key.get(key)
+            if old is not None and plan is not None and old.plan == plan:
+                continue
+            if plan is not None:
+                for n in plan.nodes:
+                    pk = self._pool_key(plan, n)
+                    refs[pk] = refs.get(pk, 0) + 1
+                by_key[key] = UpstreamRuntime(plan, self._pools_for(plan))
+            else:
+                by_key.pop(key, None)
+            if old is not None:
+                for n in old.plan.nodes:
+                    pk = self._pool_key(old.plan, n)
+                    left = refs.get(pk, 0) - 1
+                    if left > 0:
+                        refs[pk] = left
+                    else:
+                        refs.pop(pk, None)
+                        pool = self._pools.pop(pk, None)
+                        if pool is not None:
+                            pool.close()
+        return by_key
 
     def sweep(self) -> None:
         now = self.loop.time()

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from pylon.admin import AdminApp, AdminKey, parse_allow, start_admin, write_doc_atomically
+from pylon.config.hub import ConfigHub
+from pylon.config.yaml_store import YamlStore
 from pylon.config.loader import read_file
 from pylon.model.validate import parse_resources
 
@@ -25,25 +27,20 @@ UP = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
 class Admin:
     """A running Admin API and a client for it."""
 
-    def __init__(self, path: Path, doc: Any, allow: list[str] | None = None) -> None:
+    def __init__(self, path: Path, doc: Any, allow: list[str] | None = None,
+                 audit: Path | None = None) -> None:
         self.path = path
-        self.writes = 0
-        self.fail_writes = False
         write_doc_atomically(str(path), doc)
-
-        def persist(new_doc: dict[str, Any]) -> None:
-            if self.fail_writes:
-                raise OSError("disk full")
-            write_doc_atomically(str(path), new_doc)
-            self.writes += 1
-
-        self.app = AdminApp(lambda: doc, persist,
-                            [AdminKey("admin", ADMIN, "admin"),
-                             AdminKey("viewer", VIEWER, "viewer")], parse_allow(allow))
+        self.hub = ConfigHub(YamlStore(str(path)))
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
         async def boot() -> None:
+            await self.hub.load()
+            self.hub.start_watch()
+            self.app = AdminApp(self.hub, [AdminKey("admin", ADMIN, "admin"),
+                                           AdminKey("viewer", VIEWER, "viewer")],
+                                parse_allow(allow), audit_path=str(audit) if audit else None)
             self.server = await start_admin(self.loop, self.app, "127.0.0.1", 0)
             started.set()
 
@@ -78,6 +75,7 @@ class Admin:
         async def stop() -> None:
             self.server.close()
             await self.server.wait_closed()
+            await self.hub.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -261,7 +259,7 @@ def test_viewer_may_read_but_not_write(admin: Admin) -> None:
         status, body, _ = admin.call(method, "/routes/1", route(), key=VIEWER)
         assert (status, body) == (401, {"error_msg": "failed to check token",
                                         "description": "invalid method for role viewer"})
-    assert admin.writes == 0
+    assert admin.hub.state.revision == 0 and not admin.hub.state.kinds.get("routes")
 
 
 def test_address_outside_allow_admin_is_403(tmp_path: Path) -> None:
@@ -315,12 +313,19 @@ def test_keep_alive_serves_many_requests_on_one_connection(admin: Admin) -> None
     assert admin.call("GET", "/routes")[1]["total"] == 5
 
 
-def test_failed_persist_changes_nothing(admin: Admin) -> None:
-    admin.fail_writes = True
-    status, body, _ = admin.call("PUT", "/routes/1", route())
-    assert status == 503 and "disk full" in body["error_msg"]
-    admin.fail_writes = False
-    assert admin.call("GET", "/routes/1")[0] == 404
+def test_failed_store_write_is_503_and_changes_nothing(admin: Admin) -> None:
+    # a real failure: the file's place is taken by a non-empty directory, so the atomic
+    # rename over it fails
+    admin.path.unlink()
+    admin.path.mkdir()
+    (admin.path / "x").write_text("x")
+    try:
+        status, body, _ = admin.call("PUT", "/routes/1", route())
+        assert status == 503 and "failed to store the configuration" in body["error_msg"]
+        assert admin.call("GET", "/routes/1")[0] == 404
+    finally:
+        (admin.path / "x").unlink()
+        admin.path.rmdir()
 
 
 # -- other kinds ---------------------------------------------------------------------------

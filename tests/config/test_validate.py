@@ -488,11 +488,21 @@ def test_workers_number_and_auto():
     assert s.workers == 2
 
 
-def test_etcd_provider_is_refused():
+def test_etcd_provider_from_role_section_with_apisix_defaults():
+    s, _ = settings({"deployment": {"role": "traditional",
+                                    "role_traditional": {"config_provider": "etcd"}}})
+    assert s.config_provider == "etcd"
+    assert s.etcd.host == ["http://127.0.0.1:2379"] and s.etcd.prefix == "/apisix"
+    assert s.etcd_snapshot.endswith("conf/etcd-snapshot.json")
+
+
+def test_etcd_settings_are_checked_with_their_path():
     with pytest.raises(ConfigError) as e:
-        settings({"deployment": {"role": "traditional",
-                                 "role_traditional": {"config_provider": "etcd"}}})
-    assert e.value.path == "deployment.config_provider"
+        settings({"deployment": {"config_provider": "etcd", "etcd": {"prefix": "apisix"}}})
+    assert e.value.path == "deployment.etcd.prefix"
+    with pytest.raises(ConfigError) as e:
+        settings({"deployment": {"config_provider": "etcd", "etcd": {"host": []}}})
+    assert e.value.path == "deployment.etcd.host"
 
 
 def test_access_log_off():
