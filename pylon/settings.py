@@ -40,6 +40,11 @@ class RouterSection(_S):
         "radixtree_host_uri"
 
 
+class DataEncryption(_S):
+    enable_encrypt_fields: bool = True
+    keyring: list[str] | None = None
+
+
 class NodeSection(_S):
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
@@ -48,6 +53,7 @@ class NodeSection(_S):
                     "radixtree_uri_with_parameter"] | RouterSection = "radixtree_host_uri"
     enable_ipv6: bool = False
     enable_admin: bool = True
+    data_encryption: DataEncryption = DataEncryption()
 
 
 class AdminKeyRow(_S):
@@ -235,6 +241,8 @@ class Settings:
                            for k in admin.admin_key or ()]
         self.admin_key_required = admin.admin_key_required
         self.allow_admin = admin.allow_admin
+        self.encrypt_fields = node.data_encryption.enable_encrypt_fields
+        self.keyring = node.data_encryption.keyring
         self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None
 
     def resolve(self, path: str) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from ..config.encryption import Keyring
 from ..config.hub import ConfigHub
 from ..config.store import Conflict, Op, StoreError
 from .audit import AuditLog
@@ -36,10 +37,11 @@ Explain = Callable[[dict[str, str]], Awaitable[Reply]]
 class AdminApp:
     def __init__(self, hub: ConfigHub, keys: Iterable[AdminKey],
                  allow: Iterable[IPNetwork] | None, key_required: bool = True,
-                 audit_path: str | None = None, explain: Explain | None = None) -> None:
+                 audit_path: str | None = None, explain: Explain | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.hub = hub
         self.auth = Auth(keys, allow, key_required)
-        self.resources = Resources(hub.state)
+        self.resources = Resources(hub.state, keyring=keyring)
         self.audit = AuditLog(audit_path) if audit_path else None
         self.explain = explain
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..config.encryption import Keyring
 from ..config.state import ConfigState
 from ..config.store import Item, Op
 from ..model.validate import convert
@@ -128,6 +129,8 @@ class Plan:
 class Resources:
     state: ConfigState
     now: Callable[[], int] = field(default=lambda: int(time.time()))
+    #: encrypts private keys of ssls before they are stored (None: stored as given)
+    keyring: Keyring | None = None
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, spec: Kind, oid: str | None, query: Mapping[str, str],
@@ -289,6 +292,13 @@ class Resources:
     def _stage(self, view: View, spec: Kind, oid: str, prev: Item | None,
                value: dict[str, Any] | None, ttl: int | None, reply: Reply) -> Plan:
         key = store_key(spec, oid)
+        if spec.name == "ssls" and value is not None:
+            if self.keyring is not None:
+                value = self.keyring.seal_ssl(value)
+            if isinstance(reply[1], dict) and isinstance(reply[1].get("value"), dict):
+                # as on reads: private keys are never sent back
+                reply = (reply[0], {**reply[1], "value": {
+                    k: v for k, v in reply[1]["value"].items() if k not in ("key", "keys")}})
         view.stage(spec.name, oid, None if value is None else
                    Item(value, prev.created if prev else 0, 0))
         op = Op(key, value, expect=prev.modified if prev else 0, ttl=ttl)

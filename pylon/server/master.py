@@ -154,9 +154,11 @@ class Master:
             raise ConfigError(f"admin_listen {host} is not loopback and no admin_key is set",
                               "deployment.admin")
 
+        from ..config.encryption import node_keyring
+        keyring = node_keyring(s.keyring, s.prefix) if s.encrypt_fields else None
         app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
-                       explain=self.explain)
+                       explain=self.explain, keyring=keyring)
         self.admin_server = await start_admin(self.loop, app, host, port)
         log.warning("Admin API listening on %s:%d", host, port)
 

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -371,3 +372,124 @@ def test_yaml_end_marker_and_json_files_are_preserved(tmp_path: Path) -> None:
     write_doc_atomically(str(j), {"routes": [{"id": "1"}]})
     assert json.loads(j.read_text()) == {"routes": [{"id": "1"}]}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- beyond the basics ---------------------------------------------------------------------
+def test_credentials_live_under_their_consumer_and_go_with_it(admin: Admin) -> None:
+    assert admin.call("PUT", "/consumers/jack/credentials/c1", {"plugins": {}})[:2] == \
+        (400, {"error_msg": "consumer [jack] not found"})
+    admin.call("PUT", "/consumers", {"username": "jack"})
+    status, body, _ = admin.call("PUT", "/consumers/jack/credentials/c1",
+                                 {"plugins": {"key-auth": {"key": "k1"}}})
+    assert status == 201 and body["key"] == "/apisix/consumers/jack/credentials/c1"
+    assert body["value"]["id"] == "c1"
+    status, lst, _ = admin.call("GET", "/consumers/jack/credentials")
+    assert status == 200 and [n["key"] for n in lst["list"]] == \
+        ["/apisix/consumers/jack/credentials/c1"]
+    # credentials are not consumers
+    assert admin.call("GET", "/consumers")[1]["total"] == 1
+    assert admin.call("DELETE", "/consumers/jack")[0] == 200
+    assert admin.call("GET", "/consumers/jack/credentials/c1")[0] == 404
+
+
+def test_list_filters_name_label_uri_and_field(admin: Admin) -> None:
+    admin.call("PUT", "/upstreams/u1", UP)
+    admin.call("PUT", "/routes/1", route("/shop/cart", name="cart-api",
+                                         labels={"team": "shop", "env": "prod"}))
+    admin.call("PUT", "/routes/2", {"uri": "/users", "upstream_id": "u1", "name": "users",
+                                    "labels": {"team": "id"}})
+
+    def ids(q: str) -> list[str]:
+        return [n["value"]["id"] for n in admin.call("GET", "/routes?" + q)[1]["list"]]
+    assert ids("name=cart") == ["1"]
+    assert ids("label=team") == ["1", "2"]
+    assert ids("label=team:id") == ["2"]
+    assert ids("uri=shop") == ["1"]
+    assert ids("filter=upstream_id%3Du1") == ["2"]
+
+
+def test_ttl_puts_expire(admin: Admin) -> None:
+    assert admin.call("PUT", "/routes/1?ttl=abc", route())[0] == 400
+    assert admin.call("PUT", "/routes/1?ttl=1", route())[0] == 201
+    assert admin.call("GET", "/routes/1")[0] == 200
+    deadline = time.monotonic() + 5
+    while admin.call("GET", "/routes/1")[0] == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert admin.call("GET", "/routes/1")[0] == 404
+
+
+def test_batch_applies_all_or_nothing_in_one_revision(admin: Admin) -> None:
+    ops = [{"method": "PUT", "path": "/upstreams/u1", "body": UP},
+           {"method": "PUT", "path": "/routes/1", "body": {"uri": "/a", "upstream_id": "u1"}},
+           {"method": "PATCH", "path": "/routes/1", "body": {"name": "a"}}]
+    status, body, _ = admin.call("POST", "/batch", {"operations": ops})
+    assert status == 200 and [r["status"] for r in body["results"]] == [201, 201, 200]
+    one = admin.call("GET", "/routes/1")[1]
+    assert one["value"]["name"] == "a"
+    assert one["modifiedIndex"] == admin.call("GET", "/upstreams/u1")[1]["modifiedIndex"]
+    bad = [{"method": "PUT", "path": "/routes/2", "body": route("/b")},
+           {"method": "DELETE", "path": "/upstreams/u1"}]          # still used by route 1
+    status, body, _ = admin.call("POST", "/batch", {"operations": bad})
+    assert status == 400 and body["error_msg"].startswith("operations[1]")
+    assert admin.call("GET", "/routes/2")[0] == 404
+    assert admin.call("POST", "/batch", {"operations": []})[0] == 400
+    assert admin.call("POST", "/batch", {"operations": [{"method": "GET",
+                                                          "path": "/routes"}]})[0] == 400
+
+
+def test_concurrent_conflicting_writes_never_lose_an_update(admin: Admin) -> None:
+    admin.call("PUT", "/routes/1", route())
+    state = admin.hub.state
+    # two writers read the same version; the second one to commit is refused
+    from pylon.admin.resources import SPECS, View
+
+    async def race() -> list[int]:
+        res = admin.app.resources
+        plans = [res.plan_patch(View(state), SPECS["routes"], "1", "", {"name": n})
+                 for n in ("first", "second")]
+        out = []
+        for p in plans:
+            out.append((await admin.app._commit(p, "PATCH", "/routes/1", "t", None))[0])
+        return out
+
+    statuses = asyncio.run_coroutine_threadsafe(race(), admin.loop).result(5)
+    assert statuses == [200, 503]
+    assert admin.call("GET", "/routes/1")[1]["value"]["name"] == "first"
+
+
+def test_every_write_is_audited_without_secrets(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.log"
+    a = Admin(tmp_path / "p.yaml", {"routes": []}, audit=audit)
+    try:
+        a.call("PUT", "/routes/1", route())
+        a.call("PUT", "/ssls/1", {"cert": "C", "key": "PRIVATE", "snis": ["a"]})
+        a.call("DELETE", "/routes/1")
+        a.call("GET", "/routes")
+    finally:
+        a.close()
+    lines = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert [(x["method"], x["path"]) for x in lines] == [
+        ("PUT", "/apisix/admin/routes/1"), ("PUT", "/apisix/admin/ssls/1"),
+        ("DELETE", "/apisix/admin/routes/1")]
+    assert lines[0]["key_name"] == "admin" and lines[0]["changes"][0]["before"] is None
+    assert lines[2]["changes"][0]["after"] is None
+    assert "PRIVATE" not in audit.read_text()
+
+
+def test_ssl_private_keys_are_encrypted_at_rest_and_never_returned(tmp_path: Path) -> None:
+    from pylon.config.encryption import Keyring
+    pem = "-----BEGIN PRIVATE KEY-----\nABC\n-----END PRIVATE KEY-----\n"
+    a = Admin(tmp_path / "p.yaml", {"routes": []})
+    kr = Keyring(["0123456789abcdef"])
+    a.app.resources.keyring = kr
+    try:
+        status, body, _ = a.call("PUT", "/ssls/1", {"cert": "C", "key": pem, "snis": ["a"]})
+        assert status == 201 and "key" not in body["value"]
+        assert "PRIVATE KEY" not in a.path.read_text()
+        stored = read_file(str(a.path))["ssls"][0]["key"]
+        assert kr.decrypt(stored) == pem
+        # a PATCH that does not touch the key keeps it sealed once, not twice
+        a.call("PATCH", "/ssls/1", {"snis": ["b"]})
+        assert kr.decrypt(read_file(str(a.path))["ssls"][0]["key"]) == pem
+    finally:
+        a.close()
