@@ -43,6 +43,9 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_Server"
+    # headers and body go out in separate writes: without TCP_NODELAY a reused keep-alive
+    # connection waits out the client's 40 ms delayed ACK on every response
+    disable_nagle_algorithm = True
 
     def _handle(self) -> None:
         length = self.headers.get("Content-Length")
@@ -150,6 +153,7 @@ class Gateway:
 
     def start(self, wait: bool = True) -> "Gateway":
         self._log = open(self.log_path, "ab")
+        self._log_from = self._log.tell()      # a restart waits for its own "started" line
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylon.cli", "start", "-p", self.prefix],
             stdout=self._log, stderr=self._log, start_new_session=True)
@@ -163,7 +167,7 @@ class Gateway:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pylon exited with {self.proc.returncode}:\n{self.log()}")
-            if "pylon started" in self.log():
+            if "pylon started" in self.log()[getattr(self, "_log_from", 0):]:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"pylon did not start:\n{self.log()}")
