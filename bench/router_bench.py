@@ -2,6 +2,7 @@
 """Router micro-benchmark: build time and ns/match with 1 route vs 100k routes.
 
     python bench/router_bench.py [--routes 100000] [--number 100000] [--kind all|<kind>]
+    python bench/router_bench.py --update [--ops 1000] [--routes 100000] [--kind ...]
 
 The big table mixes exact uris (/api/v1/r{i}), prefix uris (/svc{i}/*), routes
 bound to hosts (exact and wildcard), a few with methods + vars and, for the
@@ -9,13 +10,25 @@ parameter kind, parameter uris.  Each scenario is timed against a 1-route
 router and against the big one (both contain the target route), so the ratio
 shows whether per-request cost stays flat as the table grows.  Timings are the
 best of several timeit repeats minus the empty-lambda loop overhead.
+
+``--update`` times ``Router.update`` on the big table instead: ``--ops``
+single-route replacements (same uris, then moved uris), adds and removes, each
+reported as median / p99 / max ms per call, plus the worst case: adding and
+removing a catch-all ``/*``, whose key lies above every first-segment jump
+entry and every prefix key.  The table is built, then ``gc.collect()`` +
+``gc.freeze()`` as a worker does after loading its config, and gc stays enabled
+while updating.  At the end the updated router must answer the match scenarios
+like a fresh build of the same routes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
+import random
+import statistics
 import sys
 import time
 import timeit
@@ -131,16 +144,77 @@ def run(kind: str, n: int, number: int) -> None:
         print(f"{name:26} {t1:7.0f}ns {tn:12.0f}ns {tn / t1:6.2f}")
 
 
+def moved(spec: RouteSpec) -> RouteSpec:
+    """The same route on different keys (exact and prefix keys both change)."""
+    uris = tuple(u.replace("/api/v1/", "/api/v2/").replace("/*", "/v2/*") for u in spec.uris)
+    return dataclasses.replace(spec, uris=uris, payload=("moved", spec.payload))
+
+
+def timed_updates(router: Router, batches: list[tuple[list[str], list[RouteSpec]]]) -> list[float]:
+    """ms per ``router.update`` call; every batch must be accepted."""
+    out = []
+    for remove, add in batches:
+        t0 = time.perf_counter_ns()
+        errors = router.update(remove, add)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+        assert not errors, errors
+    return out
+
+
+def report(name: str, ms: list[float]) -> None:
+    ms = sorted(ms)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"{name:34} {statistics.median(ms):8.3f} {p99:8.3f} {ms[-1]:8.3f}   ({len(ms)} calls)")
+
+
+def run_update(kind: str, n: int, ops: int) -> None:
+    routes = big_routes(n)
+    router, dt = timed_build(routes, kind)
+    gc.collect()
+    gc.freeze()
+    print(f"\n== {kind}: update a {n}-route table (build {dt * 1000:.0f} ms)")
+    print(f"{'single-route update':34} {'median':>8} {'p99':>8} {'max':>8}  ms per call")
+    rnd = random.Random(0)
+    picked = rnd.sample(range(n), ops)
+    current = {s.id: s for s in routes}
+    same = [dataclasses.replace(routes[i], payload=("new", i)) for i in picked]
+    report("replace (same uris)", timed_updates(router, [([], [s]) for s in same]))
+    far = [moved(routes[i]) for i in picked]
+    report("replace (uris moved)", timed_updates(router, [([], [s]) for s in far]))
+    current.update((s.id, s) for s in far)
+    fresh = big_routes(n + ops)[n:]
+    report("add", timed_updates(router, [([], [s]) for s in fresh]))
+    report("remove", timed_updates(router, [([s.id], []) for s in fresh]))
+    catch_all = RouteSpec("catch-all", "catch-all", ("/*",))
+    adds, removes = [], []
+    for _ in range(5):
+        adds += timed_updates(router, [([], [catch_all])])
+        removes += timed_updates(router, [(["catch-all"], [])])
+    report("worst case: add '/*'", adds)
+    report("worst case: remove '/*'", removes)
+    gc.unfreeze()
+    assert len(router) == len(current) and set(router.ids()) == set(current)
+    rebuilt, _ = timed_build(list(current.values()), kind)
+    for name, _one, args in scenarios(n, kind):
+        got, want = router.match(*args), rebuilt.match(*args)
+        assert (got and got.route_id) == (want and want.route_id), (name, got, want)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--routes", type=int, default=100_000)
     ap.add_argument("--number", type=int, default=100_000)
     ap.add_argument("--kind", default="all", choices=("all",) + KINDS)
+    ap.add_argument("--update", action="store_true", help="time Router.update instead of match")
+    ap.add_argument("--ops", type=int, default=1000, help="updates per kind of change")
     a = ap.parse_args()
     print(f"python {sys.version.split()[0]}; machine yardstick: "
           f"{calibrate():.0f} ns per `s += i` loop iteration")
     for kind in KINDS if a.kind == "all" else (a.kind,):
-        run(kind, a.routes, a.number)
+        if a.update:
+            run_update(kind, a.routes, a.ops)
+        else:
+            run(kind, a.routes, a.number)
 
 
 if __name__ == "__main__":

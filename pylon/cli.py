@@ -166,12 +166,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_admin(args: argparse.Namespace) -> int:
-    """A scriptable client of a running node's Admin API."""
-    import http.client
-    import json
-    from urllib.parse import urlsplit
-
+def _admin_target(args: argparse.Namespace) -> tuple[str, str | None] | int:
+    """The Admin API URL and key: --url / --key / $PYLON_ADMIN_KEY, else the node config."""
     prefix, conf = _paths(args)
     key = args.key or os.environ.get("PYLON_ADMIN_KEY")
     url = args.url
@@ -188,6 +184,91 @@ def cmd_admin(args: argparse.Namespace) -> int:
             admins = [k for k in settings.admin_keys if k["role"] == "admin"] or \
                 settings.admin_keys
             key = admins[0]["key"] if admins else None
+    return url, key
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Which route a request would match, why the others do not, and its plugin chain."""
+    import http.client
+    import json
+    from urllib.parse import urlencode, urlsplit
+
+    query: dict[str, str] = {"method": args.method.upper(), "uri": args.uri}
+    if args.host:
+        query["host"] = args.host
+    if args.remote_addr:
+        query["remote_addr"] = args.remote_addr
+    for h in args.header or ():
+        name, sep, value = h.partition(":")
+        if not sep:
+            print(f"pylon: bad header {h!r} (use 'Name: value')", file=sys.stderr)
+            return 2
+        query["header_" + name.strip().lower().replace("-", "_")] = value.strip()
+    for c in args.cookie or ():
+        name, _, value = c.partition("=")
+        query["cookie_" + name.strip()] = value
+    if args.verbose:
+        query["verbose"] = "1"
+    if args.file:
+        from .config.explain import explain_offline
+        from .config.loader import read_file
+        prefix, conf = _paths(args)
+        kind = "radixtree_host_uri"
+        try:
+            settings, _ = load_node_config(conf, prefix)
+            kind = settings.router
+        except ConfigError:
+            pass                         # no node config: the default router
+        try:
+            result = explain_offline(read_file(args.file), kind, query)
+        except (OSError, ConfigError, ValueError) as e:
+            print(f"pylon: {e}", file=sys.stderr)
+            return 1
+        status = 200
+    else:
+        target = _admin_target(args)
+        if isinstance(target, int):
+            return target
+        url, key = target
+        u = urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 9180,
+                                          timeout=30)
+        try:
+            conn.request("GET", "/apisix/admin/explain?" + urlencode(query),
+                         headers={"X-API-KEY": key or ""})
+            r = conn.getresponse()
+            raw = r.read()
+        except OSError as e:
+            print(f"pylon: cannot reach the Admin API at {url}: {e}", file=sys.stderr)
+            return 1
+        finally:
+            conn.close()
+        status = r.status
+        try:
+            result = json.loads(raw) if raw else {}
+        except ValueError:
+            result = {"error_msg": raw.decode("utf-8", "replace")}
+        if status != 200:
+            print(f"pylon: {status}: {result.get('error_msg', result)}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        from .config.explain import format_text
+        sys.stdout.write(format_text(result))
+    return 0 if status == 200 else 1
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """A scriptable client of a running node's Admin API."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    target = _admin_target(args)
+    if isinstance(target, int):
+        return target
+    url, key = target
     path = f"/apisix/admin/{args.resource}" + (f"/{args.id}" if args.id else "")
     method = {"get": "GET", "list": "GET", "put": "PUT", "post": "POST", "patch": "PATCH",
               "delete": "DELETE"}[args.verb]
@@ -282,6 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="API key (default: the node config's first admin key)")
     p.add_argument("--force", action="store_true", help="delete even while referenced")
     p.set_defaults(fn=cmd_admin)
+    p = sub.add_parser("explain", parents=[common], help="which route a request matches, and why",
+                       description="Explain how a request would be routed: the route it "
+                       "matches, why the other candidates do not, its upstream and plugin "
+                       "chain. Asks the running node (its live config), or compiles -f FILE.")
+    p.add_argument("method", nargs="?", default="GET", help="HTTP method (default GET)")
+    p.add_argument("uri", help="request path, with ?query if any")
+    p.add_argument("--host", help="Host header")
+    p.add_argument("--remote-addr", help="client address (default 127.0.0.1)")
+    p.add_argument("-H", "--header", action="append", help="'Name: value' (repeatable)")
+    p.add_argument("--cookie", action="append", help="name=value (repeatable)")
+    p.add_argument("-f", "--file", help="explain against this standalone file, offline")
+    p.add_argument("--verbose", action="store_true", help="list routes whose uri differs too")
+    p.add_argument("--json", action="store_true", help="print the JSON result")
+    p.add_argument("--url", help="Admin API base URL (default: from deployment.admin)")
+    p.add_argument("--key", help="API key (default: the node config's first admin key)")
+    p.set_defaults(fn=cmd_explain)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(fn=cmd_version)
     # internal, started by the master; no help= so it is not listed (argparse would print

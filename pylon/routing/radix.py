@@ -13,6 +13,13 @@ allocating:
 
 Equivalent to lua-resty-radixtree's ``radix_tree_search`` + ``radix_tree_up``
 (rax iterator walking back over the keys that prefix the path).
+
+A frozen tree can be changed in place with :meth:`RadixTree.set` and
+:meth:`RadixTree.discard`, which keep the ``up`` links exact and the tree
+compressed (no valueless leaves, no valueless single-child inner nodes), so a
+route change costs a walk down one key instead of a rebuild.  A jump table made
+by :meth:`RadixTree.segment_index` is brought up to date by
+:meth:`RadixTree.refresh_segments`.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ class RadixNode(Generic[V]):
 
 
 class RadixTree(Generic[V]):
-    """Build with :meth:`from_dict` (bulk), or :meth:`insert` calls then :meth:`freeze`."""
+    """Build with :meth:`from_dict` (bulk), or :meth:`insert` calls then :meth:`freeze`;
+    change a built tree with :meth:`set` / :meth:`discard`."""
 
     __slots__ = ("root", "_size", "_frozen")
 
@@ -168,6 +176,103 @@ class RadixTree(Generic[V]):
                     stack.append((child, nearest))
         self._frozen = True
 
+    def set(self, key: str, value: V) -> bool:
+        """Insert or replace ``key`` keeping the ``up`` links of a frozen tree exact.
+
+        Returns True when ``key`` is new (the tree shape changed), False when only
+        its value was replaced.  A node that gains a value becomes the nearest
+        valued ancestor of the valued nodes just below it, so those are re-pointed.
+        """
+        if value is None:
+            raise ValueError("RadixTree values must not be None")
+        node = self.root
+        above: RadixNode[V] | None = None  # nearest valued node strictly above ``node``
+        pos = 0
+        n = len(key)
+        while pos < n:
+            nearest = node if node.value is not None else above
+            children = node.children
+            if children is None:
+                children = node.children = {}
+            c = key[pos]
+            child = children.get(c)
+            if child is None:
+                leaf: RadixNode[V] = RadixNode(key[pos:], value)
+                leaf.up = nearest
+                children[c] = leaf
+                self._size += 1
+                return True
+            label = child.label
+            if key.startswith(label, pos):
+                above = nearest
+                node = child
+                pos += len(label)
+                continue
+            m = 1
+            lim = min(len(label), n - pos)
+            while m < lim and label[m] == key[pos + m]:
+                m += 1
+            # split the edge: node -> mid(label[:m]) -> child(label[m:]); child keeps its
+            # identity, so up links and jump-table entries pointing at it stay valid
+            mid: RadixNode[V] = RadixNode(label[:m])
+            child.label = label[m:]
+            child.llen = len(child.label)
+            mid.children = {child.label[0]: child}
+            children[c] = mid
+            above = nearest
+            node = mid
+            pos += m
+        if node.value is not None:
+            node.value = value
+            return False
+        node.value = value
+        node.up = above
+        self._size += 1
+        _repoint_below(node, node)
+        return True
+
+    def discard(self, key: str) -> bool:
+        """Remove ``key`` if present (True if it was), keeping ``up`` links exact.
+
+        The valued nodes that pointed ``up`` to the removed one point to its own
+        ``up`` instead; valueless leaves are pruned and a valueless node left with
+        one child is merged into it (the child keeps its identity).
+        """
+        node = self.root
+        parents: list[RadixNode[V]] = []
+        pos = 0
+        n = len(key)
+        while pos < n:
+            children = node.children
+            child = children.get(key[pos]) if children is not None else None
+            if child is None or not key.startswith(child.label, pos):
+                return False
+            parents.append(node)
+            node = child
+            pos += len(child.label)
+        if node.value is None:
+            return False
+        node.value = None
+        self._size -= 1
+        _repoint_below(node, node.up)
+        node.up = None
+        while parents and node.value is None:
+            parent = parents.pop()
+            children = node.children
+            if not children:  # valueless leaf: unlink, then look at the parent
+                del parent.children[node.label[0]]  # type: ignore[union-attr]
+                if not parent.children:
+                    parent.children = None
+                node = parent
+                continue
+            if len(children) == 1:  # valueless pass-through node: fold into its child
+                (only,) = children.values()
+                only.label = node.label + only.label
+                only.llen = len(only.label)
+                parent.children[node.label[0]] = only  # type: ignore[index]
+            break
+        return True
+
     def deepest(self, path: str) -> RadixNode[V] | None:
         """Node of the longest key that is a prefix of ``path`` (or None)."""
         root = self.root
@@ -210,6 +315,122 @@ class RadixTree(Generic[V]):
                     stack.append((node, child, key + child.label, nbest))
         return index
 
+    def segment_entry(
+        self, seg: str
+    ) -> tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None] | None:
+        """The :meth:`segment_index` entry for ``seg`` (None when no key starts with it)."""
+        node = self.root
+        best = node if node.value is not None else None
+        pos = 0
+        n = len(seg)
+        while pos < n:
+            children = node.children
+            child = children.get(seg[pos]) if children is not None else None
+            if child is None:
+                return None
+            label = child.label
+            end = pos + len(label)
+            if end > n:  # the segment ends inside the edge node -> child
+                if not label.startswith(seg[pos:]):
+                    return None
+                return (node, child, label[n - pos :], best)
+            if not seg.startswith(label, pos):
+                return None
+            node = child
+            pos = end
+            if node.value is not None:
+                best = node
+        return (node, None, "", best)
+
+    def refresh_segments(
+        self,
+        index: dict[str, tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None]],
+        keys: Iterable[str],
+    ) -> None:
+        """Update a :meth:`segment_index` result after :meth:`set` added / :meth:`discard`
+        removed ``keys`` (value-only replacements need nothing: entries hold nodes).
+
+        Two kinds of entry can go wrong.  The entry of a key's own first segment
+        (``key[:key.find('/', 1) + 1]``): nodes at or below the segment end may
+        have been split, merged or pruned, so it is recomputed with one walk from
+        the root.  And a "short" key (no ``/`` after its first character) is a
+        prefix of every segment starting with it, whose ``best`` may change: see
+        :meth:`_refresh_best`.  Any other entry stays correct although its
+        ``node`` may have been split off or merged away: with ``pending`` set the
+        matcher only uses ``pending``, ``rest`` and ``best``, which such changes
+        leave intact (split and merged children keep their identity and only gain
+        or lose label text above the segment end); without ``pending``, ``node``
+        sits at the segment end, where only keys of that segment change anything.
+        """
+        segs: set[str] = set()
+        short: set[str] = set()
+        for key in keys:
+            j = key.find("/", 1)
+            if j == -1:
+                short.add(key)
+            else:
+                segs.add(key[: j + 1])
+        entry = self.segment_entry
+        for seg in segs:
+            e = entry(seg)
+            if e is None:
+                index.pop(seg, None)
+            else:
+                index[seg] = e
+        if short:
+            self._refresh_best(index, short, segs)
+
+    def _refresh_best(
+        self,
+        index: dict[str, tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None]],
+        short: set[str],
+        done: set[str],
+    ) -> None:
+        """Fix ``best`` of the entries below changed short keys (``done`` are already fresh).
+
+        Adding or removing ``/`` touches the entry of every segment, so this must
+        not walk per entry.  For a segment S, let K be the longest changed short
+        key prefixing it and W the deepest valued node on the path to K
+        (inclusive).  Nothing changed between K and the end of S (a change there
+        would be S's own segment), so the old ``best`` is still right when it lies
+        below K and holds a value; when it is None, lost its value or lies on the
+        path to K, the new one is W.
+        """
+        shorts = sorted(short, key=len, reverse=True)  # the first prefix found is the longest
+        starts = tuple(shorts)
+        ends: dict[str, tuple[RadixNode[V] | None, set[RadixNode[V]]]] = {}
+        for key in shorts:
+            on_path = self._valued_prefix_nodes(key)
+            ends[key] = (on_path[-1] if on_path else None, set(on_path))
+        for seg in [s for s in index if s.startswith(starts)]:
+            if seg in done:
+                continue
+            for key in shorts:
+                if seg.startswith(key):
+                    break
+            deepest, on_path = ends[key]
+            e = index[seg]
+            best = e[3]
+            if best is not deepest and (best is None or best.value is None or best in on_path):
+                index[seg] = (e[0], e[1], e[2], deepest)
+
+    def _valued_prefix_nodes(self, key: str) -> list[RadixNode[V]]:
+        """The valued nodes whose keys are prefixes of ``key`` (itself included), root first."""
+        node = self.root
+        found = [node] if node.value is not None else []
+        pos = 0
+        n = len(key)
+        while pos < n:
+            children = node.children
+            child = children.get(key[pos]) if children is not None else None
+            if child is None or not key.startswith(child.label, pos):
+                break
+            node = child
+            pos += len(child.label)
+            if node.value is not None:
+                found.append(node)
+        return found
+
     def prefixes(self, path: str) -> Iterator[tuple[str, V]]:
         """All (key, value) whose key prefixes ``path``, deepest first (debug/test helper)."""
         found: list[tuple[str, V]] = []
@@ -237,6 +458,18 @@ class RadixTree(Generic[V]):
             if node.children:
                 for child in node.children.values():
                     stack.append((child, key))
+
+
+def _repoint_below(node: RadixNode[V], target: RadixNode[V] | None) -> None:
+    """Point ``up`` of the valued nodes nearest below ``node`` (those whose nearest valued
+    ancestor is ``node``'s position) at ``target``; deeper ones keep theirs."""
+    stack = list(node.children.values()) if node.children else []
+    while stack:
+        child = stack.pop()
+        if child.value is not None:
+            child.up = target
+        elif child.children:
+            stack.extend(child.children.values())
 
 
 def walk(node: RadixNode[V], best: RadixNode[V] | None, path: str,

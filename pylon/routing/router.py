@@ -21,6 +21,14 @@ Reference behaviour (lua-resty-radixtree ``lib/resty/radixtree.lua`` and APISIX
   ``*name`` the rest of the path (possibly empty); such routes are keyed by
   their literal prefix so ``/user/profile`` (exact) beats ``/user/:id``, and
   ``/user/:id`` beats ``/user/*`` (same key, longer pattern).
+
+Updates: :meth:`Router.update` changes routes in place, touching only the keys
+of those routes (a 100k-route table is not rebuilt for one change), and leaves
+the table exactly as a fresh build of the resulting route list would be.  Doing
+it in place is safe because a worker is single-threaded (one asyncio loop):
+``match`` is synchronous and runs once at the start of a request, and ``update``
+runs on the same loop thread between requests, so no request ever sees a
+half-updated table.  Never call ``update`` from another thread.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import gc
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, KeysView
 
 from .expr import ExprError, IpMatcher, VarSource, compile_expr
 from .radix import RadixTree, walk
@@ -318,27 +326,87 @@ def _order_key(e: _Entry) -> tuple[int, int, int]:
     return e[5]
 
 
-class _TableBuilder:
-    __slots__ = ("exact", "prefix")
-
-    def __init__(self) -> None:
-        self.exact: dict[str, list[_Entry]] = {}
-        self.prefix: dict[str, list[_Entry]] = {}
-
-    def compile(self) -> TableMatcher:
-        exact = {k: (v[0],) if len(v) == 1 else _sorted(v) for k, v in self.exact.items()}
-        prefix = {k: (v[0],) if len(v) == 1 else _sorted(v) for k, v in self.prefix.items()}
-        if len(prefix) <= _SMALL_TABLE_MAX_KEYS:
-            # a handful of prefixes (typical per-host table): test them longest first
-            ordered = tuple(sorted(prefix.items(), key=lambda kv: -len(kv[0])))
-            return _small_table_matcher(exact, ordered)
-        return _table_matcher(exact, RadixTree.from_dict(prefix))
-
-
 def _sorted(entries: list[_Entry]) -> tuple[_Entry, ...]:
     if len(entries) > 1:
         entries.sort(key=_order_key)
     return tuple(entries)
+
+
+def _tupled(table: dict[str, list[_Entry]]) -> dict[str, tuple[_Entry, ...]]:
+    return {k: (v[0],) if len(v) == 1 else _sorted(v) for k, v in table.items()}
+
+
+# where a host table is filed: (is_wildcard, host-or-suffix); None for the host-less table
+_Where = tuple
+
+
+class _Table:
+    """One uri table: the host-less one, or (``radixtree_host_uri``) one per exact host
+    or wildcard suffix.  Mutable, so an update touches only the keys it changes.
+
+    ``exact`` / ``prefix`` map a key to its candidates in match order.  ``matcher``
+    is the compiled closure: it reads ``exact`` through its bound ``get``, so exact
+    changes are live at once, and captures the prefix structure: a tuple of the
+    keys tested longest first (a handful of keys, the usual per-host table) or a
+    radix tree with, when big, a first-segment jump table.  :meth:`sync` brings that
+    structure up to date with ``prefix`` and recompiles ``matcher``.
+    """
+
+    __slots__ = ("exact", "jump", "matcher", "prefix", "tree", "where")
+
+    def __init__(
+        self,
+        where: _Where | None,
+        exact: dict[str, tuple[_Entry, ...]],
+        prefix: dict[str, tuple[_Entry, ...]],
+    ) -> None:
+        self.where = where
+        self.exact = exact
+        self.prefix = prefix
+        self.tree: RadixTree[tuple[_Entry, ...]] | None = None
+        self.jump: dict[str, tuple] | None = None
+        self.matcher: TableMatcher
+        self.sync(())
+
+    def sync(self, changed: Iterable[str]) -> None:
+        """Apply the changes already made in ``prefix`` to the keys ``changed``.
+
+        The representation follows the key count exactly as a fresh build would
+        choose it, so an updated table behaves like a rebuilt one.
+        """
+        prefix = self.prefix
+        if len(prefix) <= _SMALL_TABLE_MAX_KEYS:
+            self.tree = self.jump = None
+        else:
+            tree = self.tree
+            moved: list[str] = []  # keys added or removed (not just given new entries)
+            if tree is None:
+                tree = self.tree = RadixTree.from_dict(prefix)
+                self.jump = None
+            else:
+                for key in changed:
+                    entries = prefix.get(key)
+                    if entries is None:
+                        shaped = tree.discard(key)
+                    else:
+                        shaped = tree.set(key, entries)
+                    if shaped:
+                        moved.append(key)
+            if len(tree) < _JUMP_MIN_KEYS:
+                self.jump = None
+            elif self.jump is None:
+                self.jump = tree.segment_index()
+            elif moved:
+                tree.refresh_segments(self.jump, moved)
+        if self.tree is None:
+            # a handful of prefixes (typical per-host table): test them longest first
+            ordered = tuple(sorted(prefix.items(), key=lambda kv: -len(kv[0])))
+            self.matcher = _small_table_matcher(self.exact, ordered)
+        else:
+            self.matcher = _table_matcher(self.exact, self.tree, self.jump)
+
+    def empty(self) -> bool:
+        return not self.exact and not self.prefix
 
 
 def _no_match(method: str, host: str, path: str, src: VarSource, remote_addr: Any) -> None:
@@ -401,12 +469,13 @@ def _small_table_matcher(
 
 
 def _table_matcher(
-    exact: dict[str, tuple[_Entry, ...]], tree: RadixTree[tuple[_Entry, ...]]
+    exact: dict[str, tuple[_Entry, ...]],
+    tree: RadixTree[tuple[_Entry, ...]],
+    jump: dict[str, tuple] | None,
 ) -> TableMatcher:
     exact_get = exact.get
     root = tree.root
     root_best = root if root.value is not None else None
-    jump = tree.segment_index() if len(tree) >= _JUMP_MIN_KEYS else None
     jump_get = jump.get if jump else None
 
     def match(
@@ -490,7 +559,14 @@ def _compile_hosts(rid: str, hosts: Any) -> tuple[_HostSpec, ...]:
     return tuple(out)
 
 
-def _compile_uris(rid: str, uris: Any, with_params: bool) -> list[_Uri]:
+def _compile_uris(rid: str, uris: Any, with_params: bool) -> tuple[_Uri, ...] | list[_Uri]:
+    u = uris[0] if type(uris) is tuple and len(uris) == 1 else None
+    if type(u) is str and u and (not with_params or ":" not in u):
+        star = u.find("*")
+        if star == -1:  # fast path: one exact uri
+            return ((u, True, u, None, ()),)
+        if star == len(u) - 1:  # fast path: one plain prefix
+            return ((u, False, u[:-1], None, ()),)
     if isinstance(uris, str):
         uris = (uris,)
     if not uris:
@@ -504,8 +580,96 @@ def _compile_uris(rid: str, uris: Any, with_params: bool) -> list[_Uri]:
     return out
 
 
+# compiled route: (id, payload, uris, hosts, methods, ip matcher, vars, -priority)
+_Compiled = tuple
+# What finding a route's entries again takes: its spec's uris, or (uris, hosts) when
+# routes are filed per host (radixtree_host_uri).  The spec's own tuples, so recording
+# a route at build time allocates nothing; a list of them for an id given twice.
+_Placed = Any
+
+
+def _placement(spec: RouteSpec, host_first: bool) -> _Placed:
+    uris = spec.uris
+    if type(uris) is list:  # keep no reference to a caller's mutable list
+        uris = tuple(uris)
+    if not host_first:
+        return uris
+    hosts = spec.hosts
+    return (uris, tuple(hosts) if type(hosts) is list else hosts)
+
+
+def _compile_route(
+    spec: RouteSpec, with_params: bool, method_cache: dict[Any, frozenset[str]]
+) -> _Compiled:
+    """Validate and compile one route; raises :class:`RouterError` (for any failure)."""
+    ms = ipm = expr = None
+    try:
+        rid = spec.id
+        uris = _compile_uris(rid, spec.uris, with_params)
+        hosts: tuple[_HostSpec, ...] = _compile_hosts(rid, spec.hosts) if spec.hosts else ()
+        if spec.methods:
+            ms = _compile_methods(rid, spec.methods, method_cache)
+        if spec.remote_addrs:
+            try:
+                ipm = IpMatcher(spec.remote_addrs, "remote_addrs")
+            except ExprError as e:
+                raise RouterError(rid, f"{e.message} in {e.path}") from None
+        vars_ = spec.vars
+        if vars_ is not None:
+            try:
+                expr = compile_expr(vars_)
+            except ExprError as e:
+                raise RouterError(rid, f"invalid vars: {e}") from None
+            if isinstance(vars_, (list, tuple)) and not vars_:
+                expr = None  # [] matches everything
+        prio = spec.priority
+        prio = -prio if type(prio) is int else -int(prio or 0)
+        return (rid, spec.payload, uris, hosts, ms, ipm, expr, prio)
+    except RouterError:
+        raise
+    except Exception as e:  # defensive: one odd route must not break the whole table
+        rid = str(getattr(spec, "id", "?"))
+        raise RouterError(rid, f"{type(e).__name__}: {e}") from e
+
+
+def _route_entries(
+    route: _Compiled, seq: int, host_first: bool
+) -> list[tuple[_Where | None, bool, str, _Entry]]:
+    """The candidates of one compiled route: ``(where, exact, key, entry)`` each.
+
+    ``seq`` is the route's place in insertion order; a route's own entries on one
+    key share it and keep their uri order (the sorts are stable).
+    """
+    rid, payload, uris, hosts, ms, ipm, expr, prio = route
+    unconditional = ms is None and ipm is None and expr is None
+    check: Check | None = None
+    out: list[tuple[_Where | None, bool, str, _Entry]] = []
+    if host_first and hosts:
+        for is_wild, value, pat in hosts:
+            where = (is_wild, value)
+            for pattern, exact, key, rx, names in uris:
+                m0 = _new_match(payload, rid, None, pattern, pat)
+                if not unconditional:
+                    check = _make_check(ms, ipm, expr, None, m0)
+                out.append(
+                    (where, exact, key, (check, m0, rx, names, len(key), (prio, -len(pattern), seq)))
+                )
+    else:
+        for pattern, exact, key, rx, names in uris:
+            m0 = _new_match(payload, rid, None, pattern, "")
+            if hosts:
+                host_fn = _make_host_fn(hosts, payload, rid, pattern)
+                check = _make_check(ms, ipm, expr, host_fn, m0)
+            elif not unconditional:
+                check = _make_check(ms, ipm, expr, None, m0)
+            out.append(
+                (None, exact, key, (check, m0, rx, names, len(key), (prio, -len(pattern), seq)))
+            )
+    return out
+
+
 class Router:
-    """Immutable route table; build a new one when routes change.
+    """Route table, updated in place by :meth:`update`.
 
     ``match(method, host, path, src, remote_addr)``: ``host`` lower-case without
     port, ``path`` the normalised uri without query string, ``src`` supplies
@@ -539,130 +703,242 @@ class Router:
     def __repr__(self) -> str:
         return f"<Router kind={self.kind} routes={self.route_count}>"
 
+    def ids(self) -> KeysView[str]:
+        """Ids of the routes in the table (a live view)."""
+        return self._routes.keys()
+
+    def update(
+        self, remove: Iterable[str], add: Iterable[RouteSpec]
+    ) -> list[tuple[str, str]]:
+        """Remove the routes whose id is in ``remove`` and add ``add``, in place.
+
+        A spec in ``add`` whose id is already in the table replaces that route (so
+        listing the id in ``remove`` too is optional) and keeps its place in
+        insertion order: among routes with equal priority and pattern length it
+        is still tried where the old version was, exactly as in a fresh build of
+        the resulting route list.  New ids go after every existing route.  Within
+        ``add`` a later spec with the same id wins.
+
+        Ids in ``remove`` that are not in the table are ignored.  Returns
+        ``[(route_id, error)]`` for the specs of ``add`` that do not compile; like
+        :meth:`build` those are left out, and a route they would have replaced is
+        removed.  Every spec is compiled before the table is touched, so a failure
+        never leaves it half updated.
+
+        Cost: the keys of the changed routes, not the table size -- except that a
+        prefix key appearing in or leaving a radix tree re-points the ``up`` links
+        of the keys just below it, and one without a ``/`` after its first
+        character (``/*``, ``/ap*``, ``*``) also refreshes the jump-table entries
+        of every first segment it prefixes: adding or removing a catch-all ``/*``
+        is linear in the prefix routes under it.
+        """
+        errors: list[tuple[str, str]] = []
+        touched = set(remove)
+        with_params = self._with_params
+        method_cache = self._method_cache
+        host_first = self._host_first
+        # id -> (compiled route, placement), or None when the last spec for the id is bad
+        compiled: dict[str, tuple[_Compiled, _Placed] | None] = {}
+        for spec in add:
+            try:
+                route = _compile_route(spec, with_params, method_cache)
+            except RouterError as e:
+                errors.append((e.route_id, e.message))
+                compiled[e.route_id] = None
+                continue
+            compiled[route[0]] = (route, _placement(spec, host_first))
+        touched.update(compiled)
+
+        placed = self._routes
+        changed: dict[_Table, set[str]] = {}  # table -> its prefix keys that changed
+        kept_seq: dict[str, int] = {}
+        for rid in touched:
+            rec = placed.pop(rid, None)
+            if rec is None:
+                continue
+            recs = rec if type(rec) is list else (rec,)
+            self.route_count -= len(recs)
+            seq = min(self._unfile(rid, r, changed) for r in recs)
+            if compiled.get(rid) is not None:
+                kept_seq[rid] = seq
+        for rid, new in compiled.items():
+            if new is not None:
+                seq = kept_seq.get(rid)
+                if seq is None:
+                    seq = self._seq = self._seq + 1
+                placed[rid] = new[1]
+                self.route_count += 1
+                self._file(new[0], seq, changed)
+        if changed:
+            self._sync(changed)
+        return errors
+
+    def _unfile(self, rid: str, rec: _Placed, changed: dict[_Table, set[str]]) -> int:
+        """Drop the entries of route ``rid`` from the keys ``rec`` filed them under;
+        returns the route's seq (its place in insertion order)."""
+        if self._host_first:
+            uris, hosts = rec
+            hosts = _compile_hosts(rid, hosts) if hosts else ()
+        else:
+            uris, hosts = rec, ()
+        seq = self._seq + 1  # only if every entry went with an earlier spec of the same id
+        wheres = [(is_wild, value) for is_wild, value, _pat in hosts] if hosts else [None]
+        for where in wheres:
+            table = self._table(where)
+            keys = changed.get(table)
+            if keys is None:
+                keys = changed[table] = set()
+            for _pattern, exact, key, _rx, _names in _compile_uris(rid, uris, self._with_params):
+                d = table.exact if exact else table.prefix
+                old = d.get(key, ())
+                kept = []
+                for e in old:
+                    if e[1].route_id != rid:
+                        kept.append(e)
+                    elif e[5][2] < seq:
+                        seq = e[5][2]
+                if len(kept) == len(old):
+                    continue  # a repeated uri or host: already done
+                if kept:
+                    d[key] = tuple(kept)
+                else:
+                    del d[key]
+                if not exact:
+                    keys.add(key)
+        return seq
+
+    def _file(self, route: _Compiled, seq: int, changed: dict[_Table, set[str]]) -> None:
+        """Merge the entries of a compiled route into its keys, in match order."""
+        for where, exact, key, entry in _route_entries(route, seq, self._host_first):
+            table = self._table(where)
+            keys = changed.get(table)
+            if keys is None:
+                keys = changed[table] = set()
+            d = table.exact if exact else table.prefix
+            old = d.get(key)
+            # stable sort: the route's own entries on this key stay in uri order
+            d[key] = (entry,) if old is None else tuple(sorted(old + (entry,), key=_order_key))
+            if not exact:
+                keys.add(key)
+
+    def _sync(self, changed: dict[_Table, set[str]]) -> None:
+        """Recompile the changed tables, unfile emptied host tables, relink the top level."""
+        for table, keys in changed.items():
+            table.sync(keys)
+            where = table.where
+            if where is None:
+                continue
+            is_wild, name = where
+            tables, fns = (self._wilds, self._wild_fns) if is_wild else (self._hosts, self._host_fns)
+            if not table.empty():
+                fns[name] = table.matcher
+            elif tables.pop(name, None) is not None:
+                fns.pop(name, None)
+                if is_wild and not name.startswith("."):
+                    self._nondot -= 1
+        self._relink()
+
+    def _table(self, where: _Where | None) -> _Table:
+        """The table filed at ``where`` (created empty if missing)."""
+        if where is None:
+            return self._nohost
+        is_wild, name = where
+        tables = self._wilds if is_wild else self._hosts
+        table = tables.get(name)
+        if table is None:
+            table = tables[name] = _Table(where, {}, {})
+            if is_wild and not name.startswith("."):
+                self._nondot += 1
+        return table
+
+    def _relink(self) -> None:
+        """Compile the top-level matcher: the host-less table alone, or the host tables
+        in front of it.  Called after every change, as the closures capture tables."""
+        nohost = self._nohost.matcher
+        if self._host_fns or self._wild_fns:
+            matcher = _host_matcher(self._host_fns, self._wild_fns, nohost, self._nondot == 0)
+        else:
+            matcher = nohost
+        self._match = matcher
+        # instance attribute shadows the method: one call less on the hot path
+        self.match = matcher  # type: ignore[method-assign]
+
     def _setup(
         self, routes: Iterable[RouteSpec], kind: str, errors: list[tuple[str, str]] | None
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown router kind {kind!r}; expected one of {KINDS}")
+        self.kind = kind
+        self._with_params = kind == "radixtree_uri_with_parameter"
+        self._host_first = kind == "radixtree_host_uri"
+        self._method_cache: dict[Any, frozenset[str]] = {}
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the build allocates many long-lived objects: avoid gen2 churn
         try:
-            matcher, count = _build(routes, kind, errors)
+            self._load(routes, errors)
         finally:
             if gc_was_enabled:
                 gc.enable()
-        self.kind = kind
-        self.route_count = count
-        self._match = matcher
-        # instance attribute shadows the method: one call less on the hot path
-        self.match = matcher  # type: ignore[method-assign]
+        self._relink()
 
-
-def _build(
-    routes: Iterable[RouteSpec], kind: str, errors: list[tuple[str, str]] | None
-) -> tuple[TableMatcher, int]:
-    with_params = kind == "radixtree_uri_with_parameter"
-    host_first = kind == "radixtree_host_uri"
-    nohost = _TableBuilder()
-    nohost_exact = nohost.exact
-    nohost_prefix = nohost.prefix
-    by_host: dict[str, _TableBuilder] = {}  # host_uri: exact host -> table
-    by_wild: dict[str, _TableBuilder] = {}  # host_uri: wildcard suffix -> table
-    method_cache: dict[Any, frozenset[str]] = {}
-    count = 0
-    seq = 0
-
-    for spec in routes:
-        ms = ipm = expr = None
-        try:
-            rid = spec.id
-            uris = spec.uris
-            u = uris[0] if type(uris) is tuple and len(uris) == 1 else None
-            if type(u) is str and u and (not with_params or ":" not in u):
-                star = u.find("*")
-                if star == -1:  # fast path: one exact uri
-                    uris = ((u, True, u, None, ()),)
-                elif star == len(u) - 1:  # fast path: one plain prefix
-                    uris = ((u, False, u[:-1], None, ()),)
+    def _load(self, routes: Iterable[RouteSpec], errors: list[tuple[str, str]] | None) -> None:
+        """Compile ``routes`` into fresh tables (entries collected in lists, sorted once)."""
+        with_params = self._with_params
+        host_first = self._host_first
+        method_cache = self._method_cache
+        nohost_exact: dict[str, list[_Entry]] = {}
+        nohost_prefix: dict[str, list[_Entry]] = {}
+        by_where: dict[_Where, tuple[dict[str, list[_Entry]], dict[str, list[_Entry]]]] = {}
+        placed: dict[str, _Placed] = {}
+        seq = 0
+        for spec in routes:
+            try:
+                route = _compile_route(spec, with_params, method_cache)
+            except RouterError as e:
+                if errors is None:
+                    raise
+                errors.append((e.route_id, e.message))
+                continue
+            seq += 1
+            rid = route[0]
+            rec = _placement(spec, host_first)
+            prev = placed.get(rid)
+            if prev is None:
+                placed[rid] = rec
+            else:  # an id given twice: both routes are filed, keep both placements
+                placed[rid] = prev + [rec] if type(prev) is list else [prev, rec]
+            for where, exact, key, entry in _route_entries(route, seq, host_first):
+                if where is None:
+                    d = nohost_exact if exact else nohost_prefix
                 else:
-                    uris = _compile_uris(rid, uris, with_params)
-            else:
-                uris = _compile_uris(rid, uris, with_params)
-            hosts: tuple[_HostSpec, ...] = _compile_hosts(rid, spec.hosts) if spec.hosts else ()
-            if spec.methods:
-                ms = _compile_methods(rid, spec.methods, method_cache)
-            if spec.remote_addrs:
-                try:
-                    ipm = IpMatcher(spec.remote_addrs, "remote_addrs")
-                except ExprError as e:
-                    raise RouterError(rid, f"{e.message} in {e.path}") from None
-            vars_ = spec.vars
-            if vars_ is not None:
-                try:
-                    expr = compile_expr(vars_)
-                except ExprError as e:
-                    raise RouterError(rid, f"invalid vars: {e}") from None
-                if isinstance(vars_, (list, tuple)) and not vars_:
-                    expr = None  # [] matches everything
-            payload = spec.payload
-            prio = spec.priority
-            prio = -prio if type(prio) is int else -int(prio or 0)
-        except RouterError as e:
-            if errors is None:
-                raise
-            errors.append((e.route_id, e.message))
-            continue
-        except Exception as e:  # defensive: one odd route must not break the whole table
-            rid = str(getattr(spec, "id", "?"))
-            if errors is None:
-                raise RouterError(rid, f"{type(e).__name__}: {e}") from e
-            errors.append((rid, f"{type(e).__name__}: {e}"))
-            continue
-
-        count += 1
-        unconditional = ms is None and ipm is None and expr is None
-        check: Check | None = None
-        if host_first and hosts:
-            for is_wild, value, pat in hosts:
-                tables = by_wild if is_wild else by_host
-                table = tables.get(value)
-                if table is None:
-                    table = tables[value] = _TableBuilder()
-                for pattern, exact, key, rx, names in uris:
-                    seq += 1
-                    m0 = _new_match(payload, rid, None, pattern, pat)
-                    if not unconditional:
-                        check = _make_check(ms, ipm, expr, None, m0)
-                    d = table.exact if exact else table.prefix
-                    e = (check, m0, rx, names, len(key), (prio, -len(pattern), seq))
-                    lst = d.get(key)
-                    if lst is None:
-                        d[key] = [e]
-                    else:
-                        lst.append(e)
-        else:
-            for pattern, exact, key, rx, names in uris:
-                seq += 1
-                m0 = _new_match(payload, rid, None, pattern, "")
-                if hosts:
-                    host_fn = _make_host_fn(hosts, payload, rid, pattern)
-                    check = _make_check(ms, ipm, expr, host_fn, m0)
-                elif not unconditional:
-                    check = _make_check(ms, ipm, expr, None, m0)
-                d = nohost_exact if exact else nohost_prefix
-                e = (check, m0, rx, names, len(key), (prio, -len(pattern), seq))
+                    pair = by_where.get(where)
+                    if pair is None:
+                        pair = by_where[where] = ({}, {})
+                    d = pair[0] if exact else pair[1]
                 lst = d.get(key)
                 if lst is None:
-                    d[key] = [e]
+                    d[key] = [entry]
                 else:
-                    lst.append(e)
-
-    nohost_match = nohost.compile()
-    if not by_host and not by_wild:
-        return nohost_match, count
-    host_tables = {h: t.compile() for h, t in by_host.items()}
-    wild_tables = {s: t.compile() for s, t in by_wild.items()}
-    return _host_matcher(host_tables, wild_tables, nohost_match), count
+                    lst.append(entry)
+        self._seq = self.route_count = seq
+        self._routes = placed
+        self._nohost = _Table(None, _tupled(nohost_exact), _tupled(nohost_prefix))
+        self._hosts: dict[str, _Table] = {}
+        self._wilds: dict[str, _Table] = {}
+        self._host_fns: dict[str, TableMatcher] = {}
+        self._wild_fns: dict[str, TableMatcher] = {}
+        self._nondot = 0  # wildcard suffixes not starting with "." (see _host_matcher)
+        for where, (exact, prefix) in by_where.items():
+            table = _Table(where, _tupled(exact), _tupled(prefix))
+            is_wild, name = where
+            if is_wild:
+                self._wilds[name] = table
+                self._wild_fns[name] = table.matcher
+                if not name.startswith("."):
+                    self._nondot += 1
+            else:
+                self._hosts[name] = table
+                self._host_fns[name] = table.matcher
 
 
 _HOST_CACHE_MAX = 4096
@@ -672,14 +948,16 @@ def _host_matcher(
     host_tables: dict[str, TableMatcher],
     wild_tables: dict[str, TableMatcher],
     nohost: TableMatcher,
+    dots_only: bool,
 ) -> TableMatcher:
-    """radixtree_host_uri: exact host, then wildcard suffixes longest first, then host-less."""
+    """radixtree_host_uri: exact host, then wildcard suffixes longest first, then host-less.
+
+    Wildcard suffixes normally start with '.' (``dots_only``), so walking the
+    host's dots enumerates every candidate suffix, longest first.  "*foo.com"
+    style patterns need every character position instead.
+    """
     host_get = host_tables.get
     wild_get = wild_tables.get
-    # Wildcard suffixes normally start with '.', so walking the host's dots
-    # enumerates every candidate suffix, longest first.  "*foo.com" style
-    # patterns need every character position instead.
-    dots_only = all(s.startswith(".") for s in wild_tables)
 
     def host_candidates(host: str) -> tuple[TableMatcher, ...]:
         found: list[TableMatcher] = []

@@ -155,10 +155,10 @@ class Worker:
                  self.apply_ms)
 
     def explain(self, query: dict[str, str]) -> tuple[int, Any]:
-        from ..config.explain import explain
+        from ..config.explain import explain_reply
         m = self.model
-        return 200, explain(m.objs["routes"], m.objs["services"], m.compiled,
-                            self.settings.router, query)
+        return explain_reply(m.objs["routes"], m.objs["services"], m.compiled,
+                             self.settings.router, query)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def serve(self, socks: list[socket.socket]) -> None:
