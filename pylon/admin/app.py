@@ -22,6 +22,7 @@ from ..config.hub import ConfigHub
 from ..config.store import Conflict, Op, StoreError
 from .audit import AuditLog
 from .auth import AdminKey, Auth, IPNetwork
+from .meta import MetaContext, handle_meta
 from .resources import CREDENTIALS, SPECS, Kind, Plan, Reply, Resources, View
 
 log = logging.getLogger("pylon.admin")
@@ -38,12 +39,13 @@ class AdminApp:
     def __init__(self, hub: ConfigHub, keys: Iterable[AdminKey],
                  allow: Iterable[IPNetwork] | None, key_required: bool = True,
                  audit_path: str | None = None, explain: Explain | None = None,
-                 keyring: Keyring | None = None) -> None:
+                 keyring: Keyring | None = None,
+                 router_kind: str = "radixtree_host_uri") -> None:
         self.hub = hub
         self.auth = Auth(keys, allow, key_required)
-        self.resources = Resources(hub.state, keyring=keyring)
+        self.resources = Resources(hub.state, keyring=keyring, router_kind=router_kind)
         self.audit = AuditLog(audit_path) if audit_path else None
-        self.explain = explain
+        self.meta = MetaContext(explain=explain, router_kind=router_kind)
 
     async def handle(self, method: str, path: str, query: str,
                      headers: Mapping[str, str], body: bytes,
@@ -73,6 +75,10 @@ class AdminApp:
         segs = [s for s in path[len(PREFIX):].split("/") if s]
         if not segs:
             return 404, {"error_msg": "not found"}
+        # schema, plugins, configs/validate, openapi.json, explain
+        meta = await handle_meta(method, segs, args, body, self.meta, headers=headers)
+        if meta is not None:
+            return meta
         conf: Any = None
         if body.strip():
             try:
@@ -83,12 +89,6 @@ class AdminApp:
             if method != "POST":
                 return 405, {"error_msg": "batch takes POST"}
             return await self._batch(conf, who, remote_addr)
-        if segs[0] == "explain" and len(segs) == 1 and method == "GET":
-            if self.explain is None:
-                return 503, {"error_msg": "explain is not available on this node"}
-            if not args.get("uri"):
-                return 400, {"error_msg": "missing uri"}
-            return await self.explain(args)
         target = resolve(segs)
         if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int):
             return target                                  # an error reply

@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl
 from ..config.encryption import Keyring
 from ..config.state import ConfigState
 from ..config.store import Item, Op
-from ..model.validate import convert
 
 Reply = tuple[int, Any]
 
@@ -131,6 +130,7 @@ class Resources:
     now: Callable[[], int] = field(default=lambda: int(time.time()))
     #: encrypts private keys of ssls before they are stored (None: stored as given)
     keyring: Keyring | None = None
+    router_kind: str = "radixtree_host_uri"
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, spec: Kind, oid: str | None, query: Mapping[str, str],
@@ -333,11 +333,14 @@ class Resources:
         return oid, None
 
     def _check(self, view: View, spec: Kind, oid: str, conf: dict[str, Any]) -> str | None:
-        if spec.typed:
-            _obj, rej = convert(spec.name, conf, "")
-            if rej is not None:
-                path = rej.path.lstrip(".")
-                return f"{path}: {rej.message}" if path else rej.message
+        # the same checks the schema endpoints publish: the typed models (and, for routes,
+        # what the router would refuse) or the kind's JSON Schema, and the plugins loaded
+        from ..proxy.registry import plugin_table
+        from .meta import check_object
+        problem = check_object(spec.name, conf, plugin_table(), self.router_kind)
+        if problem is not None:
+            path, message = problem
+            return f"{path}: {message}" if path else message
         if spec is CREDENTIALS:
             owner = oid.split("/credentials/", 1)[0]
             if view.get("consumers", owner) is None:

@@ -18,3 +18,10 @@ def check_plugins(plugins: dict[str, Any] | None, path: str) -> str | None:
         if name not in REGISTRY:
             return f"{path}: unknown plugin {name!r}"
     return None
+
+
+def plugin_table() -> dict[str, dict[str, Any]]:
+    """The loaded plugins as the Admin API publishes them (``name -> {priority, schema}``)."""
+    return {name: {"priority": getattr(p, "priority", 0),
+                   "schema": getattr(p, "schema", {"type": "object"})}
+            for name, p in REGISTRY.items()}

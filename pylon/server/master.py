@@ -158,7 +158,7 @@ class Master:
         keyring = node_keyring(s.keyring, s.prefix) if s.encrypt_fields else None
         app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
-                       explain=self.explain, keyring=keyring)
+                       explain=self.explain, keyring=keyring, router_kind=s.router)
         self.admin_server = await start_admin(self.loop, app, host, port)
         log.warning("Admin API listening on %s:%d", host, port)
 

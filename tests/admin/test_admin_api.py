@@ -23,6 +23,9 @@ from pylon.model.validate import parse_resources
 ADMIN = "edd1c9f034335f136f87ad84b625c8f1"
 VIEWER = "4054f7cf07e344346cd3f287985e76a2"
 UP = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
+# PEM-shaped (the ssl schema wants at least 128 characters, as APISIX's)
+CERT = "-----BEGIN CERTIFICATE-----\n" + "M" * 200 + "\n-----END CERTIFICATE-----\n"
+PKEY = "-----BEGIN PRIVATE KEY-----\n" + "K" * 200 + "\n-----END PRIVATE KEY-----\n"
 
 
 class Admin:
@@ -339,10 +342,12 @@ def test_consumers_are_keyed_by_username(admin: Admin) -> None:
 
 def test_stored_kinds_must_be_objects_and_ssl_keys_are_hidden(admin: Admin) -> None:
     assert admin.call("PUT", "/global_rules/1", [1])[0] == 400
-    assert admin.call("PUT", "/ssls/1", {"cert": "C", "key": "K", "snis": ["a"]})[0] == 201
+    assert admin.call("PUT", "/ssls/1", {"cert": "C", "key": "K", "snis": ["a"]})[0] == 400
+    assert admin.call("PUT", "/ssls/1", {"cert": CERT, "key": PKEY, "snis": ["a"]})[0] == 201
     _, got, _ = admin.call("GET", "/ssls/1")
-    assert got["value"]["cert"] == "C" and "key" not in got["value"]
-    assert admin.call("PUT", "/secrets/vault/1", {"uri": "http://v"})[1]["key"] == \
+    assert got["value"]["cert"] == CERT and "key" not in got["value"]
+    assert admin.call("PUT", "/secrets/vault/1", {"uri": "http://v", "prefix": "kv/apisix",
+                                                  "token": "t"})[1]["key"] == \
         "/apisix/secrets/vault/1"
     assert admin.call("PUT", "/plugin_metadata/http-logger", {"log_format": {}})[0] == 201
 
@@ -380,7 +385,7 @@ def test_credentials_live_under_their_consumer_and_go_with_it(admin: Admin) -> N
         (400, {"error_msg": "consumer [jack] not found"})
     admin.call("PUT", "/consumers", {"username": "jack"})
     status, body, _ = admin.call("PUT", "/consumers/jack/credentials/c1",
-                                 {"plugins": {"key-auth": {"key": "k1"}}})
+                                 {"desc": "first", "plugins": {}})
     assert status == 201 and body["key"] == "/apisix/consumers/jack/credentials/c1"
     assert body["value"]["id"] == "c1"
     status, lst, _ = admin.call("GET", "/consumers/jack/credentials")
@@ -462,7 +467,7 @@ def test_every_write_is_audited_without_secrets(tmp_path: Path) -> None:
     a = Admin(tmp_path / "p.yaml", {"routes": []}, audit=audit)
     try:
         a.call("PUT", "/routes/1", route())
-        a.call("PUT", "/ssls/1", {"cert": "C", "key": "PRIVATE", "snis": ["a"]})
+        assert a.call("PUT", "/ssls/1", {"cert": CERT, "key": PKEY, "snis": ["a"]})[0] == 201
         a.call("DELETE", "/routes/1")
         a.call("GET", "/routes")
     finally:
@@ -473,17 +478,17 @@ def test_every_write_is_audited_without_secrets(tmp_path: Path) -> None:
         ("DELETE", "/apisix/admin/routes/1")]
     assert lines[0]["key_name"] == "admin" and lines[0]["changes"][0]["before"] is None
     assert lines[2]["changes"][0]["after"] is None
-    assert "PRIVATE" not in audit.read_text()
+    assert "K" * 50 not in audit.read_text()
 
 
 def test_ssl_private_keys_are_encrypted_at_rest_and_never_returned(tmp_path: Path) -> None:
     from pylon.config.encryption import Keyring
-    pem = "-----BEGIN PRIVATE KEY-----\nABC\n-----END PRIVATE KEY-----\n"
+    pem = PKEY
     a = Admin(tmp_path / "p.yaml", {"routes": []})
     kr = Keyring(["0123456789abcdef"])
     a.app.resources.keyring = kr
     try:
-        status, body, _ = a.call("PUT", "/ssls/1", {"cert": "C", "key": pem, "snis": ["a"]})
+        status, body, _ = a.call("PUT", "/ssls/1", {"cert": CERT, "key": pem, "snis": ["a"]})
         assert status == 201 and "key" not in body["value"]
         assert "PRIVATE KEY" not in a.path.read_text()
         stored = read_file(str(a.path))["ssls"][0]["key"]
