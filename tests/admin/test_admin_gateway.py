@@ -129,3 +129,25 @@ def test_pylon_admin_cli_round_trip(gateway_factory, upstream, tmp_path):
     r = pylon("delete", "routes", "c1")
     assert r.returncode == 0
     wait_status(gw, "/cli/x", 404)
+
+
+def test_explain_asks_a_live_worker_and_the_cli_prints_it(gateway_factory, upstream):
+    import subprocess
+    import sys
+    port = free_port()
+    doc = {"routes": [
+        {"id": "any", "uri": "/api/*", "upstream": {"nodes": {upstream.addr: 1}}},
+        {"id": "post", "uri": "/api/users", "methods": ["POST"],
+         "upstream": {"nodes": {upstream.addr: 1}}}]}
+    gw = gateway_factory(doc, node=admin_node(port, admin_key=[{"key": "x" * 24}]))
+    status, body = admin(port, "GET", "/apisix/admin/explain?method=GET&uri=/api/users",
+                         key="x" * 24)
+    assert status == 200 and body["matched"]["route_id"] == "any"
+    post = next(c for c in body["candidates"] if c["route_id"] == "post")
+    assert post["result"] == "not matched" and "method GET" in post["reasons"][0]
+    assert admin(port, "GET", "/apisix/admin/explain", key="x" * 24)[0] == 400
+    out = subprocess.run([sys.executable, "-m", "pylon.cli", "explain", "POST", "/api/users",
+                          "-p", gw.prefix, "--key", "x" * 24], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "=> route post on /api/users" in out.stdout
