@@ -267,7 +267,7 @@ class ConfigModel:
         c = self.compiled
         view = _Overlay(c.plans, plans)
         specs: list[RouteSpec] = []
-        for rid in routes_hit:
+        for rid in sorted(routes_hit):            # new equal-priority routes: stable order
             old_cr = c.routes.pop(rid, None)
             if old_cr is not None and old_cr.upstream_key == f"routes/{rid}/upstream":
                 plans.setdefault(old_cr.upstream_key, None)
