@@ -187,11 +187,35 @@ def _admin_target(args: argparse.Namespace) -> tuple[str, str | None] | int:
     return url, key
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    """Which route a request would match, why the others do not, and its plugin chain."""
+def _admin_request(url: str, key: str | None, method: str, path: str,
+                   body: bytes | None = None) -> tuple[int, Any] | int:
+    """(status, decoded JSON answer) from the Admin API, or exit code 1 when unreachable."""
     import http.client
     import json
-    from urllib.parse import urlencode, urlsplit
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 9180, timeout=30)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"X-API-KEY": key or "", "Content-Type": "application/json"})
+        r = conn.getresponse()
+        raw = r.read()
+    except OSError as e:
+        print(f"pylon: cannot reach the Admin API at {url}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    try:
+        return r.status, (json.loads(raw) if raw else {})
+    except ValueError:
+        return r.status, {"error_msg": raw.decode("utf-8", "replace")}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Which route a request would match, why the others do not, and its plugin chain."""
+    import json
+    from urllib.parse import urlencode
 
     query: dict[str, str] = {"method": args.method.upper(), "uri": args.uri}
     if args.host:
@@ -229,25 +253,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         target = _admin_target(args)
         if isinstance(target, int):
             return target
-        url, key = target
-        u = urlsplit(url)
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 9180,
-                                          timeout=30)
-        try:
-            conn.request("GET", "/apisix/admin/explain?" + urlencode(query),
-                         headers={"X-API-KEY": key or ""})
-            r = conn.getresponse()
-            raw = r.read()
-        except OSError as e:
-            print(f"pylon: cannot reach the Admin API at {url}: {e}", file=sys.stderr)
-            return 1
-        finally:
-            conn.close()
-        status = r.status
-        try:
-            result = json.loads(raw) if raw else {}
-        except ValueError:
-            result = {"error_msg": raw.decode("utf-8", "replace")}
+        answer = _admin_request(*target, "GET", "/apisix/admin/explain?" + urlencode(query))
+        if isinstance(answer, int):
+            return answer
+        status, result = answer
         if status != 200:
             print(f"pylon: {status}: {result.get('error_msg', result)}", file=sys.stderr)
             return 1
@@ -261,9 +270,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_admin(args: argparse.Namespace) -> int:
     """A scriptable client of a running node's Admin API."""
-    import http.client
     import json
-    from urllib.parse import urlsplit
 
     target = _admin_target(args)
     if isinstance(target, int):
@@ -290,24 +297,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
     if args.force:
         path += "?force=true"
-    u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 9180, timeout=30)
-    try:
-        conn.request(method, path, body=body,
-                     headers={"X-API-KEY": key or "", "Content-Type": "application/json"})
-        r = conn.getresponse()
-        raw = r.read()
-    except OSError as e:
-        print(f"pylon: cannot reach the Admin API at {url}: {e}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
-    try:
-        out = json.loads(raw) if raw else {}
-    except ValueError:
-        out = {"raw": raw.decode("utf-8", "replace")}
+    answer = _admin_request(url, key, method, path, body)
+    if isinstance(answer, int):
+        return answer
+    status, out = answer
     print(json.dumps(out, indent=2, ensure_ascii=False))
-    return 0 if 200 <= r.status < 300 else 1
+    return 0 if 200 <= status < 300 else 1
 
 
 def cmd_version(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -90,9 +90,9 @@ class AdminApp:
                 return 405, {"error_msg": "batch takes POST"}
             return await self._batch(conf, who, remote_addr)
         target = resolve(segs)
-        if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int):
+        if not isinstance(target, Target):
             return target                                  # an error reply
-        spec, oid, sub_path, parent = target               # type: ignore[misc]
+        spec, oid, sub_path, parent = target
         if method not in ("GET", "PUT", "POST", "PATCH", "DELETE"):
             return 404, {"error_msg": "not found"}
         if sub_path and method != "PATCH":
@@ -154,9 +154,9 @@ class AdminApp:
             url = urlsplit(op["path"])
             rel = url.path[len(PREFIX):] if url.path.startswith(PREFIX + "/") else url.path
             target = resolve([s for s in rel.split("/") if s])
-            if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int):
+            if not isinstance(target, Target):
                 return target[0], {"error_msg": f"{where}: {_msg(target[1])}"}
-            spec, oid, sub_path, _parent = target          # type: ignore[misc]
+            spec, oid, sub_path, _parent = target
             if sub_path and method != "PATCH":
                 return 404, {"error_msg": f"{where}: not found"}
             args = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -172,9 +172,17 @@ class AdminApp:
         return await self._commit(total, "POST", PREFIX + "/batch", who, remote_addr)
 
 
-def resolve(segs: list[str]) -> tuple[Kind, str | None, str, str | None] | Reply:
-    """URL segments after ``/apisix/admin`` -> (kind, id, sub-path, credential owner), or
-    an error reply."""
+class Target(NamedTuple):
+    """What an Admin API path names."""
+
+    spec: Kind
+    oid: str | None
+    sub_path: str
+    parent: str | None              # the consumer owning a credential
+
+
+def resolve(segs: list[str]) -> Target | Reply:
+    """URL segments after ``/apisix/admin`` -> the Target, or an error reply."""
     if not segs:
         return 404, {"error_msg": "not found"}
     spec = SPECS.get(segs[0])
@@ -184,8 +192,9 @@ def resolve(segs: list[str]) -> tuple[Kind, str | None, str, str | None] | Reply
     if spec.name == "consumers" and len(rest) >= 2 and rest[1] == "credentials":
         owner = rest[0]
         if len(rest) == 2:
-            return CREDENTIALS, None, "", owner
-        return CREDENTIALS, f"{owner}/credentials/{rest[2]}", "/".join(rest[3:]), owner
+            return Target(CREDENTIALS, None, "", owner)
+        return Target(CREDENTIALS, f"{owner}/credentials/{rest[2]}", "/".join(rest[3:]),
+                      owner)
     if spec.two_part_id:
         if len(rest) == 1:
             return 400, {"error_msg": f"missing {spec.kind} id"}
@@ -194,7 +203,7 @@ def resolve(segs: list[str]) -> tuple[Kind, str | None, str, str | None] | Reply
     else:
         oid = rest[0] if rest else None
         rest = rest[1:]
-    return spec, oid, "/".join(rest), None
+    return Target(spec, oid, "/".join(rest), None)
 
 
 def _merge_ops(ops: list[Op]) -> list[Op]:

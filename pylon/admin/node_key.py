@@ -9,7 +9,6 @@ otherwise it is rewritten from its parsed form.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import sys
@@ -17,6 +16,7 @@ import sys
 import yaml
 
 from ..config.loader import read_file
+from ..config.persist import write_atomically
 
 
 def generate_key() -> str:
@@ -35,13 +35,7 @@ def store_key(config_path: str, key: str) -> None:
         data.setdefault("deployment", {}).setdefault("admin", {})["admin_key"] = [
             {"name": "admin", "key": key, "role": "admin"}]
         new = yaml.safe_dump(data, sort_keys=False)
-    tmp = config_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(new)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)                          # the file now holds a secret
-    os.replace(tmp, config_path)
+    write_atomically(config_path, new.encode("utf-8"), 0o600)   # it now holds a secret
 
 
 def _insert(lines: list[str], row: str) -> str | None:

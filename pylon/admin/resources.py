@@ -161,20 +161,15 @@ class Resources:
         return 200, {"list": [self._node(spec, k, e) for k, e in rows], "total": total}
 
     def _node(self, spec: Kind, oid: str, e: Item) -> dict[str, Any]:
-        value = e.value
-        if spec.name == "ssls" and ("key" in value or "keys" in value):
-            # as APISIX: private keys are never returned
-            value = {k: v for k, v in value.items() if k not in ("key", "keys")}
-        return {"key": _key(spec, oid), "value": value,
+        return {"key": _key(spec, oid), "value": _public(spec, e.value),
                 "createdIndex": e.created, "modifiedIndex": e.modified}
 
     # -- writes --------------------------------------------------------------------------
     def plan_put(self, view: View, spec: Kind, oid: str | None, conf: Any,
                  query: Mapping[str, str]) -> Plan | Reply:
-        if conf is None:
-            return 400, {"error_msg": "missing configurations"}
-        if not isinstance(conf, dict):
-            return 400, {"error_msg": "invalid configuration: must be an object"}
+        err = _body_error(conf)
+        if err:
+            return 400, {"error_msg": err}
         conf = copy.deepcopy(conf)
         oid, err = self._id_for_put(spec, oid, conf)
         if err:
@@ -186,23 +181,15 @@ class Resources:
             if "create_time" not in conf:
                 conf["create_time"] = prev.value.get("create_time", now) if prev else now
             conf.setdefault("update_time", now)
-        err = self._check(view, spec, oid, conf)
-        if err:
-            return 400, {"error_msg": err}
-        ttl, err = _ttl(query)
-        if err:
-            return 400, {"error_msg": err}
-        return self._stage(view, spec, oid, prev, conf, ttl,
-                           (200 if prev else 201, {"key": _key(spec, oid), "value": conf}))
+        return self._stage_new(view, spec, oid, prev, conf, query)
 
     def plan_post(self, view: View, spec: Kind, oid: str | None, conf: Any,
                   query: Mapping[str, str]) -> Plan | Reply:
         if not spec.post or spec is CREDENTIALS:
             return 405, {"error_msg": f"not supported `POST` method for {spec.kind}"}
-        if conf is None:
-            return 400, {"error_msg": "missing configurations"}
-        if not isinstance(conf, dict):
-            return 400, {"error_msg": "invalid configuration: must be an object"}
+        err = _body_error(conf)
+        if err:
+            return 400, {"error_msg": err}
         if oid is not None or conf.get("id") is not None:
             return 400, {"error_msg": f"wrong {spec.kind} id, do not need it"}
         conf = copy.deepcopy(conf)
@@ -215,14 +202,19 @@ class Resources:
             now = self.now()
             conf.setdefault("create_time", now)
             conf.setdefault("update_time", now)
+        return self._stage_new(view, spec, oid, None, conf, query)
+
+    def _stage_new(self, view: View, spec: Kind, oid: str, prev: Item | None,
+                   conf: dict[str, Any], query: Mapping[str, str]) -> Plan | Reply:
+        """The end of PUT and POST: check the whole object and ``?ttl``, then stage it."""
         err = self._check(view, spec, oid, conf)
         if err:
             return 400, {"error_msg": err}
         ttl, err = _ttl(query)
         if err:
             return 400, {"error_msg": err}
-        return self._stage(view, spec, oid, None, conf, ttl,
-                           (201, {"key": _key(spec, oid), "value": conf}))
+        return self._stage(view, spec, oid, prev, conf, ttl,
+                           (200 if prev else 201, {"key": _key(spec, oid), "value": conf}))
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
                    conf: Any) -> Plan | Reply:
@@ -295,10 +287,8 @@ class Resources:
         if spec.name == "ssls" and value is not None:
             if self.keyring is not None:
                 value = self.keyring.seal_ssl(value)
-            if isinstance(reply[1], dict) and isinstance(reply[1].get("value"), dict):
-                # as on reads: private keys are never sent back
-                reply = (reply[0], {**reply[1], "value": {
-                    k: v for k, v in reply[1]["value"].items() if k not in ("key", "keys")}})
+            if isinstance(reply[1].get("value"), dict):       # as on reads
+                reply = (reply[0], {**reply[1], "value": _public(spec, reply[1]["value"])})
         view.stage(spec.name, oid, None if value is None else
                    Item(value, prev.created if prev else 0, 0))
         op = Op(key, value, expect=prev.modified if prev else 0, ttl=ttl)
@@ -354,6 +344,21 @@ class Resources:
                 return (f"failed to fetch {what} info by {what} id [{ref}], "
                         "response code: 404")
         return None
+
+
+def _body_error(conf: Any) -> str | None:
+    if conf is None:
+        return "missing configurations"
+    if not isinstance(conf, dict):
+        return "invalid configuration: must be an object"
+    return None
+
+
+def _public(spec: Kind, value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as it may be answered: as APISIX, private keys of ssls never are."""
+    if spec.name == "ssls" and ("key" in value or "keys" in value):
+        return {k: v for k, v in value.items() if k not in ("key", "keys")}
+    return value
 
 
 def _last(oid: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..model.route import Route, Service
 from ..model.upstream import DEFAULT_PORTS, Upstream
-from ..model.validate import Rejection, Resources, convert, parse_resources
+from ..model.validate import Rejection, Resources, convert, parse_resources, ref_error
 from ..proxy.chain import EMPTY, Chain
 from ..proxy.registry import check_plugins
 from ..routing.router import Router, RouteSpec
@@ -204,8 +204,7 @@ class ConfigModel:
         self.other = {}
         if isinstance(doc, dict):
             from .yaml_store import doc_to_items
-            values, _ = doc_to_items({k: v for k, v in doc.items() if k not in _TYPED})
-            self.other = values
+            self.other = doc_to_items({k: v for k, v in doc.items() if k not in _TYPED})
         return compiled
 
     # -- one change at a time ------------------------------------------------------------
@@ -318,10 +317,9 @@ class ConfigModel:
         svc = self.objs["services"].get(sid)
         if svc is None:
             return
-        if svc.upstream_id is not None and str(svc.upstream_id) not in self.objs["upstreams"]:
-            rejected.append(Rejection("services", sid, f"services/{sid}.upstream_id",
-                                      f"upstream_id {str(svc.upstream_id)!r} not found "
-                                      "(or rejected)"))
+        ref = ref_error(svc, self.objs["upstreams"].__contains__, _never)
+        if ref:
+            rejected.append(Rejection("services", sid, f"services/{sid}.{ref[0]}", ref[1]))
             return
         err = _plugins_error(svc.plugins)
         if err:
@@ -332,16 +330,14 @@ class ConfigModel:
         self.services[sid] = svc
 
     def _route_error(self, rid: str, route: Route) -> tuple[str, str] | None:
-        if route.upstream_id is not None and \
-                str(route.upstream_id) not in self.objs["upstreams"]:
-            return "upstream_id", f"upstream_id {str(route.upstream_id)!r} not found " \
-                                  "(or rejected)"
+        ups = self.objs["upstreams"]
+        svcs = self.objs["services"]
+        ref = ref_error(route, ups.__contains__, lambda sid: sid in svcs and ref_error(
+            svcs[sid], ups.__contains__, _never) is None)
+        if ref:
+            return ref
         if route.service_id is not None:
             sid = str(route.service_id)
-            if sid not in self.objs["services"] or (
-                    self.objs["services"][sid].upstream_id is not None and
-                    str(self.objs["services"][sid].upstream_id) not in self.objs["upstreams"]):
-                return "service_id", f"service_id {sid!r} not found (or rejected)"
             if sid not in self.services:
                 return "service_id", f"service_id {sid!r} was rejected"
         err = _plugins_error(route.plugins) if route.plugins else None
@@ -358,6 +354,10 @@ class ConfigModel:
             _index(self.svc_routes, str(route.service_id), rid, add)
         if route.upstream_id is not None:
             _index(self.up_routes, str(route.upstream_id), rid, add)
+
+
+def _never(_oid: str) -> bool:
+    return False
 
 
 class _Overlay:

@@ -162,10 +162,6 @@ class ConfigHub:
 
         asyncio.get_running_loop().create_task(save())
 
-    def snapshot_now(self) -> None:
-        if self.snapshot_path:
-            self.state.save_snapshot(self.snapshot_path)
-
 
 def make_hub(settings: Any) -> ConfigHub:
     from .store import make_store

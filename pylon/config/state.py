@@ -4,19 +4,19 @@ It is fed by the store's watch (``apply``) or replaced whole after the watch los
 (``replace``, which returns only what differs), and turns both into the deltas the workers
 apply.  The Admin API reads from it, so what it answers is what the node serves.
 
-For etcd the state is also written to a local last-known-good file (``save_snapshot``), so a
+For etcd the state is also written to a local last-known-good file (``write_snapshot``), so a
 node can boot and serve while etcd is unreachable.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
+from .persist import write_atomically
 from .store import Event, Item, join_key, split_key
 
 log = logging.getLogger("pylon.config")
@@ -95,32 +95,13 @@ class ConfigState:
         from .yaml_store import items_to_doc
         return items_to_doc(dict(self.items()), {})
 
-    # -- last-known-good copy on disk --------------------------------------------------------
-    def save_snapshot(self, path: str) -> None:
-        write_snapshot(path, list(self.items()), self.revision)
-
 
 def write_snapshot(path: str, rows: list[tuple[str, Item]], revision: int) -> None:
-    """Atomically write ``rows`` to ``path`` (tmp + fsync + rename).  Items are replaced,
-    never mutated, so a list taken on the loop can be written from a thread."""
-    data = msgspec.json.encode({
+    """Atomically write ``rows`` to ``path`` (mode 0600).  Items are replaced, never
+    mutated, so a list taken on the loop can be written from a thread."""
+    write_atomically(path, msgspec.json.encode({
         "revision": revision,
-        "items": {k: [i.value, i.created, i.modified] for k, i in rows}})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        "items": {k: [i.value, i.created, i.modified] for k, i in rows}}), 0o600)
 
 
 def load_snapshot(path: str) -> tuple[dict[str, Item], int] | None:

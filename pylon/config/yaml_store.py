@@ -26,7 +26,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import loader
-from .store import Conflict, Event, Item, Op, StoreError, WatchSink, join_key, split_key
+from .persist import write_doc_atomically
+from .store import Conflict, Event, Item, Op, StoreError, WatchSink, split_key
 
 log = logging.getLogger("pylon.config")
 
@@ -38,14 +39,12 @@ FILE_KINDS = ("routes", "services", "upstreams", "consumers", "consumer_groups",
 KEY_FIELD = {"consumers": "username", "plugin_metadata": "id"}
 
 
-def doc_to_items(doc: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Keys and values of a standalone document, plus where each key sits in the file
-    (``"routes/7" -> "routes[3]"``).  Unknown top-level keys and non-object rows are left to
-    the workers' validation, which reports them with their position."""
+def doc_to_items(doc: Any) -> dict[str, dict[str, Any]]:
+    """Keys and values of a standalone document.  Unknown top-level keys and non-object
+    rows are left to the workers' validation, which reports them with their position."""
     values: dict[str, dict[str, Any]] = {}
-    where: dict[str, str] = {}
     if not isinstance(doc, dict):
-        return values, where
+        return values
     for kind, rows in doc.items():
         if not isinstance(rows, list):
             continue
@@ -62,8 +61,7 @@ def doc_to_items(doc: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             key = f"{kind}/{oid}"
             if key not in values:                # duplicates: the workers reject the 2nd
                 values[key] = row
-                where[key] = f"{kind}[{i}]"
-    return values, where
+    return values
 
 
 def items_to_doc(items: dict[str, Item], base: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +90,6 @@ class YamlStore:
         self.where = path
         self.revision = 0
         self.items: dict[str, Item] = {}
-        #: position of each key in the file as last read (rejection messages point there)
-        self.positions: dict[str, str] = {}
         self.doc: dict[str, Any] = {}
         self._stat: tuple[int, int, int] | None = None
         self._sink: WatchSink | None = None
@@ -124,7 +120,7 @@ class YamlStore:
 
     def _take(self, doc: dict[str, Any]) -> list[Event]:
         """Make ``doc`` the current content; the events that turn the old keys into it."""
-        values, where = doc_to_items(doc)
+        values = doc_to_items(doc)
         old = self.items
         new: dict[str, Item] = {}
         events: list[Event] = []
@@ -148,7 +144,6 @@ class YamlStore:
                 events.append(Event(key, None, prev.created, self.revision))
                 self._expiry.pop(key, None)
         self.items = new
-        self.positions = where
         self.doc = doc
         return events
 
@@ -223,8 +218,6 @@ class YamlStore:
 
     # -- writing ---------------------------------------------------------------------------
     async def commit(self, ops: Sequence[Op]) -> int:
-        from ..admin.persist import write_doc_atomically
-
         async with self._lock:
             if self.changed():
                 self._reread()                   # never overwrite an edit made elsewhere
@@ -259,7 +252,6 @@ class YamlStore:
             self.revision = rev
             self.items = items
             self.doc = doc
-            self.positions = {}
             now = time.monotonic()
             for op in ops:
                 if op.value is None or not op.ttl:
@@ -274,4 +266,4 @@ class YamlStore:
         return None
 
 
-__all__ = ["YamlStore", "doc_to_items", "items_to_doc", "join_key"]
+__all__ = ["YamlStore", "doc_to_items", "items_to_doc"]

@@ -8,6 +8,7 @@ reference a rejected or missing object are rejected too, naming what they depend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -138,10 +139,17 @@ def parse_resources(doc: Any) -> tuple[Resources, list[Rejection]]:
 
 def _check_refs(kind: str, obj: Any, out: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
     """(field, message) when ``obj`` references an object that is missing or rejected."""
+    return ref_error(obj, out["upstreams"].__contains__, out["services"].__contains__)
+
+
+def ref_error(obj: Any, upstream_ok: Callable[[str], bool],
+              service_ok: Callable[[str], bool]) -> tuple[str, str] | None:
+    """(field, message) when ``obj``'s ``upstream_id`` / ``service_id`` names something
+    that is not usable (the full parse and the incremental compiler say it alike)."""
     uid = getattr(obj, "upstream_id", None)
-    if uid is not None and str(uid) not in out["upstreams"]:
+    if uid is not None and not upstream_ok(str(uid)):
         return "upstream_id", f"upstream_id {str(uid)!r} not found (or rejected)"
     sid = getattr(obj, "service_id", None)
-    if sid is not None and str(sid) not in out["services"]:
+    if sid is not None and not service_ok(str(sid)):
         return "service_id", f"service_id {str(sid)!r} not found (or rejected)"
     return None

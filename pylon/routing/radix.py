@@ -47,19 +47,17 @@ class RadixNode(Generic[V]):
 
 
 class RadixTree(Generic[V]):
-    """Build with :meth:`from_dict` (bulk), or :meth:`insert` calls then :meth:`freeze`;
-    change a built tree with :meth:`set` / :meth:`discard`."""
+    """Build with :meth:`from_dict` (bulk) or :meth:`set` calls; change a built tree with
+    :meth:`set` / :meth:`discard` (both keep the ``up`` links exact)."""
 
-    __slots__ = ("root", "_size", "_frozen")
+    __slots__ = ("root", "_size")
 
     def __init__(self, items: Iterable[tuple[str, V]] | None = None) -> None:
         self.root: RadixNode[V] = RadixNode("")
         self._size = 0
-        self._frozen = False
         if items is not None:
             for k, v in items:
-                self.insert(k, v)
-            self.freeze()
+                self.set(k, v)
 
     def __len__(self) -> int:
         return self._size
@@ -117,53 +115,8 @@ class RadixTree(Generic[V]):
         tree.freeze()
         return tree
 
-    def insert(self, key: str, value: V) -> None:
-        """Insert or replace ``key``."""
-        if value is None:
-            raise ValueError("RadixTree values must not be None")
-        self._frozen = False
-        node = self.root
-        pos = 0
-        n = len(key)
-        while True:
-            if pos == n:
-                if node.value is None:
-                    self._size += 1
-                node.value = value
-                return
-            children = node.children
-            if children is None:
-                children = node.children = {}
-            c = key[pos]
-            child = children.get(c)
-            if child is None:
-                children[c] = RadixNode(key[pos:], value)
-                self._size += 1
-                return
-            label = child.label
-            if key.startswith(label, pos):
-                node = child
-                pos += len(label)
-                continue
-            # length of the common prefix of label and key[pos:]
-            m = 1
-            lim = min(len(label), n - pos)
-            while m < lim and label[m] == key[pos + m]:
-                m += 1
-            if m == len(label):
-                node = child
-                pos += m
-                continue
-            # split the edge: node -> mid(label[:m]) -> child(label[m:])
-            mid: RadixNode[V] = RadixNode(label[:m])
-            child.label = label[m:]
-            mid.children = {child.label[0]: child}
-            children[c] = mid
-            node = mid
-            pos += m
-
     def freeze(self) -> None:
-        """Compute the ``up`` links.  Must be called after the last insert."""
+        """Compute the ``up`` links and label lengths of a tree built without them."""
         stack: list[tuple[RadixNode[V], RadixNode[V] | None]] = [(self.root, None)]
         while stack:
             node, nearest = stack.pop()
@@ -174,7 +127,6 @@ class RadixTree(Generic[V]):
             if node.children:
                 for child in node.children.values():
                     stack.append((child, nearest))
-        self._frozen = True
 
     def set(self, key: str, value: V) -> bool:
         """Insert or replace ``key`` keeping the ``up`` links of a frozen tree exact.

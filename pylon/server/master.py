@@ -5,9 +5,10 @@
   socket open; a worker inherits its slot's sockets.  Because the socket outlives any one
   worker, connections queued on it are not lost when its worker dies or is replaced — the next
   worker accepts them (the classic SO_REUSEPORT reload loss does not happen).
-* One config watch per node: the master reads the standalone file, validates it (logging
-  every rejected object once), and sends the document to every worker, which compiles and
-  swaps.  A file that does not parse keeps the last good config serving.
+* One config watch per node (``config/hub.py``): the master holds the store (file or etcd)
+  and its state, sends a new worker the whole document once and then every worker the keys
+  that changed; workers compile and swap (worker 0 logs rejected objects).  A store that
+  fails keeps the last good config serving.
 * Signals: SIGHUP re-reads everything and replaces workers one slot at a time (the new worker
   is serving before the old one drains); SIGTERM/SIGINT drain workers up to
   ``worker_shutdown_timeout`` and exit; SIGUSR1 reopens access logs.  A worker that dies is

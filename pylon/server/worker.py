@@ -23,9 +23,8 @@ from typing import Any
 import msgspec
 
 from .. import __version__, errors
-from ..config.compiler import Compiled, ConfigModel, compile_resources
+from ..config.compiler import Compiled, ConfigModel
 from ..config.snapshot import Snapshot, SnapshotHolder
-from ..model.validate import parse_resources
 from ..observe.access_log import AccessLog
 from ..settings import Settings
 from ..upstream.runtime import Runtimes
@@ -47,8 +46,10 @@ class Timeouts:
 
 
 def _load_model(model: ConfigModel, doc: Any) -> Compiled:
+    # Compiling allocates hundreds of thousands of objects at 100k routes; letting the cyclic
+    # GC walk them while they are being built costs more than the build itself.
     enabled = gc.isenabled()
-    gc.disable()                 # see compile_doc
+    gc.disable()
     try:
         return model.load(doc)
     finally:
@@ -57,18 +58,8 @@ def _load_model(model: ConfigModel, doc: Any) -> Compiled:
 
 
 def compile_doc(doc: Any, router: str) -> Compiled:
-    # Compiling allocates hundreds of thousands of objects at 100k routes; letting the cyclic
-    # GC walk them while they are being built costs more than the build itself.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        res, rejected = parse_resources(doc)
-        compiled = compile_resources(res, router)
-        compiled.rejected[:0] = rejected
-        return compiled
-    finally:
-        if enabled:
-            gc.enable()
+    """A whole document compiled as a worker compiles it (``pylon validate``)."""
+    return _load_model(ConfigModel(router), doc)
 
 
 class Worker:

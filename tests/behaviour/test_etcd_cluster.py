@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.admin.test_admin_gateway import admin
+from tests.admin.test_admin_gateway import wait_status as wait_for
 from tests.etcd_server import EtcdServer, find_etcd
-from tests.harness import Gateway, free_port
+from tests.harness import free_port
 
 KEY = "cluster-admin-key-0123456789"
 
@@ -35,15 +36,6 @@ def etcd_node(etcd: EtcdServer, admin_port: int | None = None) -> dict[str, Any]
         dep["admin"] = {"admin_listen": {"ip": "127.0.0.1", "port": admin_port},
                         "admin_key": [{"name": "ops", "key": KEY}]}
     return node
-
-
-def wait_for(gw: Gateway, path: str, status: int, timeout: float = 5.0) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if gw.get(path)[0] == status:
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never answered {status} on :{gw.port}:\n{gw.log()[-3000:]}")
 
 
 def route(uri: str, upstream: Any) -> dict[str, Any]:

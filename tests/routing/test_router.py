@@ -700,7 +700,7 @@ def test_radix_tree_segment_index_reproduces_the_walk_state():
     assert pending.value == 5 and rest == "y" and best.value == 0
 
 
-def test_radix_tree_bulk_build_equals_incremental_inserts():
+def test_radix_tree_bulk_build_equals_incremental_sets():
     rnd = random.Random(7)
     for _ in range(200):
         keys = {"".join(rnd.choice("ab/") for _ in range(rnd.randint(0, 6))): i
@@ -708,8 +708,7 @@ def test_radix_tree_bulk_build_equals_incremental_inserts():
         bulk = RadixTree.from_dict(keys)
         inc: RadixTree[int] = RadixTree()
         for k, v in keys.items():
-            inc.insert(k, v)
-        inc.freeze()
+            inc.set(k, v)
         assert dict(bulk.items()) == keys == dict(inc.items())
         for _ in range(20):
             p = "".join(rnd.choice("ab/") for _ in range(rnd.randint(0, 8)))

@@ -13,32 +13,7 @@ import pytest
 from pylon.routing import RadixTree, Router, RouteSpec
 from pylon.routing import router as router_mod
 from pylon.routing.radix import RadixNode, walk
-
-HOST_URI = "radixtree_host_uri"
-URI = "radixtree_uri"
-PARAM = "radixtree_uri_with_parameter"
-ALL_KINDS = (HOST_URI, URI, PARAM)
-
-
-class Vars:
-    def __init__(self, **values: str) -> None:
-        self.values = values
-
-    def var(self, name: str) -> str | None:
-        return self.values.get(name)
-
-
-NOVARS = Vars()
-
-
-def R(rid: str, *uris: str, **kw) -> RouteSpec:
-    return RouteSpec(id=rid, payload=f"payload-{rid}", uris=tuple(uris), **kw)
-
-
-def hit(router: Router, path: str, method: str = "GET", host: str = "example.org",
-        src=NOVARS) -> str | None:
-    m = router.match(method, host, path, src, "10.0.0.1")
-    return None if m is None else m.route_id
+from tests.routing.test_router import ALL_KINDS, HOST_URI, NOVARS, URI, R, Vars, hit
 
 
 def outcome(m) -> tuple | None:

@@ -1,4 +1,5 @@
-"""Write the standalone document back to its file, atomically.
+"""Files replaced atomically: the standalone document, the last-known-good copy, the node
+config.
 
 The Admin API is the single writer of the file store (it runs in the master).  A write goes
 to a temporary file in the same directory, is fsynced, then renamed over the target, so the
@@ -48,14 +49,23 @@ def encode_doc(path: str, doc: Any, end_mark: bool = False) -> bytes:
 
 
 def write_doc_atomically(path: str, doc: Any) -> None:
-    """Replace ``path`` with ``doc`` (tmp file + fsync + rename + directory fsync)."""
+    """Replace ``path`` with ``doc``, keeping the file's mode."""
     data = encode_doc(path, doc, end_mark=not path.endswith(".json") and _had_end_mark(path))
-    directory = os.path.dirname(os.path.abspath(path))
     try:
         mode: int | None = os.stat(path).st_mode & 0o7777
     except OSError:
         mode = None
-    fd, tmp = tempfile.mkstemp(prefix=".pylon-admin-", suffix=".tmp", dir=directory)
+    write_atomically(path, data, mode)
+
+
+def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data``: a temporary file in the same directory, fsynced,
+    renamed over it, then the directory fsynced -- readers see the old or the new content,
+    never a torn one, and a crash leaves one of the two.  ``mode`` is set before the rename
+    (a file holding secrets is never readable by others, not even for a moment)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".pylon-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
