@@ -17,12 +17,22 @@ from .errors import ConfigError
 DEFAULT_CONF = "conf/config.yaml"
 
 
-def load_node_config(path: str, prefix: str) -> tuple[Any, list[str]]:
+def load_node_config(path: str, prefix: str, plugins: bool = False) -> tuple[Any, list[str]]:
+    """Node settings (and warnings); with ``plugins`` also load the plugins they name
+    and make that registry current (what a process that compiles config needs)."""
     from .config.loader import read_file
     from .settings import load_settings
 
     data = read_file(path)
-    return load_settings(data, prefix, path)
+    settings, warnings = load_settings(data, prefix, path)
+    if plugins:
+        from .proxy import consumers, registry
+        reg = registry.load_for(settings)
+        warnings = [*warnings, *reg.errors]
+        if settings.encrypt_fields:
+            from .config.encryption import node_keyring
+            consumers.KEYRING = node_keyring(settings.keyring, settings.prefix)
+    return settings, warnings
 
 
 def _paths(args: argparse.Namespace) -> tuple[str, str]:
@@ -71,7 +81,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.config is None:
         _init_defaults(prefix, conf)
     try:
-        settings, warnings = load_node_config(conf, prefix)
+        settings, warnings = load_node_config(conf, prefix, plugins=True)
     except ConfigError as e:
         print(f"pylon: invalid node config: {e}", file=sys.stderr)
         return 1
@@ -105,7 +115,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     prefix, conf = _paths(args)
     try:
-        settings, warnings = load_node_config(conf, prefix)
+        settings, warnings = load_node_config(conf, prefix, plugins=True)
     except ConfigError as e:
         print(f"{conf}: {e}")
         return 1
@@ -239,10 +249,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         prefix, conf = _paths(args)
         kind = "radixtree_host_uri"
         try:
-            settings, _ = load_node_config(conf, prefix)
+            settings, _ = load_node_config(conf, prefix, plugins=True)
             kind = settings.router
-        except ConfigError:
-            pass                         # no node config: the default router
+        except ConfigError:              # no node config: the default router and plugins
+            from .proxy import registry
+            registry.use(registry.load())
         try:
             result = explain_offline(read_file(args.file), kind, query)
         except (OSError, ConfigError, ValueError) as e:
@@ -314,7 +325,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .server.worker import run_worker
 
     prefix, conf = _paths(args)
-    settings, _ = load_node_config(conf, prefix)
+    settings, _ = load_node_config(conf, prefix, plugins=True)
     run_worker(settings, args.slot, [int(x) for x in args.fds.split(",") if x], args.ctl)
     return 0
 

@@ -136,6 +136,12 @@ class InternalError(GatewayError):
     """Any exception that is not a GatewayError: a bug, logged with its traceback."""
 
 
+class PluginFailed(InternalError):
+    """A plugin hook raised (logged with the plugin's name and traceback)."""
+
+    code = "plugin_failed"
+
+
 def error_body(message: str) -> bytes:
     return _json.encode({"error_msg": message})
 

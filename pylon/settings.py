@@ -54,6 +54,8 @@ class NodeSection(_S):
     enable_ipv6: bool = False
     enable_admin: bool = True
     data_encryption: DataEncryption = DataEncryption()
+    #: Pylon: directories of custom plugin modules (one ``.py`` file per plugin)
+    extra_plugin_dirs: list[str] = msgspec.field(default_factory=list)
 
 
 class AdminKeyRow(_S):
@@ -244,6 +246,9 @@ class Settings:
         self.encrypt_fields = node.data_encryption.enable_encrypt_fields
         self.keyring = node.data_encryption.keyring
         self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None
+        #: the node config's ``plugins:`` list (None: every plugin found loads)
+        self.plugins = cfg.plugins
+        self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

@@ -15,8 +15,11 @@ from typing import Any
 from ..model.route import Route, Service
 from ..model.upstream import DEFAULT_PORTS, Upstream
 from ..model.validate import Rejection, Resources, convert, parse_resources, ref_error
-from ..proxy.chain import EMPTY, Chain
-from ..proxy.registry import check_plugins
+from ..proxy import consumers as consumers_mod
+from ..proxy.chain import EMPTY, Chain, ChainBuilder, concat, merge
+from ..proxy.consumers import EMPTY_INDEX, ConsumerIndex, compile_consumers
+from ..proxy.registry import PluginConfigError
+from .store import split_key
 from ..routing.router import Router, RouteSpec
 from ..upstream.balancer import Node
 from ..upstream.runtime import UpstreamPlan
@@ -44,6 +47,34 @@ class Compiled:
     routes: dict[str, CompiledRoute]
     plans: dict[str, UpstreamPlan]
     rejected: list[Rejection] = field(default_factory=list)
+    #: the global rules' plugins, run before every route's (and for unmatched requests)
+    global_chain: Chain = EMPTY
+    consumers: ConsumerIndex = EMPTY_INDEX
+    #: plugin name -> prepared plugin_metadata
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class PluginSet:
+    """The plugin-bearing objects a route's chain is compiled from, and the builder."""
+
+    def __init__(self, builder: ChainBuilder | None = None) -> None:
+        self.builder = builder or ChainBuilder()
+        #: plugin_config id -> its plugins (only the ones that validated)
+        self.plugin_configs: dict[str, dict[str, Any]] = {}
+
+    def route_chain(self, route: Route, svc: Service | None) -> Chain:
+        """route > plugin_config > service, as APISIX merges them.  Raises ValueError
+        (PluginConfigError included) with the reason when the result cannot be built."""
+        pc = None
+        if route.plugin_config_id is not None:
+            pc = self.plugin_configs.get(str(route.plugin_config_id))
+            if pc is None:
+                raise LookupError(f"plugin_config_id {str(route.plugin_config_id)!r} not "
+                                  "found (or rejected)")
+        if not (route.plugins or pc or (svc is not None and svc.plugins)):
+            return EMPTY
+        return self.builder.build(merge(svc.plugins if svc is not None else None, pc,
+                                        route.plugins))
 
 
 def upstream_plan(key: str, up: Upstream, route_timeout: Any = None) -> UpstreamPlan:
@@ -68,14 +99,16 @@ def upstream_plan(key: str, up: Upstream, route_timeout: Any = None) -> Upstream
         retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=up.checks)
 
 
-def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -> Compiled:
+def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
+                      ps: PluginSet | None = None) -> Compiled:
+    ps = ps or PluginSet()
     rejected: list[Rejection] = []
     plans: dict[str, UpstreamPlan] = {}
     for uid, up in res.upstreams.items():
         plans[f"upstreams/{uid}"] = upstream_plan(f"upstreams/{uid}", up)
     services: dict[str, Service] = {}
     for sid, svc in res.services.items():
-        err = _plugins_error(svc.plugins)
+        err = _plugins_error(svc.plugins, ps)
         if err:
             rejected.append(Rejection("services", sid,
                                       res.path_of("services", sid) + ".plugins", err))
@@ -93,11 +126,17 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -
             rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".service_id",
                                       f"service_id {str(route.service_id)!r} was rejected"))
             continue
-        err = _plugins_error(route.plugins) if route.plugins else None
-        if err:
-            rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".plugins", err))
+        try:
+            chain = ps.route_chain(route, svc)
+        except LookupError as e:
+            rejected.append(Rejection("routes", rid, res.path_of("routes", rid) +
+                                      ".plugin_config_id", str(e.args[0])))
             continue
-        cr = _compile_route(rid, route, svc, plans)
+        except ValueError as e:
+            rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".plugins",
+                                      str(e)))
+            continue
+        cr = _compile_route(rid, route, svc, plans, chain)
         if route.status == 0:
             continue
         compiled[rid] = cr
@@ -112,14 +151,13 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri") -
 _NO_METHODS: frozenset[str] = frozenset()
 
 
-def _plugins_error(plugins: dict[str, Any] | None) -> str | None:
-    """The registry's message without its path prefix (the Rejection carries the path)."""
-    err = check_plugins(plugins, "plugins")
-    return err.removeprefix("plugins: ") if err else None
+def _plugins_error(plugins: dict[str, Any] | None, ps: PluginSet) -> str | None:
+    """The registry's message for the first bad plugin entry (the Rejection has the path)."""
+    return ps.builder.registry.check_plugins(plugins) if plugins else None
 
 
 def _compile_route(rid: str, route: Route, svc: Service | None,
-                   plans: dict[str, UpstreamPlan]) -> CompiledRoute:
+                   plans: dict[str, UpstreamPlan], chain: Chain = EMPTY) -> CompiledRoute:
     key: str | None = None
     if route.upstream is not None:
         key = f"routes/{rid}/upstream"
@@ -140,7 +178,7 @@ def _compile_route(rid: str, route: Route, svc: Service | None,
         connect_timeout=t.connect if t else (plan.connect_timeout if plan else 60.0),
         send_timeout=t.send if t else (plan.send_timeout if plan else 60.0),
         read_timeout=t.read if t else (plan.read_timeout if plan else 60.0),
-        websocket=websocket, chain=EMPTY, labels=route.labels)
+        websocket=websocket, chain=chain, labels=route.labels)
 
 
 def route_spec(rid: str, route: Route, svc: Service | None, cr: CompiledRoute) -> RouteSpec:
@@ -155,6 +193,10 @@ def route_spec(rid: str, route: Route, svc: Service | None, cr: CompiledRoute) -
 
 # --------------------------------------------------------------------------- incremental
 _TYPED = ("upstreams", "services", "routes")
+#: kinds that carry plugins and compile into the snapshot beside the routing table
+_PLUGIN_KINDS = ("consumers", "credentials", "consumer_groups", "plugin_configs",
+                 "global_rules", "plugin_metadata")
+_CONSUMER_KINDS = frozenset(("consumers", "credentials", "consumer_groups"))
 
 
 class ConfigModel:
@@ -180,13 +222,30 @@ class ConfigModel:
         self.svc_routes: dict[str, set[str]] = {}      # service id -> route ids naming it
         self.up_routes: dict[str, set[str]] = {}       # upstream id -> route ids (upstream_id)
         self.up_services: dict[str, set[str]] = {}     # upstream id -> service ids
+        self.pc_routes: dict[str, set[str]] = {}       # plugin_config id -> route ids
         self.other: dict[str, Any] = {}                # other kinds: key -> raw value
+        #: the plugin-bearing kinds by kind and id (raw values)
+        self.extra: dict[str, dict[str, Any]] = {k: {} for k in _PLUGIN_KINDS}
+        self.ps = PluginSet()
 
     # -- whole document ------------------------------------------------------------------
     def load(self, doc: Any) -> Compiled:
         res, rejected = parse_resources(doc)
-        compiled = compile_resources(res, self.kind)
+        self.other = {}
+        self.extra = {k: {} for k in _PLUGIN_KINDS}
+        if isinstance(doc, dict):
+            from .yaml_store import doc_to_items
+            self.other = doc_to_items({k: v for k, v in doc.items() if k not in _TYPED})
+            for key, value in self.other.items():
+                kind, oid = split_key(key)
+                if kind in self.extra:
+                    self.extra[kind][oid] = value
+        self.ps = PluginSet()            # a new builder: nothing cached from an old registry
+        self.ps.plugin_configs = self._plugin_configs(set(self.extra["plugin_configs"]),
+                                                      rejected)
+        compiled = compile_resources(res, self.kind, self.ps)
         compiled.rejected[:0] = rejected
+        compiled = self._with_plugins(compiled, _PLUGIN_KINDS, compiled.rejected)
         self.compiled = compiled
         objs = {k: dict(getattr(res, k)) for k in _TYPED}
         for kind, extra in res.dangling.items():
@@ -197,15 +256,77 @@ class ConfigModel:
         self.services = {sid: svc for sid, svc in res.services.items()
                          if sid not in bad_services}
         self.svc_routes, self.up_routes, self.up_services = {}, {}, {}
+        self.pc_routes = {}
         for sid, svc in objs["services"].items():
             self._index_service(sid, svc, True)
         for rid, route in objs["routes"].items():
             self._index_route(rid, route, True)
-        self.other = {}
-        if isinstance(doc, dict):
-            from .yaml_store import doc_to_items
-            self.other = doc_to_items({k: v for k, v in doc.items() if k not in _TYPED})
         return compiled
+
+    # -- plugin-bearing kinds ------------------------------------------------------------
+    def _plugin_configs(self, ids: set[str], rejected: list[Rejection]) -> dict[str, Any]:
+        """plugin_configs with ``ids`` re-checked; the others kept as they were."""
+        pcs = dict(self.ps.plugin_configs)
+        reg = self.ps.builder.registry
+        for pid in ids:
+            pcs.pop(pid, None)
+            raw = self.extra["plugin_configs"].get(pid)
+            if raw is None:
+                continue
+            plugins = raw.get("plugins") if isinstance(raw, dict) else None
+            if not isinstance(plugins, dict):
+                rejected.append(Rejection("plugin_configs", pid, f"plugin_configs/{pid}",
+                                          "plugins is required"))
+                continue
+            err = reg.check_plugins(plugins)
+            if err:
+                rejected.append(Rejection("plugin_configs", pid,
+                                          f"plugin_configs/{pid}.plugins", err))
+                continue
+            pcs[pid] = plugins
+        return pcs
+
+    def _with_plugins(self, c: Compiled, kinds: Any, rejected: list[Rejection]) -> Compiled:
+        """``c`` with the global chain, consumers and metadata rebuilt for changed kinds."""
+        g, cons, meta = c.global_chain, c.consumers, c.metadata
+        if "global_rules" in kinds:
+            chains = []
+            for gid in sorted(self.extra["global_rules"]):
+                raw = self.extra["global_rules"][gid]
+                plugins = raw.get("plugins") if isinstance(raw, dict) else None
+                try:
+                    chains.append(self.ps.builder.build(plugins if isinstance(plugins, dict)
+                                                        else None))
+                except ValueError as e:
+                    rejected.append(Rejection("global_rules", gid,
+                                              f"global_rules/{gid}.plugins", str(e)))
+            g = concat(chains)
+        if _CONSUMER_KINDS & set(kinds):
+            cons, rej = compile_consumers(self.extra["consumers"], self.extra["credentials"],
+                                          self.extra["consumer_groups"], self.ps.builder,
+                                          consumers_mod.KEYRING)
+            rejected.extend(rej)
+        if "plugin_metadata" in kinds:
+            meta = {}
+            reg = self.ps.builder.registry
+            for name, raw in self.extra["plugin_metadata"].items():
+                spec = reg.get(name)
+                if spec is None:
+                    rejected.append(Rejection("plugin_metadata", name,
+                                              f"plugin_metadata/{name}",
+                                              f"unknown plugin [{name}]"))
+                    continue
+                conf = {k: v for k, v in raw.items() if k != "id"} \
+                    if isinstance(raw, dict) else raw
+                try:
+                    checked = spec.check_conf(conf, "metadata")
+                    meta[name] = spec.prepare_metadata(checked) if spec.prepare_metadata \
+                        else checked
+                except ValueError as e:
+                    rejected.append(Rejection("plugin_metadata", name,
+                                              f"plugin_metadata/{name}", str(e)))
+        return Compiled(router=c.router, routes=c.routes, plans=c.plans, rejected=rejected,
+                        global_chain=g, consumers=cons, metadata=meta)
 
     # -- one change at a time ------------------------------------------------------------
     def apply(self, puts: list[tuple[str, Any]], dels: list[str]) -> tuple[
@@ -215,16 +336,25 @@ class ConfigModel:
         changed (None: removed) for ``Runtimes.update``."""
         rejected: list[Rejection] = []
         changed: dict[str, dict[str, Any | None]] = {k: {} for k in _TYPED}
+        extra_hit: dict[str, set[str]] = {}
         for key in dels:
             kind, _, oid = key.partition("/")
             if kind in changed:
                 changed[kind][oid] = None
             else:
                 self.other.pop(key, None)
+                kind, oid = split_key(key)
+                if kind in self.extra:
+                    self.extra[kind].pop(oid, None)
+                    extra_hit.setdefault(kind, set()).add(oid)
         for key, value in puts:
             kind, _, oid = key.partition("/")
             if kind not in changed:
                 self.other[key] = value
+                kind, oid = split_key(key)
+                if kind in self.extra:
+                    self.extra[kind][oid] = value
+                    extra_hit.setdefault(kind, set()).add(oid)
                 continue
             obj, rej = convert(kind, value, key, oid) if isinstance(value, dict) else \
                 (None, Rejection(kind, oid, key, "must be a mapping"))
@@ -235,6 +365,11 @@ class ConfigModel:
         # what the change reaches
         plans: dict[str, UpstreamPlan | None] = {}
         routes_hit: set[str] = set(changed["routes"])
+        if "plugin_configs" in extra_hit:
+            pids = extra_hit["plugin_configs"]
+            self.ps.plugin_configs = self._plugin_configs(pids, rejected)
+            for pid in pids:
+                routes_hit |= self.pc_routes.get(pid, set())
         services_hit: set[str] = set(changed["services"])
         for uid, up in changed["upstreams"].items():
             self._put_obj("upstreams", uid, up)
@@ -279,12 +414,21 @@ class ConfigModel:
                 continue
             svc = self.services.get(str(route.service_id)) \
                 if route.service_id is not None else None
+            try:
+                chain = self.ps.route_chain(route, svc)
+            except LookupError as e:
+                rejected.append(Rejection("routes", rid, f"routes/{rid}.plugin_config_id",
+                                          str(e.args[0])))
+                continue
+            except ValueError as e:
+                rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", str(e)))
+                continue
             if route.upstream is not None:
                 local: dict[str, UpstreamPlan] = {}
-                cr = _compile_route(rid, route, svc, local)
+                cr = _compile_route(rid, route, svc, local, chain)
                 plans.update(local)
             else:                                 # only reads plans (timeouts)
-                cr = _compile_route(rid, route, svc, view)  # type: ignore[arg-type]
+                cr = _compile_route(rid, route, svc, view, chain)  # type: ignore[arg-type]
             if route.status == 0:
                 continue
             c.routes[rid] = cr
@@ -298,8 +442,7 @@ class ConfigModel:
         for rid, msg in bad:
             c.routes.pop(rid, None)
             rejected.append(Rejection("routes", rid, f"routes/{rid}", msg))
-        self.compiled = Compiled(router=c.router, routes=c.routes, plans=c.plans,
-                                 rejected=rejected)
+        self.compiled = self._with_plugins(c, extra_hit, rejected)
         return self.compiled, plans
 
     # -- helpers -------------------------------------------------------------------------
@@ -321,7 +464,7 @@ class ConfigModel:
         if ref:
             rejected.append(Rejection("services", sid, f"services/{sid}.{ref[0]}", ref[1]))
             return
-        err = _plugins_error(svc.plugins)
+        err = _plugins_error(svc.plugins, self.ps)
         if err:
             rejected.append(Rejection("services", sid, f"services/{sid}.plugins", err))
             return
@@ -340,9 +483,6 @@ class ConfigModel:
             sid = str(route.service_id)
             if sid not in self.services:
                 return "service_id", f"service_id {sid!r} was rejected"
-        err = _plugins_error(route.plugins) if route.plugins else None
-        if err:
-            return "plugins", err
         return None
 
     def _index_service(self, sid: str, svc: Service, add: bool) -> None:
@@ -354,6 +494,8 @@ class ConfigModel:
             _index(self.svc_routes, str(route.service_id), rid, add)
         if route.upstream_id is not None:
             _index(self.up_routes, str(route.upstream_id), rid, add)
+        if route.plugin_config_id is not None:
+            _index(self.pc_routes, str(route.plugin_config_id), rid, add)
 
 
 def _never(_oid: str) -> bool:

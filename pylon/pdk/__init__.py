@@ -1,0 +1,82 @@
+"""The Pylon plugin development kit: everything a plugin author imports.
+
+A plugin is one module with ``name``, ``priority``, ``schema`` and phase hooks (see
+``docs/writing-a-plugin.md``).  A hook gets its prepared configuration and ``ctx`` (the
+request: ``pylon.pdk.Context``) and ends the request by returning a reply::
+
+    return 401, {"message": "Missing API key in request"}
+    return 302, None, {"Location": "https://example.com/"}
+    return 403
+
+Anything else (None) lets the request go on.  A hook may be ``async def`` (reading the
+body, calling another service); plain hooks cost no task.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from typing import Any
+
+from ..proxy.consumers import Consumer, ConsumerIndex, Credential
+from ..routing.expr import compile_expr
+from .context import Context
+
+log = logging.getLogger("pylon.plugin")
+
+PRIORITY_AUTH_MIN = 2000
+
+
+class Reply(Exception):
+    """Raise from anywhere inside a hook to end the request (same as returning it)."""
+
+    def __init__(self, status: int, body: Any = None, headers: Any = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def attach_consumer(ctx: Context, cred: Credential) -> None:
+    """Mark the request as made by ``cred``'s consumer (APISIX ``consumer.attach_consumer``):
+    ``$consumer_name`` and the consumer's plugins apply from here on, and the upstream gets
+    ``X-Consumer-Username``, ``X-Credential-Identifier`` and ``X-Consumer-Custom-Id``."""
+    cons = cred.consumer
+    ctx.consumer = cons
+    ctx.credential = cred
+    ctx.consumer_name = cons.username
+    ctx.set_header("X-Consumer-Username", cons.username)
+    if cred.id is not None:
+        ctx.set_header("X-Credential-Identifier", cred.id)
+    else:
+        ctx.remove_header("X-Credential-Identifier")
+    cid = cons.custom_id
+    if cid is not None:
+        ctx.set_header("X-Consumer-Custom-Id", cid)
+    else:
+        ctx.remove_header("X-Consumer-Custom-Id")
+
+
+def secure_equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time comparison for secrets."""
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return hmac.compare_digest(a, b)
+
+
+def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
+    """Base64 with or without padding; raises ValueError on bad input."""
+    if isinstance(s, str):
+        s = s.encode("latin-1")
+    s = s + b"=" * (-len(s) % 4)
+    try:
+        return base64.urlsafe_b64decode(s) if urlsafe else base64.b64decode(s, validate=True)
+    except Exception as e:  # binascii.Error
+        raise ValueError(f"bad base64: {e}") from None
+
+
+__all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "attach_consumer",
+           "b64decode", "compile_expr", "log", "secure_equal"]

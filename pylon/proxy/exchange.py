@@ -19,8 +19,12 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
+
 from .. import errors
+from ..pdk.context import Context
 from ..upstream.pool import NodePool, UpstreamConnection
+from .chain import EMPTY
 from ..wire.h1 import chunk, last_chunk
 from ..wire.head import _FWD, FWD_XFF, HOP_BY_HOP, RequestHead, forward_kind
 
@@ -36,9 +40,12 @@ _USUAL_TOKENS = HOP_BY_HOP | {b"close"}
 _CONNECT_ERRORS = (errors.UpstreamConnectFailed, errors.UpstreamConnectTimeout,
                    errors.UpstreamTLSError)
 _JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
+_TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
+_json = msgspec.json.Encoder()
+_STEP_PROXY = 7
 
 
-class Exchange:
+class Exchange(Context):
     # Defaults live on the class so that creating an exchange sets five attributes, not
     # forty: this object is made once per request.
     t_up_start = 0.0
@@ -87,8 +94,18 @@ class Exchange:
     _mid: bytes | None = None
     _args: dict[str, str] | None = None
     _cookies: dict[str, str] | None = None
-    consumer_name: str | None = None
     detail = ""
+    # plugins: the route's chain (merged with the consumer's once known), the global
+    # rules' chain, where the request phases are (step, hook index), and which response
+    # phases have hooks
+    chain = EMPTY
+    gchain = EMPTY
+    step = 0
+    hook_i = 0
+    hf = False
+    bf = False
+    lg = False
+    plugin_task: asyncio.Task[None] | None = None
 
     def __init__(self, down: Any, head: RequestHead, snap: Any, now: float) -> None:
         self.down = down
@@ -99,18 +116,44 @@ class Exchange:
 
     # ---------------------------------------------------------------- request path
     def start(self) -> None:
+        try:
+            self._start()
+        except Exception:        # a bug: this request gets a 500, the connection goes on
+            log.exception("internal error handling %s %s", self.head.method, self.head.path)
+            self.reply_error(errors.InternalError())
+
+    def _start(self) -> None:
         head = self.head
         if head.error is not None:
             self.reply_error(head.error)
             return
-        m = self.snap.compiled.router.match(head.method, head.host, head.path, self,
-                                            self.down.client_addr)
+        compiled = self.snap.compiled
+        m = compiled.router.match(head.method, head.host, head.path, self,
+                                  self.down.client_addr)
+        g = compiled.global_chain
         if m is None:
-            self.reply_error(errors.RouteNotFound())
+            if g.empty:
+                self.reply_error(errors.RouteNotFound())
+                return
+            self.gchain = g          # global rules run for requests no route matches too
+            self._response_phases()
+            self._continue()
             return
         self.match = m
         route = self.route = m.route
-        # plugin phases rewrite / access / before_proxy run here (route.chain)
+        chain = route.chain
+        if not (chain.empty and g.empty):
+            self.chain = chain
+            self.gchain = g
+            self._response_phases()
+            self._continue()
+            return
+        self._proxy()
+
+    def _proxy(self) -> None:
+        """After the request phases: resolve the upstream and send the request."""
+        route = self.route
+        head = self.head
         key = route.upstream_key
         rt = self.snap.upstreams.get(key) if key is not None else None
         if rt is None:
@@ -232,7 +275,8 @@ class Exchange:
                     continue
                 parts += (n, b": ", v, b"\r\n")
             down = self.down
-            client = down.client_addr_b
+            client = down.client_addr_b if self._remote_addr is None else \
+                self._remote_addr.encode()
             parts += (b"X-Real-IP: ", client,
                       b"\r\nX-Forwarded-For: ", xff + b", " + client if xff else client,
                       b"\r\nX-Forwarded-Proto: ", down.scheme_b,
@@ -253,6 +297,204 @@ class Exchange:
         else:
             host = plan.upstream_host.encode()
         return mid + b"Host: " + host + b"\r\n\r\n"
+
+    # -- plugin phases -------------------------------------------------------------------
+    def _response_phases(self) -> None:
+        c, g = self.chain, self.gchain
+        self.hf = bool(g.header_filter or c.header_filter)
+        self.bf = bool(g.body_filter or c.body_filter)
+        self.lg = bool(g.log or c.log)
+
+    def _continue(self) -> None:
+        """Run (or resume) the request phases; then proxy, or 404 when no route matched."""
+        if self._run_phases():
+            if self.route is not None:
+                self._proxy()
+            else:
+                self.reply_error(errors.RouteNotFound())
+
+    def _run_phases(self) -> bool:
+        """Global rewrite + access, the route's rewrite, the consumer's plugins merged in,
+        the route's access, then before_proxy (global, route).  True when every hook let
+        the request through; False when one answered it or an async hook is running (it
+        resumes here when done)."""
+        g = self.gchain
+        step = self.step
+        while step < _STEP_PROXY:
+            if step == 0:
+                hooks = g.rewrite
+            elif step == 1:
+                hooks = g.access
+            elif step == 2:
+                if self.route is None:
+                    self.step = step
+                    return True
+                hooks = self.chain.rewrite
+            elif step == 3:
+                cons = self.consumer
+                hooks = ()
+                if cons is not None and cons.plugins and self.hook_i == 0:
+                    self.chain = merged = cons.chain_for(self.chain)
+                    self._response_phases()
+                    hooks = merged.consumer_rewrite
+                elif self.hook_i:
+                    hooks = self.chain.consumer_rewrite
+            elif step == 4:
+                hooks = self.chain.access
+            elif step == 5:
+                hooks = g.before_proxy
+            else:
+                hooks = self.chain.before_proxy
+            i = self.hook_i
+            n = len(hooks)
+            while i < n:
+                h = hooks[i]
+                i += 1
+                if h.filter is not None and not h.filter(self):
+                    continue
+                try:
+                    r = h.fn(h.conf, self)
+                except Exception as e:  # noqa: BLE001 - Reply, or a plugin's bug
+                    self._hook_raised(h, e)
+                    return False
+                if r is not None:
+                    if hasattr(r, "__await__"):
+                        self.step = step
+                        self.hook_i = i
+                        self.plugin_task = self.loop.create_task(self._await_hook(h, r))
+                        return False
+                    self._plugin_reply(h, r)
+                    return False
+            step += 1
+            self.hook_i = 0
+        self.step = step
+        return True
+
+    async def _await_hook(self, h: Any, aw: Any) -> None:
+        try:
+            r = await aw
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.plugin_task = None
+            if not self.finished:
+                self._hook_raised(h, e)
+            return
+        self.plugin_task = None
+        if self.finished:
+            return
+        if r is not None:
+            self._plugin_reply(h, r)
+            return
+        try:
+            self._continue()
+        except Exception:
+            log.exception("internal error after plugin %s", h.name)
+            self.reply_error(errors.InternalError())
+
+    def _hook_raised(self, h: Any, e: Exception) -> None:
+        from ..pdk import Reply
+        if isinstance(e, Reply):
+            self._plugin_reply(h, (e.status, e.body, e.headers))
+        elif isinstance(e, errors.GatewayError):
+            self.reply_error(e)
+        else:
+            log.error("plugin %s failed in %s for %s %s", h.name, h.phase, self.head.method,
+                      self.head.path, exc_info=e)
+            self.reply_error(errors.PluginFailed(f"plugin {h.name} failed"))
+
+    def _plugin_reply(self, h: Any, r: Any) -> None:
+        """A hook's return value → the response: ``status``, ``(status, body)`` or
+        ``(status, body, headers)``; a dict or list body is sent as JSON."""
+        try:
+            if isinstance(r, int):
+                status, body, hdrs = r, None, None
+            else:
+                status, body = r[0], r[1]
+                hdrs = r[2] if len(r) > 2 else None
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise TypeError(f"bad status {status!r}")
+        except (TypeError, IndexError, KeyError):
+            log.error("plugin %s returned %r from %s; expected status or (status, body)",
+                      h.name, r, h.phase)
+            self.reply_error(errors.PluginFailed(f"plugin {h.name} failed"))
+            return
+        if h.error_response is not None and status >= 400:
+            body = h.error_response
+        self.detail = self.detail or f"plugin_{h.name}"
+        headers: list[tuple[bytes, bytes]]
+        if body is None:
+            data, headers = b"", []
+        elif isinstance(body, bytes):
+            data, headers = body, []
+        elif isinstance(body, str):
+            data, headers = body.encode(), list(_TEXT)
+        else:
+            data, headers = _json.encode(body), list(_JSON)
+        if hdrs:
+            items = hdrs.items() if isinstance(hdrs, dict) else hdrs
+            for n, v in items:
+                nb = n.encode("latin-1") if isinstance(n, str) else n
+                if nb.lower() == b"content-type":
+                    headers = [(k, x) for k, x in headers if k.lower() != b"content-type"]
+                if isinstance(v, (list, tuple)):
+                    headers.extend((nb, str(x).encode("latin-1")) for x in v)
+                else:
+                    headers.append((nb, v.encode("latin-1") if isinstance(v, str)
+                                    else str(v).encode("latin-1") if not isinstance(v, bytes)
+                                    else v))
+        self.reply_local(status, headers, data, False)
+
+    def reply_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                    close: bool) -> None:
+        """A response made by the gateway (a plugin's reply, an error): the response
+        phases of the plugins run on it as on an upstream response."""
+        if self.finished:
+            return
+        if self.resp_started:
+            self.down.abort()
+            self.finish()
+            return
+        self.status = status
+        self.resp_started = True
+        if self.extra_resp:
+            headers = headers + self.extra_resp
+        if self.hf or self.bf:
+            try:
+                if self.hf:
+                    self.resp_headers = list(headers)
+                    self._header_filter()
+                    headers = self.resp_headers
+                if self.bf:
+                    body = self._body_filter(body, True)
+            except Exception:
+                log.exception("plugin failed on a local reply")
+        self.down.send_local(self.status, headers, body, close)
+        self.finish()
+
+    def _header_filter(self) -> None:
+        for h in (*self.gchain.header_filter, *self.chain.header_filter):
+            if h.filter is not None and not h.filter(self):
+                continue
+            h.fn(h.conf, self)
+
+    def _body_filter(self, data: bytes, last: bool) -> bytes:
+        for h in (*self.gchain.body_filter, *self.chain.body_filter):
+            if h.filter is not None and not h.filter(self):
+                continue
+            out = h.fn(h.conf, self, data, last)
+            if out is not None:
+                data = out
+        return data
+
+    def _log_phase(self) -> None:
+        for h in (*self.gchain.log, *self.chain.log):
+            if h.filter is not None and not h.filter(self):
+                continue
+            try:
+                h.fn(h.conf, self)
+            except Exception:
+                log.exception("plugin %s failed in log", h.name)
 
     # -- request body from the downstream ------------------------------------------------
     def req_body(self, data: bytes) -> None:
@@ -275,6 +517,13 @@ class Exchange:
             else:
                 self.pending = [data]
             self.pending_bytes += len(data)
+            waiter = self.body_waiter
+            if waiter is not None:        # a plugin reads the whole body: no pause
+                if self.pending_bytes > self.body_limit:
+                    self.body_waiter = None
+                    if not waiter.done():
+                        waiter.set_exception(errors.BodyTooLarge())
+                return
             if self.pending_bytes > PENDING_LIMIT and not self.up_blocked:
                 self.up_blocked = True
                 self.down.pause_body()
@@ -282,6 +531,11 @@ class Exchange:
     def req_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         self.req_done = True
         self.req_trailers = trailers
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(b"".join(self.pending) if self.pending else b"")
         conn = self.conn
         if conn is not None and self.head_sent:
             if self.head.chunked:
@@ -335,6 +589,18 @@ class Exchange:
         self.up_status = self.status = status
         self.up_keep = keep_alive
         self.resp_started = True
+        if self.extra_resp:
+            headers = headers + self.extra_resp
+        if self.hf:
+            self.resp_headers = headers
+            try:
+                self._header_filter()
+            except Exception:
+                log.exception("plugin failed in header_filter")
+            headers = self.resp_headers
+            status = self.status
+            if self.body_changed:
+                length = None
         no_body = status == 204 or status == 304 or self.head.method == "HEAD"
         if length is None and not chunked and not no_body and self.conn is not None:
             self.conn.close_delimited = True
@@ -342,6 +608,11 @@ class Exchange:
 
     def on_body(self, data: bytes) -> None:
         down = self.down
+        if self.bf:
+            try:
+                data = self._body_filter(data, False)
+            except Exception:
+                log.exception("plugin failed in body_filter")
         down.send_data(data)
         if down.write_paused and not self.up_paused and self.conn is not None:
             self.up_paused = True
@@ -363,10 +634,20 @@ class Exchange:
             else:
                 conn.close()
         down = self.down
+        if self.bf:
+            try:
+                tail = self._body_filter(b"", True)
+            except Exception:
+                log.exception("plugin failed in body_filter")
+                tail = b""
+            if tail:
+                down.send_data(tail)
         down.send_end(trailers)
         # finish(), inlined for the common path
         self.finished = True
         self.t_end = self.loop.time()
+        if self.lg:
+            self._log_phase()
         down.exchange_done(self)
 
     def switched(self, conn: UpstreamConnection, rest: bytes) -> None:
@@ -446,21 +727,21 @@ class Exchange:
             return
         self.error = error
         self.detail = error.code
-        if self.resp_started:
-            self.down.abort()
-            self.finish()
-            return
-        self.status = error.status
-        self.resp_started = True
-        self.down.send_local(error.status, _JSON, errors.error_body(error.message),
-                             error.close)
-        self.finish()
+        self.reply_local(error.status, _JSON, errors.error_body(error.message), error.close)
 
     def finish(self) -> None:
         if self.finished:
             return
         self.finished = True
         self.t_end = self.loop.time()
+        task = self.plugin_task
+        if task is not None:           # an async hook still running: the client is gone
+            self.plugin_task = None
+            task.cancel()
+        if self.body_waiter is not None and not self.body_waiter.done():
+            self.body_waiter.cancel()
+        if self.lg:
+            self._log_phase()
         conn = self.conn
         if conn is not None:        # finished without the upstream finishing: not reusable
             self.conn = None
@@ -526,7 +807,7 @@ _VARS: dict[str, Any] = {
     "uri": lambda x: x.head.path,
     "request_uri": lambda x: x.head.target.decode("latin-1"),
     "host": lambda x: x.head.host,
-    "remote_addr": lambda x: x.down.client_addr,
+    "remote_addr": lambda x: x._remote_addr or x.down.client_addr,
     "remote_port": lambda x: str(x.down.client_port),
     "server_port": lambda x: x.down.server_port_s,
     "server_addr": lambda x: x.down.server_addr,

@@ -1,27 +1,379 @@
-"""Plugin registry: which plugins this node loads, by name.
+"""The plugin registry: which plugins this node loads, their schemas, their hooks.
 
-The plugin system fills ``REGISTRY``; a route naming a plugin that is not loaded is rejected
-with the plugin's name, as APISIX rejects unknown plugins.
+A plugin is one Python module (see ``docs/writing-a-plugin.md``)::
+
+    name = "key-auth"            # unique
+    priority = 2500              # unique; higher runs first (APISIX's number where it has one)
+    version = 0.1
+    type = "auth"                # optional: an authentication plugin (consumers, multi-auth)
+    schema = {...}               # JSON Schema of the route/service/global configuration
+    consumer_schema = {...}      # optional: the consumer / credential configuration
+    metadata_schema = {...}      # optional: plugin_metadata
+    encrypt_fields = ("key",)    # optional: consumer fields stored encrypted (dotted paths)
+    consumer_key = "key"         # auth plugins: the consumer field that identifies a consumer
+
+    def check(conf, schema_type): ...      # optional: what JSON Schema cannot say (raise)
+    def prepare(conf): ...                 # optional: compile once per config snapshot
+    def prepare_consumer(conf): ...        # optional: the same for consumer configurations
+    def rewrite(conf, ctx): ...            # phase hooks, each optional
+    def access(conf, ctx): ...
+    def before_proxy(conf, ctx): ...
+    def header_filter(conf, ctx): ...
+    def body_filter(conf, ctx, chunk, last): ...   # returns the chunk to send on
+    def log(conf, ctx): ...
+
+Plugins come from three places: ``pylon.plugins`` (built in), directories named in the node
+config (``pylon.extra_plugin_dirs``) and installed packages (entry point group
+``pylon.plugins``).  The node config's ``plugins:`` list (APISIX-style) says which load; without
+it every plugin found loads.  ``load`` builds a new ``Registry``; ``use`` makes it current.  A
+compiled config snapshot keeps references to the hooks it was compiled with, so a reload never
+changes a request in flight.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
+import importlib.util
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
-REGISTRY: dict[str, Any] = {}
+import fastjsonschema
+
+log = logging.getLogger("pylon.plugins")
+
+PHASES = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
+SCHEMA_TYPES = ("route", "consumer", "metadata")
+
+#: ``_meta`` accepted in every plugin configuration (APISIX injects the same property)
+META_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "disable": {"type": "boolean"},
+        "priority": {"type": "integer", "description": "overrides the plugin's priority"},
+        "filter": {"type": "array", "description": "a vars expression; the plugin runs only "
+                                                   "when it matches"},
+        "error_response": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+    },
+    "additionalProperties": False,
+}
+_meta_validator = fastjsonschema.compile(META_SCHEMA)
+
+
+class PluginConfigError(ValueError):
+    """A plugin configuration does not validate; ``str()`` is APISIX's error text."""
+
+
+@dataclass(eq=False)
+class PluginSpec:
+    name: str
+    priority: int
+    module: ModuleType
+    version: Any = 0.1
+    type: str = "other"
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    consumer_schema: dict[str, Any] | None = None
+    metadata_schema: dict[str, Any] | None = None
+    encrypt_fields: tuple[str, ...] = ()
+    consumer_key: str | None = None
+    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    check: Callable[[dict[str, Any], str], Any] | None = None
+    prepare: Callable[[dict[str, Any]], Any] | None = None
+    prepare_consumer: Callable[[dict[str, Any]], Any] | None = None
+    prepare_metadata: Callable[[dict[str, Any]], Any] | None = None
+    source: str = "builtin"
+    _validators: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_module(cls, mod: ModuleType, source: str) -> PluginSpec:
+        name = getattr(mod, "name", None)
+        prio = getattr(mod, "priority", None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{mod.__name__}: a plugin module needs a string `name`")
+        if not isinstance(prio, int) or isinstance(prio, bool):
+            raise ValueError(f"plugin {name}: `priority` must be an integer")
+        hooks = {ph: getattr(mod, ph) for ph in PHASES if callable(getattr(mod, ph, None))}
+        schema = getattr(mod, "schema", None) or {"type": "object"}
+        spec = cls(name=name, priority=prio, module=mod,
+                   version=getattr(mod, "version", 0.1), type=getattr(mod, "type", "other"),
+                   schema=schema, consumer_schema=getattr(mod, "consumer_schema", None),
+                   metadata_schema=getattr(mod, "metadata_schema", None),
+                   encrypt_fields=tuple(getattr(mod, "encrypt_fields", ()) or ()),
+                   consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
+                   check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
+                   prepare_consumer=getattr(mod, "prepare_consumer", None),
+                   prepare_metadata=getattr(mod, "prepare_metadata", None), source=source)
+        for st in SCHEMA_TYPES:                 # a broken schema fails the load, not a request
+            spec.validator(st)
+        return spec
+
+    # -- configuration -------------------------------------------------------------------
+    def schema_for(self, schema_type: str = "route") -> dict[str, Any] | None:
+        if schema_type == "consumer":
+            return self.consumer_schema
+        if schema_type == "metadata":
+            return self.metadata_schema
+        return self.schema
+
+    def validator(self, schema_type: str) -> Callable[[Any], Any] | None:
+        v = self._validators.get(schema_type)
+        if v is None:
+            schema = self.schema_for(schema_type)
+            if schema is None:
+                return None
+            try:
+                v = fastjsonschema.compile(schema)
+            except fastjsonschema.JsonSchemaDefinitionException as e:
+                raise ValueError(f"plugin {self.name}: bad {schema_type} schema: {e}") from None
+            self._validators[schema_type] = v
+        return v
+
+    def check_conf(self, conf: Any, schema_type: str = "route") -> dict[str, Any]:
+        """The configuration with schema defaults filled in (a copy), or PluginConfigError
+        with APISIX's wording."""
+        if not isinstance(conf, dict):
+            raise PluginConfigError(self._err("wrong type: expected object, got "
+                                              f"{type(conf).__name__}"))
+        conf = copy.deepcopy(conf)
+        meta = conf.pop("_meta", None) if schema_type == "route" else None
+        if meta is not None:
+            try:
+                _meta_validator(meta)
+            except fastjsonschema.JsonSchemaValueException as e:
+                raise PluginConfigError(self._err("_meta " + _fastjson_msg(e))) from None
+            if meta.get("filter") is not None:
+                from ..routing.expr import ExprError, compile_expr
+                try:
+                    compile_expr(meta["filter"], "_meta.filter")
+                except ExprError as e:
+                    raise PluginConfigError(self._err(str(e))) from None
+        v = self.validator(schema_type)
+        if v is None:
+            if schema_type == "route":
+                v = _any_object
+            else:
+                raise PluginConfigError(f"plugin {self.name} has no {schema_type} schema")
+        try:
+            conf = v(conf)
+        except fastjsonschema.JsonSchemaValueException as e:
+            raise PluginConfigError(self._err(_fastjson_msg(e))) from None
+        if self.check is not None:
+            try:
+                self.check(conf, schema_type)
+            except (ValueError, TypeError, KeyError) as e:
+                raise PluginConfigError(self._err(str(e))) from None
+        if meta is not None:
+            conf["_meta"] = meta
+        return conf
+
+    def _err(self, msg: str) -> str:
+        return f"failed to check the configuration of plugin {self.name} err: {msg}"
+
+    def info(self) -> dict[str, Any]:
+        """APISIX's plugin attributes, as the Admin API publishes them."""
+        out: dict[str, Any] = {"version": self.version, "priority": self.priority,
+                               "schema": _with_meta(self.schema), "type": self.type,
+                               "scope": "global", "source": self.source}
+        if self.consumer_schema is not None:
+            out["consumer_schema"] = self.consumer_schema
+        if self.metadata_schema is not None:
+            out["metadata_schema"] = self.metadata_schema
+        return out
+
+
+def _with_meta(schema: dict[str, Any]) -> dict[str, Any]:
+    s = copy.deepcopy(schema)
+    if s.get("type") == "object":
+        s.setdefault("properties", {})["_meta"] = copy.deepcopy(META_SCHEMA)
+    return s
+
+
+def _any_object(conf: Any) -> Any:
+    return conf
+
+
+def _fastjson_msg(e: fastjsonschema.JsonSchemaValueException) -> str:
+    name = e.name or "data"
+    msg = e.message
+    if msg.startswith(name + " "):
+        msg = msg[len(name) + 1:]
+    prop = name[len("data"):].lstrip(".") if name.startswith("data") else name
+    return f'property "{prop}" validation failed: {msg}' if prop else msg
+
+
+class Registry:
+    """The loaded plugins by name (immutable once built)."""
+
+    def __init__(self, specs: Iterable[PluginSpec] = ()) -> None:
+        self.plugins: dict[str, PluginSpec] = {s.name: s for s in specs}
+        self.errors: list[str] = []
+
+    def get(self, name: str) -> PluginSpec | None:
+        return self.plugins.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.plugins
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        return {n: s.info() for n, s in self.plugins.items()}
+
+    def check_plugins(self, plugins: Any, schema_type: str = "route") -> str | None:
+        """APISIX's error text for the first plugin entry that is unknown or invalid."""
+        if not plugins:
+            return None
+        if not isinstance(plugins, dict):
+            return "plugins must be an object"
+        for name, conf in plugins.items():
+            spec = self.plugins.get(name)
+            if spec is None:
+                return f"unknown plugin [{name}]"
+            if schema_type == "consumer" and spec.consumer_schema is None:
+                schema_type_here = "route"      # non-auth plugins on a consumer: route schema
+            else:
+                schema_type_here = schema_type
+            try:
+                spec.check_conf(conf, schema_type_here)
+            except PluginConfigError as e:
+                return str(e)
+        return None
+
+
+# ----------------------------------------------------------------------------- loading
+_BUILTIN_PACKAGE = "pylon.plugins"
+_EXT_PREFIX = "pylon_ext_plugins."
+ENTRY_POINT_GROUP = "pylon.plugins"
+
+
+def _builtin_modules(reload: bool) -> list[tuple[ModuleType, str]]:
+    import pylon.plugins as pkg
+    out = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        modname = f"{_BUILTIN_PACKAGE}.{info.name}"
+        mod = sys.modules.get(modname)
+        mod = importlib.reload(mod) if (mod is not None and reload) else \
+            importlib.import_module(modname)
+        out.append((mod, "builtin"))
+    return out
+
+
+def _dir_modules(dirs: Iterable[str]) -> list[tuple[ModuleType, str]]:
+    out = []
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise ValueError(f"plugin directory {d!r} does not exist")
+        for fn in sorted(os.listdir(d)):
+            if not fn.endswith(".py") or fn.startswith("_"):
+                continue
+            path = os.path.join(d, fn)
+            modname = _EXT_PREFIX + fn[:-3].replace("-", "_")
+            spec = importlib.util.spec_from_file_location(modname, path)
+            if spec is None or spec.loader is None:     # pragma: no cover
+                continue
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = mod                  # always a fresh execution: reload
+            spec.loader.exec_module(mod)
+            out.append((mod, path))
+    return out
+
+
+def _entry_point_modules(reload: bool) -> list[tuple[ModuleType, str]]:
+    from importlib.metadata import entry_points
+    out = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        mod = ep.load()
+        if not isinstance(mod, ModuleType):
+            mod = sys.modules.get(getattr(mod, "__module__", ""), mod)
+        if reload and isinstance(mod, ModuleType):
+            mod = importlib.reload(mod)
+        out.append((mod, f"entry point {ep.value}"))
+    return out
+
+
+def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
+         reload: bool = False) -> Registry:
+    """Discover plugins and keep those in ``names`` (every one found when None).
+
+    A module that fails to import, a duplicate name or priority, or a name in ``names``
+    that no module provides is reported in ``Registry.errors`` (and logged) and skipped:
+    the node still starts with the rest, as APISIX does."""
+    errors: list[str] = []
+    found: dict[str, PluginSpec] = {}
+    sources: list[Callable[[], list[tuple[ModuleType, str]]]] = [
+        lambda: _builtin_modules(reload), lambda: _dir_modules(dirs),
+        lambda: _entry_point_modules(reload)]
+    for src in sources:
+        try:
+            mods = src()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not stop the node
+            errors.append(f"failed to load plugins: {type(e).__name__}: {e}")
+            continue
+        for mod, where in mods:
+            try:
+                spec = PluginSpec.from_module(mod, where)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"{where}: {e}")
+                continue
+            if spec.name in found and found[spec.name].source != "builtin":
+                errors.append(f"plugin {spec.name} from {where} ignored: already loaded from "
+                              f"{found[spec.name].source}")
+                continue
+            found[spec.name] = spec          # a custom plugin may replace a built-in one
+    wanted = list(found) if names is None else names
+    out: list[PluginSpec] = []
+    prios: dict[int, str] = {}
+    for name in wanted:
+        spec = found.get(name)
+        if spec is None:
+            errors.append(f"plugin {name} is listed in `plugins` but no module provides it")
+            continue
+        other = prios.get(spec.priority)
+        if other is not None and other != name:
+            errors.append(f"plugin {name} not loaded: priority {spec.priority} is already "
+                          f"used by {other}")
+            continue
+        prios[spec.priority] = name
+        out.append(spec)
+    reg = Registry(sorted(out, key=lambda s: -s.priority))
+    reg.errors = errors
+    for e in errors:
+        log.error("%s", e)
+    return reg
+
+
+# ----------------------------------------------------------------------------- current
+_current = Registry()
+
+
+def current() -> Registry:
+    return _current
+
+
+def use(reg: Registry) -> Registry:
+    global _current
+    old, _current = _current, reg
+    return old
+
+
+def load_for(settings: Any, *, reload: bool = False) -> Registry:
+    """Load what the node config asks for and make it current."""
+    reg = load(settings.plugins, settings.plugin_dirs, reload=reload)
+    use(reg)
+    return reg
 
 
 def check_plugins(plugins: dict[str, Any] | None, path: str) -> str | None:
-    if not plugins:
-        return None
-    for name in plugins:
-        if name not in REGISTRY:
-            return f"{path}: unknown plugin {name!r}"
-    return None
+    err = _current.check_plugins(plugins)
+    return f"{path}: {err}" if err else None
 
 
 def plugin_table() -> dict[str, dict[str, Any]]:
-    """The loaded plugins as the Admin API publishes them (``name -> {priority, schema}``)."""
-    return {name: {"priority": getattr(p, "priority", 0),
-                   "schema": getattr(p, "schema", {"type": "object"})}
-            for name, p in REGISTRY.items()}
+    """The loaded plugins as the Admin API publishes them (``name -> attributes``)."""
+    return _current.table()

@@ -318,7 +318,8 @@ class Master:
     async def _reload(self) -> None:
         from ..cli import load_node_config
         try:
-            settings, _ = load_node_config(self.config_path, self.settings.prefix)
+            settings, _ = load_node_config(self.config_path, self.settings.prefix,
+                                           plugins=True)
         except ConfigError as e:
             log.error("reload refused, node config invalid: %s", e)
             return

@@ -1,0 +1,209 @@
+"""What a plugin hook can read and change about the request it runs for.
+
+``ctx`` in ``def access(conf, ctx)`` is the request's exchange itself (no wrapper object per
+request); this mixin is its public face.  Names follow APISIX's PDK (``core.request``,
+``core.response``, ``ctx.var``) in Python spelling.  Strings in, strings out: header names
+are case-insensitive, values are latin-1 as on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from .. import errors
+
+if TYPE_CHECKING:
+    from ..proxy.consumers import Consumer, ConsumerIndex, Credential
+
+
+class Context:
+    # defaults on the class: a request without plugins pays for none of these
+    consumer: Consumer | None = None
+    credential: Credential | None = None
+    consumer_name: str | None = None
+    _remote_addr: str | None = None
+    _store: dict[str, Any] | None = None
+    #: response headers set before the response exists (applied to whatever is answered)
+    extra_resp: list[tuple[bytes, bytes]] | None = None
+    #: response headers while header_filter hooks run (mutable list of byte pairs)
+    resp_headers: list[tuple[bytes, bytes]] | None = None
+    body_changed = False
+    body_waiter: asyncio.Future[bytes] | None = None
+    body_limit = 0
+
+    # -- request ---------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.head.method  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def uri(self) -> str:
+        """The normalised path (``$uri``)."""
+        return self.head.path  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def host(self) -> str:
+        return self.head.host  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def scheme(self) -> str:
+        return self.down.scheme  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def remote_addr(self) -> str:
+        """The client address (as ``real-ip`` may have set it)."""
+        return self._remote_addr or self.down.client_addr  # type: ignore[attr-defined]
+
+    def set_remote_addr(self, addr: str) -> None:
+        self._remote_addr = addr
+
+    @property
+    def route_id(self) -> str | None:
+        r = self.route  # type: ignore[attr-defined]
+        return r.id if r is not None else None
+
+    @property
+    def service_id(self) -> str | None:
+        r = self.route  # type: ignore[attr-defined]
+        return r.service_id if r is not None else None
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """Per-request scratch space shared by the hooks of this request."""
+        s = self._store
+        if s is None:
+            s = self._store = {}
+        return s
+
+    @property
+    def consumers(self) -> ConsumerIndex:
+        return self.snap.compiled.consumers  # type: ignore[attr-defined,no-any-return]
+
+    def metadata(self, plugin: str) -> Any:
+        """The plugin's ``plugin_metadata`` (prepared), or None."""
+        return self.snap.compiled.metadata.get(plugin)  # type: ignore[attr-defined]
+
+    def header(self, name: str) -> str | None:
+        v = self.head.header(name.lower().encode("latin-1"))  # type: ignore[attr-defined]
+        return None if v is None else v.decode("latin-1")
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [(n.decode("latin-1"), v.decode("latin-1"))
+                for n, v in self.head.headers]  # type: ignore[attr-defined]
+
+    def set_header(self, name: str, value: str | None) -> None:
+        """Set (replace) a request header sent upstream; None removes it."""
+        head = self.head  # type: ignore[attr-defined]
+        lname = name.lower().encode("latin-1")
+        hs = [(n, v) for n, v in head.headers if n.lower() != lname]
+        if value is not None:
+            hs.append((name.encode("latin-1"), str(value).encode("latin-1")))
+        head.headers = hs
+        head._lower = None
+        self._mid = None
+
+    def remove_header(self, name: str) -> None:
+        self.set_header(name, None)
+
+    def arg(self, name: str) -> str | None:
+        return self.args().get(name)  # type: ignore[attr-defined,no-any-return]
+
+    def cookie(self, name: str) -> str | None:
+        return self.cookies().get(name)  # type: ignore[attr-defined,no-any-return]
+
+    def set_uri(self, path: str, args: dict[str, str] | None = None) -> None:
+        """Change the path (and optionally the query) sent upstream; ``$uri`` follows."""
+        head = self.head  # type: ignore[attr-defined]
+        if args is not None:
+            head.query = urlencode(args).encode("latin-1")
+            self._args = None
+        head.path = path
+        raw = quote(path, safe="/:@!$&'()*+,;=-._~%").encode("latin-1")
+        head.target = raw + (b"?" + head.query if head.query else b"")
+        self._mid = None
+
+    def set_args(self, args: dict[str, str]) -> None:
+        """Replace the query string sent upstream."""
+        head = self.head  # type: ignore[attr-defined]
+        head.query = urlencode(args).encode("latin-1")
+        path = head.target.split(b"?", 1)[0]
+        head.target = path + (b"?" + head.query if head.query else b"")
+        self._args = None
+        self._mid = None
+
+    # -- request body ----------------------------------------------------------------------
+    def read_body(self, limit: int | None = None) -> asyncio.Future[bytes]:
+        """``await ctx.read_body()``: the whole request body (it is still sent upstream).
+        More than ``limit`` bytes (default: the node's ``client_max_body_size`` or 16 MiB)
+        answers 413."""
+        loop = self.loop  # type: ignore[attr-defined]
+        fut: asyncio.Future[bytes] = loop.create_future()
+        pending = self.pending  # type: ignore[attr-defined]
+        if self.req_done:  # type: ignore[attr-defined]
+            fut.set_result(b"".join(pending) if pending else b"")
+            return fut
+        self.body_waiter = fut
+        self.body_limit = limit or self.down.w.limits.max_body or (16 << 20)  # type: ignore
+        if self.pending_bytes > self.body_limit:  # type: ignore[attr-defined]
+            fut.set_exception(errors.BodyTooLarge())
+            return fut
+        head = self.head  # type: ignore[attr-defined]
+        if head.expect_continue and not self.sent_continue:  # type: ignore[has-type]
+            self.sent_continue = True
+            self.down.send_continue()  # type: ignore[attr-defined]
+        if self.up_blocked:  # type: ignore[has-type]
+            self.up_blocked = False
+            self.down.resume_body()  # type: ignore[attr-defined]
+        return fut
+
+    def set_body(self, body: bytes) -> None:
+        """Replace the request body sent upstream (after ``read_body``)."""
+        if not self.req_done:  # type: ignore[attr-defined]
+            raise RuntimeError("set_body needs the whole body: await ctx.read_body() first")
+        head = self.head  # type: ignore[attr-defined]
+        self.pending = [body] if body else ()
+        self.pending_bytes = len(body)
+        if self.replay is not None:  # type: ignore[has-type]
+            self.replay = [body] if body else ()
+        head.chunked = False
+        head.content_length = len(body)
+        self.req_trailers = None
+        self._mid = None
+
+    # -- response --------------------------------------------------------------------------
+    def set_resp_header(self, name: str, value: str | None) -> None:
+        """Set a response header.  Before the response exists (rewrite/access) it is kept
+        for whatever is answered, upstream response or a plugin's reply."""
+        n = name.encode("latin-1")
+        ln = n.lower()
+        hs = self.resp_headers
+        if hs is not None:
+            hs[:] = [(k, v) for k, v in hs if k.lower() != ln]
+            if value is not None:
+                hs.append((n, str(value).encode("latin-1")))
+            return
+        extra = [(k, v) for k, v in (self.extra_resp or ()) if k.lower() != ln]
+        if value is not None:
+            extra.append((n, str(value).encode("latin-1")))
+        self.extra_resp = extra
+
+    def add_resp_header(self, name: str, value: str) -> None:
+        pair = (name.encode("latin-1"), str(value).encode("latin-1"))
+        if self.resp_headers is not None:
+            self.resp_headers.append(pair)
+        else:
+            self.extra_resp = [*(self.extra_resp or ()), pair]
+
+    def resp_header(self, name: str) -> str | None:
+        ln = name.lower().encode("latin-1")
+        for k, v in self.resp_headers or ():
+            if k.lower() == ln:
+                return v.decode("latin-1")
+        return None
+
+    def body_will_change(self) -> None:
+        """Called from ``header_filter`` by a plugin whose ``body_filter`` changes the body:
+        the response goes out without its Content-Length."""
+        self.body_changed = True
