@@ -40,12 +40,15 @@ class AdminApp:
                  allow: Iterable[IPNetwork] | None, key_required: bool = True,
                  audit_path: str | None = None, explain: Explain | None = None,
                  keyring: Keyring | None = None,
-                 router_kind: str = "radixtree_host_uri") -> None:
+                 router_kind: str = "radixtree_host_uri",
+                 reload_plugins: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.hub = hub
         self.auth = Auth(keys, allow, key_required)
         self.resources = Resources(hub.state, keyring=keyring, router_kind=router_kind)
         self.audit = AuditLog(audit_path) if audit_path else None
-        self.meta = MetaContext(explain=explain, router_kind=router_kind)
+        from ..proxy.registry import plugin_table
+        self.meta = MetaContext(explain=explain, router_kind=router_kind, plugins=plugin_table,
+                                reload_plugins=reload_plugins)
 
     async def handle(self, method: str, path: str, query: str,
                      headers: Mapping[str, str], body: bytes,

@@ -408,15 +408,47 @@ def _schema_problem(validate: Callable[[Any], Any], obj: Any) -> Problem | None:
     return None
 
 
-def _plugin_problem(obj: Any, plugins: PluginTable) -> Problem | None:
+def _plugin_problem(obj: Any, plugins: PluginTable, canon: str = "routes") -> Problem | None:
+    """The first plugin entry that is unknown or does not validate: checked by the loaded
+    plugin itself (its schema with defaults, ``_meta``, its ``check``) when it is in the
+    current registry, else against the published schema."""
+    from ..proxy.registry import PluginConfigError, current
+    reg = current()
+    if canon == "plugin_metadata":
+        if not isinstance(obj, dict) or obj.get("id") is None:
+            return None                  # the shape alone (schema/validate without an id)
+        name = str(obj["id"])
+        spec = reg.get(name)
+        if spec is None:
+            return "", "invalid plugin name"
+        if spec.metadata_schema is None:
+            return "", f"no metadata schema for plugin {name}"
+        try:
+            spec.check_conf({k: v for k, v in obj.items() if k != "id"}, "metadata")
+        except PluginConfigError as e:
+            return "", str(e)
+        return None
     if not isinstance(obj, dict) or not isinstance(obj.get("plugins"), dict):
         return None
     import fastjsonschema
 
+    consumer_side = canon in ("consumers", "credentials")
     for name, conf in obj["plugins"].items():
         info = plugins.get(name)
         if info is None:
             return "plugins", f"unknown plugin [{name}]"
+        spec = reg.get(name)
+        if spec is not None:
+            if canon == "credentials" and spec.type != "auth":
+                return "plugins", ("only supports auth type plugins in consumer credential, "
+                                   f"{name} is not")
+            st = "consumer" if consumer_side and spec.type == "auth" and \
+                spec.consumer_schema is not None else "route"
+            try:
+                spec.check_conf(conf, st)
+            except PluginConfigError as e:
+                return f"plugins.{name}", str(e)
+            continue
         schema = info.get("schema")
         if isinstance(schema, dict):
             try:
@@ -456,8 +488,8 @@ def check_object(kind: str, obj: Any, plugins: PluginTable | None = None,
         problem = _schema_problem(_validator(canon), obj)
         if problem:
             return _explain_any_of(canon, obj, problem)
-    if plugins is not None and canon != "plugin_metadata":
-        return _plugin_problem(obj, plugins)
+    if plugins is not None:
+        return _plugin_problem(obj, plugins, canon)
     return None
 
 

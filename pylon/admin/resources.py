@@ -161,8 +161,27 @@ class Resources:
         return 200, {"list": [self._node(spec, k, e) for k, e in rows], "total": total}
 
     def _node(self, spec: Kind, oid: str, e: Item) -> dict[str, Any]:
-        return {"key": _key(spec, oid), "value": _public(spec, e.value),
+        return {"key": _key(spec, oid), "value": self._opened(spec, _public(spec, e.value)),
                 "createdIndex": e.created, "modifiedIndex": e.modified}
+
+    def _seal(self, spec: Kind, value: dict[str, Any], opening: bool) -> dict[str, Any]:
+        """Plugin secret fields (each plugin's ``encrypt_fields``) encrypted for storage,
+        or opened for an answer (APISIX answers them decrypted)."""
+        if self.keyring is None:
+            return value
+        from ..proxy.consumers import seal_plugins
+        from ..proxy.registry import current
+        reg = current()
+        if spec.name == "plugin_metadata":
+            meta = seal_plugins({str(value.get("id")): value}, reg, self.keyring, opening)
+            return next(iter(meta.values()))
+        if isinstance(value.get("plugins"), dict):
+            return {**value, "plugins": seal_plugins(value["plugins"], reg, self.keyring,
+                                                     opening)}
+        return value
+
+    def _opened(self, spec: Kind, value: dict[str, Any]) -> dict[str, Any]:
+        return self._seal(spec, value, True)
 
     # -- writes --------------------------------------------------------------------------
     def plan_put(self, view: View, spec: Kind, oid: str | None, conf: Any,
@@ -284,6 +303,8 @@ class Resources:
     def _stage(self, view: View, spec: Kind, oid: str, prev: Item | None,
                value: dict[str, Any] | None, ttl: int | None, reply: Reply) -> Plan:
         key = store_key(spec, oid)
+        if value is not None:
+            value = self._seal(spec, value, False)
         if spec.name == "ssls" and value is not None:
             if self.keyring is not None:
                 value = self.keyring.seal_ssl(value)
@@ -335,6 +356,10 @@ class Resources:
             owner = oid.split("/credentials/", 1)[0]
             if view.get("consumers", owner) is None:
                 return f"consumer [{owner}] not found"
+        if spec.name in ("consumers", "credentials"):
+            err = self._duplicate_key(view, spec, oid, conf)
+            if err:
+                return err
         for fld, target in spec.refs:
             ref = conf.get(fld)
             if ref is None:
@@ -343,6 +368,43 @@ class Resources:
                 what = SPECS[target].kind
                 return (f"failed to fetch {what} info by {what} id [{ref}], "
                         "response code: 404")
+        return None
+
+
+    def _duplicate_key(self, view: View, spec: Kind, oid: str,
+                       conf: dict[str, Any]) -> str | None:
+        """An auth plugin key (``consumer_key``) already used by another consumer or
+        credential: refused, as a key must name one consumer."""
+        from ..proxy.consumers import decrypt_fields
+        from ..proxy.registry import current
+        plugins = conf.get("plugins")
+        if not isinstance(plugins, dict):
+            return None
+        reg = current()
+        wanted: dict[str, str] = {}
+        for name, pc in plugins.items():
+            spec_ = reg.get(name)
+            if spec_ is None or spec_.consumer_key is None or not isinstance(pc, dict):
+                continue
+            pc = decrypt_fields(pc, spec_.encrypt_fields, self.keyring)
+            if isinstance(pc.get(spec_.consumer_key), str):
+                wanted[name] = pc[spec_.consumer_key]
+        if not wanted:
+            return None
+        me = ("consumers" if spec.name == "consumers" else "credentials", oid)
+        for kind in ("consumers", "credentials"):
+            for other_id, item in view.rows(kind):
+                if (kind, other_id) == me or not isinstance(item.value, dict):
+                    continue
+                for name, key in wanted.items():
+                    pc = (item.value.get("plugins") or {}).get(name)
+                    if not isinstance(pc, dict):
+                        continue
+                    spec_ = reg.get(name)
+                    pc = decrypt_fields(pc, spec_.encrypt_fields, self.keyring)
+                    if pc.get(spec_.consumer_key) == key:
+                        owner = other_id.split("/credentials/", 1)[0]
+                        return f"duplicate key found with consumer: {owner}"
         return None
 
 

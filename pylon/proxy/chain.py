@@ -127,6 +127,10 @@ class ChainBuilder:
         spec = self.registry.get(name)
         if spec is None:
             raise ValueError(f"unknown plugin [{name}]")
+        if spec.encrypt_fields and isinstance(conf, dict):
+            from . import consumers
+            if consumers.KEYRING is not None:
+                conf = consumers.decrypt_fields(conf, spec.encrypt_fields, consumers.KEYRING)
         checked = spec.check_conf(conf, "route")
         meta = checked.pop("_meta", None) or {}
         entry: tuple[Any, ...] | None

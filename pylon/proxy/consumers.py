@@ -135,6 +135,21 @@ def encrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) ->
     return out
 
 
+def seal_plugins(plugins: Any, registry: Any, keyring: Any, opening: bool = False) -> Any:
+    """A plugin map with each plugin's ``encrypt_fields`` encrypted (``opening``: decrypted).
+    Entries of unknown plugins and non-objects are left as they are."""
+    if keyring is None or not isinstance(plugins, dict):
+        return plugins
+    out = {}
+    for name, conf in plugins.items():
+        spec = registry.get(name)
+        if spec is not None and spec.encrypt_fields and isinstance(conf, dict):
+            conf = (decrypt_fields if opening else encrypt_fields)(
+                conf, spec.encrypt_fields, keyring)
+        out[name] = conf
+    return out
+
+
 def compile_consumers(consumers: dict[str, Any], credentials: dict[str, Any],
                       groups: dict[str, Any], builder: ChainBuilder,
                       keyring: Any = None) -> tuple[ConsumerIndex, list[Rejection]]:
@@ -232,5 +247,5 @@ def _is_auth(reg: Any, name: str) -> bool:
     return spec is not None and spec.type == "auth"
 
 
-__all__ = ["EMPTY", "EMPTY_INDEX", "Consumer", "ConsumerIndex", "Credential",
+__all__ = ["EMPTY", "EMPTY_INDEX", "seal_plugins", "Consumer", "ConsumerIndex", "Credential",
            "compile_consumers", "decrypt_fields", "encrypt_fields"]

@@ -159,9 +159,28 @@ class Master:
         keyring = node_keyring(s.keyring, s.prefix) if s.encrypt_fields else None
         app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
-                       explain=self.explain, keyring=keyring, router_kind=s.router)
+                       explain=self.explain, keyring=keyring, router_kind=s.router,
+                       reload_plugins=self.reload_plugins)
         self.admin_server = await start_admin(self.loop, app, host, port)
         log.warning("Admin API listening on %s:%d", host, port)
+
+    async def reload_plugins(self) -> None:
+        """``PUT /apisix/admin/plugins/reload``: re-read the node config's ``plugins`` list
+        and the plugin code, here and in every worker; the workers then recompile the
+        current configuration against it and swap (requests in flight finish on the old
+        snapshot).  A plugin that fails to load refuses the reload: the running set stays."""
+        from ..cli import load_node_config
+        from ..proxy import registry
+        settings, _ = load_node_config(self.config_path, self.settings.prefix)
+        reg = await asyncio.to_thread(registry.load, settings.plugins, settings.plugin_dirs,
+                                      reload=True)
+        if reg.errors:
+            raise RuntimeError("; ".join(reg.errors))
+        registry.use(reg)
+        log.warning("plugins reloaded: %d loaded", len(reg.plugins))
+        self._doc_msg = None
+        self._send(encode_msg({"t": "plugins"}))
+        self.broadcast()
 
     async def explain(self, query: dict[str, str]) -> tuple[int, Any]:
         """Ask a live worker (it holds the compiled routes) which route a request matches."""

@@ -243,6 +243,15 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                     served = True
                 writer.write(encode_msg({"t": "applied", "rev": msg["rev"],
                                          "pid": os.getpid()}))
+            elif t == "plugins":            # plugin reload: the full config follows
+                try:
+                    from ..cli import load_node_config
+                    from ..proxy import registry
+                    fresh, _ = load_node_config(settings.path, settings.prefix)
+                    registry.load_for(fresh, reload=True)
+                except Exception:
+                    log.exception("worker %d: plugin reload failed; keeping the plugins",
+                                  index)
             elif t == "explain":
                 try:
                     status, body = w.explain(msg["query"])
