@@ -6,7 +6,7 @@ transports: request bytes in → route → pool → upstream request bytes out; 
 client response bytes out.  The kernel's share (read/write syscalls, loopback TCP) is not in
 this figure; ../shared/bench/run.py measures the whole thing beside nginx.
 
-    python bench/hotpath.py [--routes N] [--profile]
+    python bench/hotpath.py [--routes N] [--profile] [--plugin key-auth|jwt-auth]
 """
 
 from __future__ import annotations
@@ -63,16 +63,28 @@ class FakeTransport(asyncio.Transport):
         pass
 
 
-async def run(n: int, routes: int, profile: bool, req: bytes = REQ) -> float:
+async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
+              plugin: str | None = None) -> float:
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
-    from pylon_target import routes_doc
+    from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc
+
+    from pylon.proxy import registry
+    registry.use(registry.load())
+    if plugin == "key-auth":
+        req = req.replace(b"\r\n\r\n", b"\r\napikey: " + BENCH_KEY.encode() + b"\r\n\r\n")
+    elif plugin == "jwt-auth":
+        import jwt
+        token = jwt.encode({"key": "bench"}, BENCH_SECRET, algorithm="HS256")
+        req = req.replace(b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x\r\n", b"")
+        req = req.replace(b"\r\n\r\n", b"\r\nAuthorization: Bearer " + token.encode() +
+                          b"\r\n\r\n")
 
     loop = asyncio.get_running_loop()
     settings, _ = load_settings({"nginx_config": {"http": {"enable_access_log": False}}},
                                 "/tmp", "bench")
     w = Worker(settings, loop)
-    await w.apply(1, routes_doc("127.0.0.1:18080", routes))
+    await w.apply(1, routes_doc("127.0.0.1:18080", routes, plugin))
     from pylon.server.h1 import H1Connection
     conn = H1Connection(w)
     conn.connection_made(FakeTransport(("127.0.0.1", 40000), ("127.0.0.1", 18081)))
@@ -111,12 +123,18 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=1)
     ap.add_argument("-n", type=int, default=100000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--plugin", choices=("key-auth", "jwt-auth"),
+                    help="the route authenticates with this plugin (the request carries "
+                         "the credentials)")
     ap.add_argument("--real-headers", action="store_true",
                     help="a 9-header browser-like request instead of wrk's Host-only one")
     a = ap.parse_args()
     import uvloop
-    us = uvloop.run(run(a.n, a.routes, a.profile, REQ_REAL if a.real_headers else REQ))
+    us = uvloop.run(run(a.n, a.routes, a.profile, REQ_REAL if a.real_headers else REQ,
+                        a.plugin))
     kind = "9-header request" if a.real_headers else "Host-only request"
+    if a.plugin:
+        kind += f", {a.plugin}"
     print(f"hot path: {us:.2f} µs/request (Python only, {a.routes} routes, {kind})")
 
 

@@ -2,11 +2,15 @@
 """Start Pylon as a benchmark target: one worker, one route (or N), access log off.
 
     python bench/pylon_target.py --port 18081 --upstream 127.0.0.1:18080 [--routes 100000]
+        [--plugin key-auth|jwt-auth]
 
 Writes a throw-away prefix (conf/config.yaml + conf/pylon.json) and execs ``pylon start`` in the
 foreground, as ../shared/bench/run.py expects of a --target command.  With --routes N the
 config holds N routes (exact, prefix and host routes mixed) and the benchmark path matches the
-last one inserted, so matching cost is measured against a full table.
+last one inserted, so matching cost is measured against a full table.  With --plugin the
+benchmark route carries that auth plugin and the file one consumer (key ``BENCH_KEY`` for
+key-auth; key ``bench`` and HS256 secret ``BENCH_SECRET`` for jwt-auth): send
+``apikey: <BENCH_KEY>`` / ``Authorization: Bearer <token>`` (see bench/plugin_cost.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,20 @@ import sys
 import tempfile
 
 
-def routes_doc(upstream: str, n: int) -> dict:
+BENCH_KEY = "bench-api-key-0123456789"
+BENCH_SECRET = "bench-jwt-secret-0123456789-0123456789-abcdef"
+# The harness's readiness probe sends no extra headers: requests without credentials pass as
+# the consumer "anon" (anonymous_consumer), the benchmark requests carry real credentials and
+# take the full authentication path.
+PLUGINS = {
+    "key-auth": ({"key-auth": {"anonymous_consumer": "anon"}},
+                 {"key-auth": {"key": BENCH_KEY}}),
+    "jwt-auth": ({"jwt-auth": {"anonymous_consumer": "anon"}},
+                 {"jwt-auth": {"key": "bench", "secret": BENCH_SECRET, "algorithm": "HS256"}}),
+}
+
+
+def routes_doc(upstream: str, n: int, plugin: str | None = None) -> dict:
     up = {"nodes": {upstream: 1}, "keepalive_pool": {"requests": 100000000, "idle_timeout": 300}}
     doc: dict = {"upstreams": [{"id": "u", **up}], "routes": []}
     routes = doc["routes"]
@@ -34,6 +51,11 @@ def routes_doc(upstream: str, n: int) -> dict:
             r = {"uris": [f"/m{i}", f"/m{i}/x"], "methods": ["GET", "POST"]}
         routes.append({"id": f"r{i}", "upstream_id": "u", **r})
     routes.append({"id": "bench", "uri": "/*", "upstream_id": "u"})
+    if plugin:
+        route_conf, consumer_conf = PLUGINS[plugin]
+        routes[-1]["plugins"] = route_conf
+        doc["consumers"] = [{"username": "bench", "plugins": consumer_conf},
+                             {"username": "anon"}]
     return doc
 
 
@@ -44,6 +66,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--access-log", action="store_true")
+    ap.add_argument("--plugin", choices=sorted(PLUGINS), help="auth plugin on the route")
     a = ap.parse_args()
     upstream = a.upstream.split("://", 1)[-1].rstrip("/")
     prefix = tempfile.mkdtemp(prefix="pylon-bench-")
@@ -58,7 +81,7 @@ def main() -> None:
     with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
         json.dump(node, f)
     with open(os.path.join(prefix, "conf", "pylon.json"), "w") as f:
-        json.dump(routes_doc(upstream, a.routes), f)
+        json.dump(routes_doc(upstream, a.routes, a.plugin), f)
     os.execvp(sys.executable, [sys.executable, "-m", "pylon.cli", "start", "-p", prefix])
 
 

@@ -46,16 +46,23 @@ def attach_consumer(ctx: Context, cred: Credential) -> None:
     ctx.consumer = cons
     ctx.credential = cred
     ctx.consumer_name = cons.username
-    ctx.set_header("X-Consumer-Username", cons.username)
+    head = ctx.head
+    have = head.header_map()
+    if b"x-consumer-username" in have or b"x-credential-identifier" in have or \
+            b"x-consumer-custom-id" in have:            # sent by the client: replaced
+        ctx.set_headers({"X-Consumer-Username": cons.username,
+                         "X-Credential-Identifier": cred.id,
+                         "X-Consumer-Custom-Id": cons.custom_id})
+        return
+    hs = head.headers
+    hs.append((b"X-Consumer-Username", cons.username_b))
     if cred.id is not None:
-        ctx.set_header("X-Credential-Identifier", cred.id)
-    else:
-        ctx.remove_header("X-Credential-Identifier")
+        hs.append((b"X-Credential-Identifier", cred.id.encode("latin-1")))
     cid = cons.custom_id
     if cid is not None:
-        ctx.set_header("X-Consumer-Custom-Id", cid)
-    else:
-        ctx.remove_header("X-Consumer-Custom-Id")
+        hs.append((b"X-Consumer-Custom-Id", cid.encode("latin-1")))
+    head._lower = None
+    ctx._mid = None
 
 
 def secure_equal(a: str | bytes, b: str | bytes) -> bool:

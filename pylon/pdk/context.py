@@ -107,6 +107,18 @@ class Context:
     def remove_header(self, name: str) -> None:
         self.set_header(name, None)
 
+    def set_headers(self, changes: dict[str, str | None]) -> None:
+        """Several ``set_header`` calls in one pass over the headers."""
+        head = self.head  # type: ignore[attr-defined]
+        drop = {n.lower().encode("latin-1") for n in changes}
+        hs = [(n, v) for n, v in head.headers if n.lower() not in drop]
+        for n, v in changes.items():
+            if v is not None:
+                hs.append((n.encode("latin-1"), str(v).encode("latin-1")))
+        head.headers = hs
+        head._lower = None
+        self._mid = None
+
     def arg(self, name: str) -> str | None:
         return self.args().get(name)  # type: ignore[attr-defined,no-any-return]
 

@@ -37,10 +37,16 @@ MISSING = (401, {"message": "Missing API key in request"})
 INVALID = (401, {"message": "Invalid API key in request"})
 
 
+def prepare(conf: dict[str, Any]) -> dict[str, Any]:
+    return {**conf, "_header_b": conf["header"].lower().encode("latin-1")}
+
+
 def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
-    key = ctx.header(conf["header"])
-    from_header = key is not None
-    if key is None:
+    raw = ctx.head.header(conf["_header_b"])
+    from_header = raw is not None
+    if raw is not None:
+        key: str | None = raw.decode("latin-1")
+    else:
         key = ctx.arg(conf["query"])
     if key is None:
         return _anonymous(conf, ctx, MISSING)

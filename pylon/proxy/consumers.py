@@ -40,6 +40,10 @@ class Consumer:
     builder: ChainBuilder | None = None
 
     @property
+    def username_b(self) -> bytes:
+        return self.username.encode("latin-1")
+
+    @property
     def custom_id(self) -> str | None:
         return self.labels.get("custom_id") if self.labels else None
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Cost of authentication per request: key-auth and jwt-auth (HS256) beside a plain route and
+nginx, in one interleaved run of the shared harness (../shared/bench/run.py).
+
+    python bench/plugin_cost.py [--runs 3] [--duration 10]
+
+Every target gets the same two request headers (``apikey`` and ``Authorization: Bearer``);
+nginx and the plain route ignore them.  The key figure is proxy CPU µs per request; the
+difference between a plugin target and ``pylon`` is the plugin's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import jwt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from pylon_target import BENCH_KEY, BENCH_SECRET  # noqa: E402
+
+HARNESS = os.path.join(HERE, "..", "..", "shared", "bench", "run.py")
+
+
+def preflight(plugin: str, headers: dict[str, str]) -> None:
+    """The benchmark requests must authenticate as "bench" (not pass as the anonymous
+    consumer the readiness probe uses): check once against an echo upstream."""
+    import http.client
+    import signal
+    import time
+
+    from pylon.pdk.testing import EchoUpstream, free_port
+    echo = EchoUpstream()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, f"{HERE}/pylon_target.py", "--port", str(port),
+                             "--upstream", echo.addr, "--plugin", plugin],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/", headers=headers)
+                r = c.getresponse()
+                r.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        who = echo.requests[-1]["headers"].get("x-consumer-username")
+        if r.status != 200 or who != "bench":
+            raise SystemExit(f"{plugin}: benchmark request answered {r.status} as {who!r}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        echo.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--harness", default=HARNESS)
+    ap.add_argument("--markdown", help="write the result table here")
+    a = ap.parse_args()
+    token = jwt.encode({"key": "bench"}, BENCH_SECRET, algorithm="HS256")
+    headers = {"apikey": BENCH_KEY, "Authorization": f"Bearer {token}"}
+    for plugin in ("key-auth", "jwt-auth"):
+        preflight(plugin, headers)
+    target = f"{sys.executable} {HERE}/pylon_target.py --port {{port}} --upstream {{upstream}}"
+    cmd = [sys.executable, a.harness, "nginx",
+           "--target", f"pylon={target}",
+           "--target", f"pylon-key-auth={target} --plugin key-auth",
+           "--target", f"pylon-jwt-auth={target} --plugin jwt-auth",
+           "--header", f"apikey: {BENCH_KEY}",
+           "--header", f"Authorization: Bearer {token}",
+           "--runs", str(a.runs), "--duration", str(a.duration)]
+    if a.markdown:
+        cmd += ["--markdown", a.markdown]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
