@@ -7,7 +7,7 @@ them.  ``message`` (default ``Not allowed``).  A denied request is a 403
 through (allowlist) and one denied value stops it (denylist), as APISIX.
 
 The regexes are compiled once per configuration; results are cached per User-Agent value
-(bounded), as APISIX's LRU cache does.
+(bounded in count and value length), as APISIX's LRU cache does.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ schema = {
 #: what Lua's stringx.strip removes (ASCII whitespace only)
 _WS = " \t\r\n\v\f"
 _CACHE_MAX = 4096
+#: longer values are checked every time rather than kept (bounds the cache's memory)
+_CACHE_VALUE_MAX = 512
 
 
 def _compile(rule: str) -> re.Pattern[str]:
@@ -75,9 +77,10 @@ class Prepared:
             s = ua.decode("latin-1").strip(_WS)
             hit = any(r.search(s) for r in self.rules)
             ok = hit if self.allow else not hit
-            if len(self.cache) >= _CACHE_MAX:
-                self.cache.clear()
-            self.cache[ua] = ok
+            if len(ua) <= _CACHE_VALUE_MAX:
+                if len(self.cache) >= _CACHE_MAX:
+                    self.cache.clear()
+                self.cache[ua] = ok
         return ok
 
 
