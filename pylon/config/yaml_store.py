@@ -56,6 +56,7 @@ def doc_to_items(doc: Any) -> dict[str, dict[str, Any]]:
             if kind == "consumers" and raw is None and isinstance(row.get("id"), str) \
                     and "/credentials/" in row["id"]:
                 raw = row["id"]                  # a credential: id "jack/credentials/c1"
+                row = {**row, "id": raw.rsplit("/", 1)[-1]}    # stored as the Admin API has it
             oid = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) \
                 else f"arr_{i + 1}"
             key = f"{kind}/{oid}"
@@ -68,10 +69,12 @@ def items_to_doc(items: dict[str, Item], base: dict[str, Any]) -> dict[str, Any]
     """The standalone document holding ``items``; other top-level keys of ``base`` kept."""
     lists: dict[str, list[Any]] = {}
     for key, item in items.items():
-        kind, _ = split_key(key)
-        if kind == "credentials":
+        kind, oid = split_key(key)
+        value = item.value
+        if kind == "credentials":            # a consumers row: id "jack/credentials/c1"
             kind = "consumers"
-        lists.setdefault(kind, []).append(item.value)
+            value = {**value, "id": oid} if isinstance(value, dict) else value
+        lists.setdefault(kind, []).append(value)
     out = {k: v for k, v in base.items() if k not in lists and k not in FILE_KINDS}
     for kind in FILE_KINDS:
         if kind in lists:
