@@ -141,7 +141,8 @@ class Kit:
     def __init__(self, doc: dict[str, Any] | None = None, *,
                  plugin_dirs: list[str] | None = None, plugins: list[str] | None = None,
                  node: dict[str, Any] | None = None, workers: int = 1,
-                 admin_key: str | None = None, start_timeout: float = 30.0) -> None:
+                 admin_key: str | None = None, start_timeout: float = 30.0,
+                 env: dict[str, str] | None = None) -> None:
         self.prefix = tempfile.mkdtemp(prefix="pylon-kit-")
         self.upstream = EchoUpstream()
         self.port = free_port()
@@ -176,7 +177,8 @@ class Kit:
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "pylon.cli", "start", "-p",
                                       self.prefix], stdout=self._logf, stderr=self._logf,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env={**os.environ, **env} if env else None)
         deadline = time.monotonic() + start_timeout
         while "pylon started" not in self.log():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -294,3 +294,21 @@ def test_node_plugins_list_limits_what_loads(plugin_dir):
         assert k.get("/k").status == 401
         assert k.get("/p").status == 404
         assert "unknown plugin [probe]" in k.log()
+
+
+def test_installed_package_plugins_load_through_entry_points(tmp_path):
+    site = tmp_path / "site"
+    (site / "acme_plugins").mkdir(parents=True)
+    (site / "acme_plugins" / "__init__.py").write_text("")
+    (site / "acme_plugins" / "stamp.py").write_text(
+        "name = 'acme-stamp'\npriority = 91900\n"
+        "def access(conf, ctx):\n    ctx.set_header('X-Acme', 'stamped')\n")
+    dist = site / "acme_plugins-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugins\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[pylon.plugins]\nacme-stamp = acme_plugins.stamp\n")
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    with Kit({"routes": [{"uri": "/e", "plugins": {"acme-stamp": {}}}]},
+             env={"PYTHONPATH": path}) as k:
+        r = k.get("/e")
+        assert r.status == 200 and r.json()["headers"]["x-acme"] == "stamped"
