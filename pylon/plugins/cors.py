@@ -77,7 +77,7 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 class _Origins:
     """One ``allow_origins``-style value: ``*``, ``**``, one origin or a comma list."""
 
-    __slots__ = ("value", "many")
+    __slots__ = ("many", "value")
 
     def __init__(self, value: str) -> None:
         self.value = value
@@ -104,8 +104,17 @@ def _regex(rules: list[str] | None) -> re.Pattern[str] | None:
 
 
 class Conf:
-    __slots__ = ("origins", "by_regex", "by_metadata", "vary", "timing", "timing_regex",
-                 "static", "echo_headers", "allow_headers")
+    __slots__ = (
+        "allow_headers",
+        "by_metadata",
+        "by_regex",
+        "echo_headers",
+        "origins",
+        "static",
+        "timing",
+        "timing_regex",
+        "vary",
+    )
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.origins = _Origins(conf["allow_origins"])

@@ -1,0 +1,328 @@
+"""request-validation: check request headers and body against JSON Schemas (APISIX).
+
+Route: ``header_schema`` and/or ``body_schema`` (at least one), ``rejected_code`` (400),
+``rejected_msg`` (the body of a rejection; default: the validation error).
+
+As APISIX (which runs it in ``rewrite``): headers are validated as an object of lower-case
+names to values (a repeated header is an array).  The body is parsed as a form when the
+Content-Type starts with ``application/x-www-form-urlencoded`` (case-insensitive; a key
+without ``=`` is ``true``, a repeated key an array) and as JSON otherwise; an empty body, an
+undecodable body or a repeated Content-Type header is rejected.  A JSON body that validates is
+sent upstream re-encoded from what was validated (APISIX does the same, so the upstream cannot
+parse something else than what was checked — duplicate keys, schema ``default`` values filled
+in); a form body is sent unchanged.  Errors are worded as APISIX's validator words them
+(``property "x" is required``, ``property "a" validation failed: wrong type: expected string,
+got number``).  Schemas are compiled once per configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from typing import Any
+from urllib.parse import unquote_plus
+
+import fastjsonschema
+
+from pylon import pdk
+
+name = "request-validation"
+priority = 2800
+version = 0.1
+type = "validation"
+
+schema = {
+    "type": "object",
+    "properties": {
+        "header_schema": {"type": "object"},
+        "body_schema": {"type": "object"},
+        "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 400},
+        "rejected_msg": {"type": "string", "minLength": 1, "maxLength": 256},
+    },
+    "anyOf": [{"required": ["header_schema"]}, {"required": ["body_schema"]}],
+}
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+# -- formats as APISIX's validator checks them (the others are not checked there) ----------
+def _pattern(rx: str) -> Any:
+    c = re.compile(rx)
+    return lambda v: c.search(v) is not None
+
+
+def _inet(family: int) -> Any:
+    def ok(v: str) -> bool:
+        try:
+            socket.inet_pton(family, v)
+        except (OSError, ValueError):
+            return False
+        return True
+    return ok
+
+
+def _any(_v: Any) -> bool:
+    return True
+
+
+_FORMATS: dict[str, Any] = {f: _any for f in (
+    "date-time", "uri", "json-pointer", "uri-reference", "uri-template", "date", "iri",
+    "iri-reference", "idn-email", "idn-hostname", "relative-json-pointer", "time", "regex")}
+_FORMATS.update({
+    "email": _pattern(r"^([A-Za-z0-9_\-\.])+\@([A-Za-z0-9_\-\.])+\.([A-Za-z]{2,4})$"),
+    "hostname": _pattern(r"^[a-zA-Z0-9\-\.]+$"),
+    "ipv4": _inet(socket.AF_INET),
+    "ipv6": _inet(socket.AF_INET6),
+})
+_FORMAT_MSG = {"email": "expect valid email address but got: ",
+               "ipv4": "expect valid ipv4 address but got: ",
+               "ipv6": "expect valid ipv6 address but got: ",
+               "hostname": "expect valid ipv4 address but got: "}   # sic, as APISIX says it
+
+
+def _compile(s: dict[str, Any], what: str) -> Any:
+    try:
+        return fastjsonschema.compile(s, formats=_FORMATS)
+    except fastjsonschema.JsonSchemaDefinitionException as e:
+        raise ValueError(f"invalid {what}: {e}") from None
+    except (re.error, TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"invalid {what}: {e}") from None
+
+
+def check(conf: dict[str, Any], schema_type: str) -> None:
+    for key in ("header_schema", "body_schema"):
+        if key in conf:
+            _compile(conf[key], key)
+
+
+class Conf:
+    __slots__ = ("body_v", "code", "header_v", "msg")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.header_v = _compile(conf["header_schema"], "header_schema") \
+            if "header_schema" in conf else None
+        self.body_v = _compile(conf["body_schema"], "body_schema") \
+            if "body_schema" in conf else None
+        self.code: int = conf["rejected_code"]
+        self.msg: str | None = conf.get("rejected_msg")
+
+
+def prepare(conf: dict[str, Any]) -> Conf:
+    return Conf(conf)
+
+
+def _reject(conf: Conf, err: str | None) -> Any:
+    msg = conf.msg if conf.msg is not None else err
+    return conf.code if msg is None else (conf.code, msg)
+
+
+def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
+    if conf.header_v is not None:
+        headers: dict[str, Any] = {}
+        for n, v in ctx.head.headers:  # type: ignore[attr-defined]
+            k = n.decode("latin-1").lower()
+            s = v.decode("latin-1")
+            old = headers.get(k)
+            if old is None:
+                headers[k] = s
+            elif isinstance(old, list):
+                old.append(s)
+            else:
+                headers[k] = [old, s]
+        try:
+            conf.header_v(headers)
+        except fastjsonschema.JsonSchemaValueException as e:
+            err = lua_error(e, headers)
+            pdk.log.error("req schema validation failed: %s", err)
+            return _reject(conf, err)
+    if conf.body_v is not None:
+        return _check_body(conf, ctx)
+    return None
+
+
+def _content_types(ctx: pdk.Context) -> list[bytes]:
+    return [v for n, v in ctx.head.headers  # type: ignore[attr-defined]
+            if n.lower() == b"content-type"]
+
+
+async def _check_body(conf: Conf, ctx: pdk.Context) -> Any:
+    cts = _content_types(ctx)
+    if len(cts) > 1:
+        pdk.log.error("request-validation: duplicated Content-Type header")
+        return _reject(conf, "duplicated Content-Type header")
+    body = await ctx.read_body()
+    if not body:
+        return _reject(conf, None)
+    is_json = not (cts and cts[0].lower().startswith(_FORM.encode()))
+    data: Any
+    if is_json:
+        try:
+            data = json.loads(body, parse_constant=_no_constant)
+        except ValueError as e:
+            err = _json_error(e)
+            pdk.log.error("failed to decode the req body: %s", err)
+            return _reject(conf, err)
+    else:
+        data = decode_args(body.decode("latin-1"))
+    try:
+        data = conf.body_v(data)
+    except fastjsonschema.JsonSchemaValueException as e:
+        err = lua_error(e, data)
+        pdk.log.error("req schema validation failed: %s", err)
+        return _reject(conf, err)
+    if is_json:
+        ctx.set_body(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                     .encode("utf-8"))
+    return None
+
+
+def _no_constant(c: str) -> Any:
+    raise ValueError(f"invalid number {c}")
+
+
+def _json_error(e: ValueError) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"Expected value but found invalid token at character {e.pos + 1}" \
+            if e.msg == "Expecting value" else f"{e.msg} at character {e.pos + 1}"
+    return str(e)
+
+
+def decode_args(s: str) -> dict[str, Any]:
+    """``ngx.decode_args``: ``a=1&a=2&b`` → ``{"a": ["1", "2"], "b": True}``."""
+    out: dict[str, Any] = {}
+    for part in s.split("&"):
+        if not part:
+            continue
+        k, eq, v = part.partition("=")
+        key = unquote_plus(k, encoding="latin-1")
+        val: Any = unquote_plus(v, encoding="latin-1") if eq else True
+        old = out.get(key)
+        if old is None:
+            out[key] = val
+        elif isinstance(old, list):
+            old.append(val)
+        else:
+            out[key] = [old, val]
+    return out
+
+
+# -- error text as APISIX's validator (api7/jsonschema) writes it --------------------------
+def _lua_type(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return "table"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return "userdata"      # JSON null (cjson.null)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return format(float(v), ".14g")
+    return str(v)
+
+
+def _lua_q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+_RANGE = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
+          "exclusiveMaximum": "smaller than"}
+
+
+def _leaf(rule: str | None, d: Any, value: Any) -> str | None:
+    ref = d.get(rule) if isinstance(d, dict) and rule else None
+    if rule == "type":
+        t = ref
+        got = _lua_type(value)
+        if isinstance(t, list):
+            return f"wrong type: expected one of {', '.join(t)}, got {got}"
+        return f"wrong type: expected {t}, got {got}"
+    if rule == "required" and isinstance(value, dict):
+        for k in ref or ():
+            if k not in value:
+                return f"property {_lua_q(k)} is required"
+    if rule in _RANGE:
+        return f"expected {_num(value)} to be {_RANGE[rule]} {_num(ref)}"
+    if rule == "multipleOf":
+        return f"expected {_num(value)} to be a multiple of {_num(ref)}"
+    if rule == "minLength":
+        return f"string too short, expected at least {ref}, got {len(value)}"
+    if rule == "maxLength":
+        return f"string too long, expected at most {ref}, got {len(value)}"
+    if rule == "pattern":
+        return f"failed to match pattern {_lua_q(str(ref))} with {_lua_q(str(value))}"
+    if rule == "enum":
+        return "matches none of the enum values"
+    if rule == "const":
+        return "failed to check const value"
+    if rule == "minItems":
+        return f"expect array to have at least {ref} items"
+    if rule == "maxItems":
+        return f"expect array to have at most {ref} items"
+    if rule == "minProperties":
+        return f"expect object to have at least {ref} properties"
+    if rule == "maxProperties":
+        return f"expect object to have at most {ref} properties"
+    if rule == "uniqueItems" and isinstance(value, list):
+        for j, b in enumerate(value):
+            for i in range(j):
+                if value[i] == b and _lua_type(value[i]) == _lua_type(b):
+                    return f"expected unique items but items {i + 1} and {j + 1} are equal"
+    if rule == "additionalProperties" and isinstance(value, dict):
+        props = d.get("properties") or {}
+        pats = [re.compile(p) for p in d.get("patternProperties") or ()]
+        for k in value:
+            if k not in props and not any(p.search(k) for p in pats):
+                return f"additional properties forbidden, found {k}"
+    if rule == "anyOf":
+        reqs = [json.dumps(s["required"], separators=(",", ":")) for s in ref or ()
+                if isinstance(s, dict) and "required" in s]
+        return "object matches none of the required" + (
+            ": " + _lua_q(" or ".join(reqs)) if reqs else "")
+    if rule == "oneOf":
+        return "value should match only one schema, but matches none"
+    if rule == "not":
+        return "value wasn't supposed to match schema"
+    if rule == "format" and ref in _FORMAT_MSG:
+        return _FORMAT_MSG[ref] + str(value)
+    if rule == "dependencies" and isinstance(value, dict):
+        for prop, deps in (ref or {}).items():
+            if prop in value and isinstance(deps, list):
+                for dep in deps:
+                    if dep not in value:
+                        return f"property {_lua_q(dep)} is required when {_lua_q(prop)} is set"
+    if rule == "items":
+        return "found unexpected extra items in array"
+    if rule == "contains":
+        return "failed to check contains"
+    return None
+
+
+def lua_error(e: fastjsonschema.JsonSchemaValueException, data: Any) -> str:
+    """``e`` for ``data`` in the words of APISIX's validator."""
+    prefix = []
+    cur = data
+    for p in (e.path or ["data"])[1:]:
+        if isinstance(cur, list):
+            try:
+                i = int(p)
+                cur = cur[i]
+            except (ValueError, IndexError):
+                break
+            prefix.append(f"failed to validate item {i + 1}: ")
+        elif isinstance(cur, dict):
+            cur = cur.get(p)
+            prefix.append(f"property {_lua_q(str(p))} validation failed: ")
+        else:
+            break
+    leaf = _leaf(e.rule, e.definition, e.value)
+    if leaf is None:
+        msg = e.message
+        name = e.name or "data"
+        leaf = msg[len(name) + 1:] if msg.startswith(name + " ") else msg
+    return "".join(prefix) + leaf
