@@ -24,9 +24,12 @@ class Context:
     credential: Credential | None = None
     consumer_name: str | None = None
     _remote_addr: str | None = None
+    _remote_port: str | None = None
     _store: dict[str, Any] | None = None
-    #: response headers set before the response exists (applied to whatever is answered)
+    #: response headers set before the response exists (applied to whatever is answered:
+    #: they replace headers of the same name) and added (appended)
     extra_resp: list[tuple[bytes, bytes]] | None = None
+    added_resp: list[tuple[bytes, bytes]] | None = None
     #: response headers while header_filter hooks run (mutable list of byte pairs)
     resp_headers: list[tuple[bytes, bytes]] | None = None
     body_changed = False
@@ -56,8 +59,12 @@ class Context:
         """The client address (as ``real-ip`` may have set it)."""
         return self._remote_addr or self.down.client_addr  # type: ignore[attr-defined]
 
-    def set_remote_addr(self, addr: str) -> None:
+    def set_remote_addr(self, addr: str, port: int | None = None) -> None:
+        """The client address as a trusted proxy reported it (``real-ip``): ``$remote_addr``
+        (and ``$remote_port`` when given) follow; ``$realip_remote_addr`` keeps the peer."""
         self._remote_addr = addr
+        if port is not None:
+            self._remote_port = str(port)
 
     @property
     def route_id(self) -> str | None:
@@ -103,6 +110,8 @@ class Context:
         head.headers = hs
         head._lower = None
         self._mid = None
+        if lname == b"cookie":
+            self._cookies = None
 
     def remove_header(self, name: str) -> None:
         self.set_header(name, None)
@@ -118,6 +127,8 @@ class Context:
         head.headers = hs
         head._lower = None
         self._mid = None
+        if b"cookie" in drop:
+            self._cookies = None
 
     def arg(self, name: str) -> str | None:
         return self.args().get(name)  # type: ignore[attr-defined,no-any-return]
@@ -154,7 +165,10 @@ class Context:
         fut: asyncio.Future[bytes] = loop.create_future()
         pending = self.pending  # type: ignore[attr-defined]
         if self.req_done:  # type: ignore[attr-defined]
-            fut.set_result(b"".join(pending) if pending else b"")
+            if limit is not None and self.pending_bytes > limit:  # type: ignore[attr-defined]
+                fut.set_exception(errors.BodyTooLarge())
+            else:
+                fut.set_result(b"".join(pending) if pending else b"")
             return fut
         self.body_waiter = fut
         self.body_limit = limit or self.down.w.limits.max_body or (16 << 20)  # type: ignore
@@ -206,7 +220,17 @@ class Context:
         if self.resp_headers is not None:
             self.resp_headers.append(pair)
         else:
-            self.extra_resp = [*(self.extra_resp or ()), pair]
+            self.added_resp = [*(self.added_resp or ()), pair]
+
+    def _with_extra(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """A response's headers with those set / added before it existed."""
+        extra = self.extra_resp
+        if extra:
+            names = {n.lower() for n, _ in extra}
+            headers = [(n, v) for n, v in headers if n.lower() not in names] + extra
+        if self.added_resp:
+            headers = headers + self.added_resp
+        return headers
 
     def resp_header(self, name: str) -> str | None:
         ln = name.lower().encode("latin-1")

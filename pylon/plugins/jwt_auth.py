@@ -34,8 +34,9 @@ consumer that does not exist → ``Invalid user authorization``.
 Deliberate differences from APISIX:
 
 * The algorithm is the consumer's, never the token's: a token whose ``alg`` header differs
-  is refused (APISIX 3.x verifies with the token's ``alg``, which lets an HS256 token signed
-  with an RS256 consumer's public key pass -- algorithm confusion).  ``none`` never passes.
+  is refused.  (APISIX's 3.x JWT parser picks the verifier from the token's ``alg`` header
+  and feeds it the consumer's key, so an HS256 token MACed with an RS256 consumer's public
+  key PEM can pass there -- algorithm confusion.)  ``none`` never passes.
 * HMAC secrets shorter than the hash output are refused when the configuration is checked
   (RFC 7518 3.2: at least 32 bytes for HS256, 48 for HS384, 64 for HS512, counted after
   base64 decoding with ``base64_secret``).  APISIX and PyJWT accept short secrets (PyJWT only
@@ -45,7 +46,8 @@ Deliberate differences from APISIX:
 * A consumer with an HS algorithm and no ``secret`` is refused (APISIX invents a random one,
   usable only through its signing endpoint, which Pylon does not have).
 * The token is removed (``hide_credentials``) only when authentication succeeds or the
-  anonymous consumer is used, so a failed attempt under multi-auth changes nothing.
+  anonymous consumer is used (APISIX removes it as soon as it is found), so a failed attempt
+  under multi-auth changes nothing.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ INVALID_USER = "Invalid user authorization"
 
 _ALGOS = get_default_algorithms()
 _decode_json = msgspec.json.Decoder().decode
+_enc = msgspec.json.Encoder(order="sorted").encode
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -218,12 +221,23 @@ def _load(conf: dict[str, Any]) -> _Cred:
     return _Cred(alg, default, kids, grace)
 
 
+# the compiler checks a consumer configuration and then prepares it: the key parsed by the
+# check is reused (one slot, keyed by the whole configuration)
+_last: tuple[bytes, _Cred] | None = None
+
+
 def check(conf: dict[str, Any], schema_type: str) -> None:
+    global _last
     if schema_type == "consumer":
-        _load(conf)
+        cred = _load(conf)
+        _last = (_enc(conf), cred)
 
 
 def prepare_consumer(conf: dict[str, Any]) -> _Cred:
+    global _last
+    last, _last = _last, None
+    if last is not None and last[0] == _enc(conf):
+        return last[1]
     return _load(conf)
 
 

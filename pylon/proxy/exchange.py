@@ -478,8 +478,8 @@ class Exchange(Context):
             return
         self.status = status
         self.resp_started = True
-        if self.extra_resp:
-            headers = headers + self.extra_resp
+        if self.extra_resp or self.added_resp:
+            headers = self._with_extra(headers)
         if self.hf or self.bf:
             try:
                 if self.hf:
@@ -610,8 +610,8 @@ class Exchange(Context):
         self.up_status = self.status = status
         self.up_keep = keep_alive
         self.resp_started = True
-        if self.extra_resp:
-            headers = headers + self.extra_resp
+        if self.extra_resp or self.added_resp:
+            headers = self._with_extra(headers)
         if self.hf:
             self.resp_headers = headers
             try:
@@ -829,7 +829,9 @@ _VARS: dict[str, Any] = {
     "request_uri": lambda x: x.head.target.decode("latin-1"),
     "host": lambda x: x.head.host,
     "remote_addr": lambda x: x._remote_addr or x.down.client_addr,
-    "remote_port": lambda x: str(x.down.client_port),
+    "remote_port": lambda x: x._remote_port or str(x.down.client_port),
+    "realip_remote_addr": lambda x: x.down.client_addr,
+    "realip_remote_port": lambda x: str(x.down.client_port),
     "server_port": lambda x: x.down.server_port_s,
     "server_addr": lambda x: x.down.server_addr,
     "scheme": lambda x: x.down.scheme,

@@ -97,7 +97,7 @@ class PluginSpec:
         if not isinstance(name, str) or not name:
             raise ValueError(f"{mod.__name__}: a plugin module needs a string `name`")
         if not isinstance(prio, int) or isinstance(prio, bool):
-            raise ValueError(f"plugin {name}: `priority` must be an integer")
+            raise ValueError(f"plugin {name}: `priority` must be an integer")  # noqa: TRY004
         hooks = {ph: getattr(mod, ph) for ph in PHASES if callable(getattr(mod, ph, None))}
         schema = getattr(mod, "schema", None) or {"type": "object"}
         spec = cls(name=name, priority=prio, module=mod,
@@ -162,7 +162,8 @@ class PluginSpec:
         try:
             conf = v(conf)
         except fastjsonschema.JsonSchemaValueException as e:
-            raise PluginConfigError(self._err(_fastjson_msg(e))) from None
+            from .schema_errors import lua_error
+            raise PluginConfigError(self._err(lua_error(e, conf))) from None
         if self.check is not None:
             try:
                 self.check(conf, schema_type)
