@@ -124,9 +124,15 @@ class _Exchange:
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.done:                   # bytes after the response: never reuse this
+            self.conn.close()
+            return
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.done:
+            self.conn.close()
+            return
         p = self.conn.parser
         assert p is not None
         self.status = p.get_status_code()
@@ -154,6 +160,8 @@ class _Exchange:
         self.body.append(data)
 
     def on_message_complete(self) -> None:
+        if self.done:
+            return
         if 100 <= self.status < 200 and self.status != 101 and not self.headers_done:
             self.headers = []           # an interim response: the real one follows
             self.status = 0
