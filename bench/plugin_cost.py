@@ -65,7 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--harness", default=HARNESS)
     ap.add_argument("--markdown", help="write the result table here")
     a = ap.parse_args()

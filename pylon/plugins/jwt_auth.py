@@ -314,7 +314,19 @@ def _claims_ok(payload: dict[str, Any], claims: tuple[str, ...], grace: int) -> 
 
 def authenticate(conf: _Route, ctx: pdk.Context, token: str
                  ) -> tuple[pdk.Credential | None, str, dict[str, Any] | None]:
-    """Verify ``token``: the credential and payload, or None and APISIX's message."""
+    """Verify ``token``: the credential and payload, or None and APISIX's message.
+
+    A token whose signature was verified before (same consumers snapshot) skips the
+    decoding and the signature; its time claims are checked on every request."""
+    consumers = ctx.consumers
+    hit = consumers.memo.get((name, conf.key_claim, token))
+    if hit is not None:
+        cred, payload = hit
+        err = _claims_ok(payload, conf.claims, cred.conf.grace)
+        if err is not None:
+            pdk.log.warning("jwt-auth: failed to verify jwt: %s", err)
+            return None, FAILED, None
+        return cred, "", payload
     parts = token.split(".")
     if len(parts) != 3:
         pdk.log.warning("jwt-auth: JWT token invalid: not three dot-separated parts")
@@ -363,6 +375,8 @@ def authenticate(conf: _Route, ctx: pdk.Context, token: str
     if err is not None:
         pdk.log.warning("jwt-auth: failed to verify jwt: %s", err)
         return None, FAILED, None
+    if len(token) <= 8192:
+        consumers.remember((name, conf.key_claim, token), (cred, payload))
     return cred, "", payload
 
 
@@ -386,7 +400,7 @@ def rewrite(conf: _Route, ctx: pdk.Context) -> Any:
             return 401, {"message": INVALID_USER}, conf.challenge
         cred = pdk.Credential(cons, None, name, None)
     elif conf.store:
-        ctx.store["jwt_auth_payload"] = payload
+        ctx.store["jwt_auth_payload"] = dict(payload)   # the memo keeps its own
     if conf.hide and where:
         _hide(conf, ctx, where)
     pdk.attach_consumer(ctx, cred)

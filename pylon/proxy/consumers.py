@@ -80,6 +80,16 @@ class ConsumerIndex:
     by_key: dict[str, dict[str, Credential]] = field(default_factory=dict)
     #: auth plugin -> every credential (plugins without a unique key field, e.g. custom ones)
     all: dict[str, list[Credential]] = field(default_factory=dict)
+    #: verification results auth plugins may keep (e.g. a JWT signature already checked):
+    #: it dies with this index, i.e. with any change to consumers, so a result never
+    #: outlives the key it was checked with.  Bounded by ``remember``.
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    def remember(self, key: Any, value: Any) -> None:
+        memo = self.memo
+        if len(memo) >= 10_000:
+            memo.clear()
+        memo[key] = value
 
     def find(self, plugin: str, key: str) -> Credential | None:
         d = self.by_key.get(plugin)
