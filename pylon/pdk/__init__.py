@@ -65,6 +65,17 @@ def attach_consumer(ctx: Context, cred: Credential) -> None:
     ctx._mid = None
 
 
+def anonymous_credential(ctx: Context, plugin: str, username: str) -> Credential | None:
+    """The credential an auth plugin's ``anonymous_consumer`` stands for (None, logged,
+    when no such consumer exists: the plugin then answers 401 as APISIX does)."""
+    cons = ctx.consumers.consumers.get(username)
+    if cons is None:
+        log.error("%s failed to authenticate the request, code: 401. error: anonymous "
+                  "consumer %s not found", plugin, username)
+        return None
+    return Credential(cons, None, plugin, None)
+
+
 def secure_equal(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time comparison for secrets."""
     if isinstance(a, str):
@@ -85,5 +96,6 @@ def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
         raise ValueError(f"bad base64: {e}") from None
 
 
-__all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "attach_consumer",
+__all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "anonymous_credential",
+           "attach_consumer",
            "b64decode", "compile_expr", "log", "secure_equal"]

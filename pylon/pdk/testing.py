@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["EchoUpstream", "Kit", "Response", "free_port"]
+__all__ = ["EchoUpstream", "Kit", "Response", "free_port", "read_request_body"]
 
 
 def free_port() -> int:
@@ -66,25 +66,30 @@ class Response:
         return f"<Response {self.status} {self.body[:200]!r}>"
 
 
+def read_request_body(h: BaseHTTPRequestHandler) -> bytes:
+    """The whole request body a ``BaseHTTPRequestHandler`` is given (Content-Length or
+    chunked, trailers skipped)."""
+    if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int(h.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += h.rfile.read(size)
+            h.rfile.readline()
+    length = h.headers.get("Content-Length")
+    return h.rfile.read(int(length)) if length else b""
+
+
 class _EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: Any
 
     def _handle(self) -> None:
-        length = self.headers.get("Content-Length")
-        body = b""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        elif length:
-            body = self.rfile.read(int(length))
+        body = read_request_body(self)
         rec = {"method": self.command, "path": self.path,
                "headers": {k.lower(): v for k, v in self.headers.items()},
                "body": body.decode("latin-1")}
@@ -282,5 +287,5 @@ class Kit:
     def __enter__(self) -> Kit:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

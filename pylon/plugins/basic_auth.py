@@ -122,12 +122,9 @@ def rewrite(conf: _Route, ctx: pdk.Context) -> Any:
     if cred is None:
         if conf.anonymous is None:
             return 401, {"message": err}, conf.challenge
-        cons = ctx.consumers.consumers.get(conf.anonymous)
-        if cons is None:
-            pdk.log.error("basic-auth failed to authenticate the request, code: 401. error: "
-                          "anonymous consumer %s not found", conf.anonymous)
+        cred = pdk.anonymous_credential(ctx, name, conf.anonymous)
+        if cred is None:
             return 401, {"message": INVALID_USER}, conf.challenge
-        cred = pdk.Credential(cons, None, name, None)
     if conf.hide:
         ctx.remove_header("Authorization")
     pdk.attach_consumer(ctx, cred)

@@ -196,12 +196,9 @@ def _finish(conf: _Route, ctx: pdk.Context, cred: pdk.Credential | None, err: st
             pdk.log.info("hmac-auth: %s", err)
         if conf.anonymous is None:
             return 401, {"message": err}
-        cons = ctx.consumers.consumers.get(conf.anonymous)
-        if cons is None:
-            pdk.log.error("hmac-auth failed to authenticate the request, code: 401. error: "
-                          "anonymous consumer %s not found", conf.anonymous)
+        cred = pdk.anonymous_credential(ctx, name, conf.anonymous)
+        if cred is None:
             return 401, {"message": INVALID_USER}
-        cred = pdk.Credential(cons, None, name, None)
     if conf.hide:
         ctx.remove_header("Authorization")
     pdk.attach_consumer(ctx, cred)

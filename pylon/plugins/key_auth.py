@@ -68,9 +68,8 @@ def _anonymous(conf: dict[str, Any], ctx: pdk.Context, reply: Any) -> Any:
     anon = conf.get("anonymous_consumer")
     if anon is None:
         return reply
-    cons = ctx.consumers.consumers.get(anon)
-    if cons is None:
-        pdk.log.error("key-auth: anonymous consumer %s not found", anon)
+    cred = pdk.anonymous_credential(ctx, name, anon)
+    if cred is None:
         return 401, {"message": "Invalid user authorization"}
-    pdk.attach_consumer(ctx, pdk.Credential(cons, None, name, None))
+    pdk.attach_consumer(ctx, cred)
     return None

@@ -102,10 +102,9 @@ class ConsumerIndex:
 EMPTY_INDEX = ConsumerIndex()
 
 
-def decrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) -> dict[str, Any]:
-    """A copy of ``conf`` with encrypted ``fields`` (dotted paths) opened."""
-    if keyring is None:
-        return conf
+def _map_fields(conf: dict[str, Any], fields: Iterable[str], fn: Any) -> dict[str, Any]:
+    """A copy of ``conf`` with ``fn`` applied to the string at each dotted path (the
+    objects on the way copied, the rest shared)."""
     out = dict(conf)
     for path in fields:
         parts = path.split(".")
@@ -118,35 +117,35 @@ def decrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) ->
             cur[p] = nxt = dict(nxt)
             cur = nxt
         if isinstance(cur, dict) and isinstance(cur.get(parts[-1]), str):
-            try:
-                cur[parts[-1]] = keyring.decrypt(cur[parts[-1]])
-            except ValueError:
-                pass        # written in plain text (a hand-edited file): used as it is
+            cur[parts[-1]] = fn(cur[parts[-1]])
     return out
+
+
+def decrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) -> dict[str, Any]:
+    """A copy of ``conf`` with encrypted ``fields`` (dotted paths) opened; a value that
+    does not decrypt was written in plain text (a hand-edited file) and is used as it is."""
+    if keyring is None:
+        return conf
+
+    def opened(v: str) -> str:
+        try:
+            return keyring.decrypt(v)  # type: ignore[no-any-return]
+        except ValueError:
+            return v
+    return _map_fields(conf, fields, opened)
 
 
 def encrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) -> dict[str, Any]:
     """A copy of ``conf`` with ``fields`` encrypted (values already encrypted are kept)."""
-    out = dict(conf)
-    for path in fields:
-        parts = path.split(".")
-        cur: Any = out
-        for p in parts[:-1]:
-            nxt = cur.get(p) if isinstance(cur, dict) else None
-            if not isinstance(nxt, dict):
-                cur = None
-                break
-            cur[p] = nxt = dict(nxt)
-            cur = nxt
-        if isinstance(cur, dict) and isinstance(cur.get(parts[-1]), str):
-            v = cur[parts[-1]]
-            try:
-                keyring.decrypt(v)
-                if v.lstrip().startswith("-----"):
-                    raise ValueError        # PEM passes decrypt unchanged: not encrypted
-            except ValueError:
-                cur[parts[-1]] = keyring.encrypt(v)
-    return out
+    def sealed(v: str) -> str:
+        try:
+            keyring.decrypt(v)
+            if v.lstrip().startswith("-----"):
+                raise ValueError        # PEM passes decrypt unchanged: not encrypted
+        except ValueError:
+            return keyring.encrypt(v)  # type: ignore[no-any-return]
+        return v
+    return _map_fields(conf, fields, sealed)
 
 
 def seal_plugins(plugins: Any, registry: Any, keyring: Any, opening: bool = False) -> Any:
@@ -261,5 +260,14 @@ def _is_auth(reg: Any, name: str) -> bool:
     return spec is not None and spec.type == "auth"
 
 
-__all__ = ["EMPTY", "EMPTY_INDEX", "seal_plugins", "Consumer", "ConsumerIndex", "Credential",
-           "compile_consumers", "decrypt_fields", "encrypt_fields"]
+__all__ = [
+    "EMPTY",
+    "EMPTY_INDEX",
+    "Consumer",
+    "ConsumerIndex",
+    "Credential",
+    "compile_consumers",
+    "decrypt_fields",
+    "encrypt_fields",
+    "seal_plugins",
+]

@@ -24,9 +24,9 @@ import msgspec
 from .. import errors
 from ..pdk.context import Context
 from ..upstream.pool import NodePool, UpstreamConnection
-from .chain import EMPTY
 from ..wire.h1 import chunk, last_chunk
 from ..wire.head import _FWD, FWD_XFF, HOP_BY_HOP, RequestHead, forward_kind
+from .chain import EMPTY
 
 log = logging.getLogger("pylon.proxy")
 
