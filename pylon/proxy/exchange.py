@@ -340,6 +340,11 @@ class Exchange(Context):
                         return False
                     self._plugin_reply(h, r)
                     return False
+            c = self.chain
+            cons = self.consumer
+            if not (c.access or c.before_proxy) and (cons is None or not cons.plugins):
+                self.step = _STEP_PROXY          # nothing after rewrite (e.g. an auth plugin)
+                return True
             step = 3
         while step < _STEP_PROXY:
             if step == 0:
