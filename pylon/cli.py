@@ -96,12 +96,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(settings.pid_file), exist_ok=True)
     with open(settings.pid_file, "w") as f:
         f.write(f"{os.getpid()}\n")
+    from .ratelimit.local import node_dir, remove_node_dir
+    shm = node_dir(create_for_pid=os.getpid())   # shared counters; workers inherit the env
     try:
         return uvloop.run(master.run())
     except OSError as e:
         print(f"pylon: cannot start: {e}", file=sys.stderr)
         return 1
     finally:
+        remove_node_dir(shm)
         try:
             if _read_pid(settings) in (os.getpid(), None):
                 os.unlink(settings.pid_file)

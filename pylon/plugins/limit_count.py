@@ -1,0 +1,229 @@
+"""limit-count: at most ``count`` requests per ``time_window`` seconds per key (APISIX).
+
+``key_type`` ``var`` (an nginx variable, default ``remote_addr``; a missing value falls back
+to ``remote_addr`` as APISIX does), ``var_combination`` (``"$remote_addr $consumer_name"``)
+or ``constant``; ``rejected_code`` (503) / ``rejected_msg``; ``show_limit_quota_header``
+(``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``); ``group`` (routes with the same group
+share one counter); ``rules`` (several limits, each with its own key; all must pass).
+``window_type``: ``fixed`` (default; the window starts with the key's first request) or
+``sliding`` (the previous window weighted by its overlap, plus the current one).
+
+Policies: ``local`` -- exact across every worker of the node, in shared memory that a
+killed worker cannot lock or corrupt (``pylon/ratelimit/local.py``); ``redis`` and
+``redis-cluster`` -- exact across nodes (``pylon/ratelimit/redis_backend.py``), with
+``allow_degradation`` deciding whether requests pass while Redis is unreachable.
+
+Counter identity is APISIX's: the owner (route, or ``group``) plus a digest of this plugin's
+configuration, so a change elsewhere in the route keeps the count and a change of the limit
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import msgspec
+
+from pylon import pdk
+
+name = "limit-count"
+priority = 1002
+version = 0.5
+
+_REDIS = {
+    "redis_host": {"type": "string", "minLength": 2},
+    "redis_port": {"type": "integer", "minimum": 1, "default": 6379},
+    "redis_username": {"type": "string", "minLength": 1},
+    "redis_password": {"type": "string", "minLength": 0},
+    "redis_database": {"type": "integer", "minimum": 0, "default": 0},
+    "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
+    "redis_ssl": {"type": "boolean", "default": False},
+    "redis_ssl_verify": {"type": "boolean", "default": False},
+    "redis_cluster_nodes": {"type": "array", "minItems": 1,
+                            "items": {"type": "string", "minLength": 2, "maxLength": 100}},
+    "redis_cluster_name": {"type": "string"},
+    "redis_cluster_ssl": {"type": "boolean", "default": False},
+    "redis_cluster_ssl_verify": {"type": "boolean", "default": False},
+    "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
+    "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100},
+}
+
+schema = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer", "exclusiveMinimum": 0},
+        "time_window": {"type": "integer", "exclusiveMinimum": 0},
+        "window_type": {"type": "string", "enum": ["fixed", "sliding"], "default": "fixed"},
+        "group": {"type": "string"},
+        "key": {"type": "string", "default": "remote_addr"},
+        "key_type": {"type": "string", "enum": ["var", "var_combination", "constant"],
+                     "default": "var"},
+        "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
+        "rejected_msg": {"type": "string", "minLength": 1},
+        "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
+                   "default": "local"},
+        "allow_degradation": {"type": "boolean", "default": False},
+        "show_limit_quota_header": {"type": "boolean", "default": True},
+        "rules": {
+            "type": "array", "minItems": 1,
+            "items": {"type": "object", "properties": {
+                "count": {"type": "integer", "exclusiveMinimum": 0},
+                "time_window": {"type": "integer", "exclusiveMinimum": 0},
+                "key": {"type": "string"},
+                "header_prefix": {"type": "string"}},
+                "required": ["count", "time_window", "key"]},
+        },
+        **_REDIS,
+    },
+}
+encrypt_fields = ("redis_password",)
+
+_VAR = re.compile(r"\$\{?([A-Za-z0-9_]+)\}?")
+_SLIDING_MAX = 0xFFFFFF
+
+
+def check(conf: dict[str, Any], schema_type: str) -> None:
+    if conf.get("rules") is None and (conf.get("count") is None
+                                      or conf.get("time_window") is None):
+        raise ValueError('property "count" and "time_window" are required when "rules" '
+                         "is not set")
+    if conf["policy"] == "redis" and not conf.get("redis_host"):
+        raise ValueError('property "redis_host" is required when policy is redis')
+    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
+        raise ValueError('property "redis_cluster_nodes" is required when policy is '
+                         "redis-cluster")
+    if conf["window_type"] == "sliding":
+        counts = [conf.get("count") or 0] + [r["count"] for r in conf.get("rules") or ()]
+        if max(counts) > _SLIDING_MAX:
+            raise ValueError(f"a sliding window counts at most {_SLIDING_MAX} requests")
+
+
+class _Rule:
+    __slots__ = ("count", "key", "key_fn", "prefix", "window")
+
+    def __init__(self, count: int, window: int, key_fn: Any, key: str, prefix: str) -> None:
+        self.count = count
+        self.window = window
+        self.key_fn = key_fn
+        self.key = key
+        self.prefix = prefix
+
+
+class _Conf:
+    __slots__ = ("backend", "code", "degrade", "group", "headers", "msg", "rules",
+                 "sliding", "tag")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        digest = hashlib.blake2b(msgspec.json.encode(
+            {k: v for k, v in conf.items() if k != "_meta"}, order="sorted"),
+            digest_size=6).hexdigest()
+        self.tag = digest
+        self.group = conf.get("group")
+        self.code = conf["rejected_code"]
+        self.msg = conf.get("rejected_msg")
+        self.headers = conf["show_limit_quota_header"]
+        self.degrade = conf["allow_degradation"]
+        self.sliding = conf["window_type"] == "sliding"
+        if conf.get("rules"):
+            self.rules = tuple(
+                _Rule(r["count"], r["time_window"], _key_fn("var_combination", r["key"]),
+                      r["key"], r.get("header_prefix") or str(i + 1))
+                for i, r in enumerate(conf["rules"]))
+        else:
+            self.rules = (_Rule(conf["count"], conf["time_window"],
+                                _key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
+        self.backend: Any = None
+        if conf["policy"] != "local":
+            from pylon.ratelimit.redis_backend import limiter_for
+            self.backend = limiter_for(conf)
+
+
+def _key_fn(key_type: str, key: str) -> Any:
+    if key_type == "constant":
+        return lambda ctx: key
+    if key_type == "var_combination":
+        parts = _VAR.split(key)
+        # parts: literal, var, literal, var, ...
+        def combo(ctx: pdk.Context) -> str:
+            out = []
+            for i, p in enumerate(parts):
+                if i % 2:
+                    v = ctx.var(p)
+                    out.append(v if v is not None else "")
+                else:
+                    out.append(p)
+            return "".join(out)
+        return combo
+    var = key
+
+    def one(ctx: pdk.Context) -> str:
+        v = ctx.var(var)
+        if v is None or v == "":
+            pdk.log.warning("limit-count: the value of the configured key %s is empty, "
+                            "limiting by remote_addr", var)
+            return ctx.remote_addr
+        return v
+    return one
+
+
+def prepare(conf: dict[str, Any]) -> _Conf:
+    return _Conf(conf)
+
+
+def _owner(c: _Conf, ctx: pdk.Context) -> str:
+    if c.group is not None:
+        return c.group + ":"
+    rid = ctx.route_id
+    return ("route" + rid if rid is not None else "global") + ":" + c.tag + ":"
+
+
+def access(c: _Conf, ctx: pdk.Context) -> Any:
+    if c.backend is not None:
+        return _access_redis(c, ctx)
+    from pylon.ratelimit.local import table
+    t = table()
+    owner = _owner(c, ctx)
+    for rule in c.rules:
+        key = owner + rule.key_fn(ctx)
+        ok, remaining, reset = t.incoming(key, rule.count, rule.window, 1, c.sliding)
+        r = _result(c, ctx, rule, ok, remaining, reset)
+        if r is not None:
+            return r
+    return None
+
+
+async def _access_redis(c: _Conf, ctx: pdk.Context) -> Any:
+    from pylon.ratelimit.redis_backend import RedisUnavailable
+    owner = _owner(c, ctx)
+    for rule in c.rules:
+        key = owner + rule.key_fn(ctx)
+        try:
+            ok, remaining, reset = await c.backend.incoming(key, rule.count, rule.window, 1,
+                                                            c.sliding)
+        except RedisUnavailable as e:
+            if c.degrade:
+                pdk.log.error("limit-count: redis unavailable, letting the request through "
+                              "(allow_degradation): %s", e)
+                return None
+            pdk.log.error("limit-count: redis unavailable: %s", e)
+            return 500, {"error_msg": "failed to limit count"}
+        r = _result(c, ctx, rule, ok, remaining, reset)
+        if r is not None:
+            return r
+    return None
+
+
+def _result(c: _Conf, ctx: pdk.Context, rule: _Rule, ok: bool, remaining: int,
+            reset: int) -> Any:
+    if c.headers:
+        p = "X-" + rule.prefix + "-" if rule.prefix else "X-"
+        ctx.set_resp_header(p + "RateLimit-Limit", str(rule.count))
+        ctx.set_resp_header(p + "RateLimit-Remaining", str(remaining))
+        ctx.set_resp_header(p + "RateLimit-Reset", str(reset))
+    if ok:
+        return None
+    if c.msg is not None:
+        return c.code, {"error_msg": c.msg}
+    return c.code

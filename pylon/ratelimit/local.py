@@ -1,0 +1,409 @@
+"""Rate-limit counters shared by every worker of a node, exact and crash-safe.
+
+nginx shares counters between workers through a shared dict guarded by a spin lock; a
+worker that dies holding it, or half way through an update, leaves the data in a strange
+state.  Here:
+
+* The table lives in a file mapping (``/dev/shm/pylon-<master pid>/<name>``) that every
+  worker maps.  It is a fixed array of buckets of 8 records of 32 bytes:
+  ``fingerprint, expires_at, a, b`` (unsigned 64-bit).  A key hashes to one bucket; a record
+  is free when its fingerprint is 0 or it has expired, so the table never grows and needs
+  no sweeping.
+* Each update holds a POSIX record lock (``fcntl``) on the bucket's byte in a lock file.
+  The kernel releases such a lock when its holder dies -- a killed worker cannot leave a
+  bucket locked.
+* Every state change that matters is ONE aligned 64-bit store (a counter and its window
+  packed into one word), so a worker killed between two stores leaves each record either as
+  it was or as it should be, never torn.  A new record is filled in before its fingerprint is
+  written; a window roll writes the old count to ``b`` before the new window to ``a``, and
+  redoing the roll from that state gives the same result.
+
+Keys are hashed with blake2b (stable across processes, unlike ``hash()``), 8 bytes, cached
+per key string in the process (bounded).  Per request: one hash lookup, two ``fcntl`` calls,
+one 256-byte read and one or two 8-byte writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import hashlib
+import math
+import mmap
+import os
+import struct
+import tempfile
+import time
+from typing import Any
+
+_REC = 32
+_PER_BUCKET = 8
+_BUCKET = _REC * _PER_BUCKET
+_Q = struct.Struct("<Q")
+_BUCKET_S = struct.Struct("<32Q")
+_MASK32 = 0xFFFFFFFF
+
+ENV = "PYLON_SHM_DIR"
+
+
+def _load_cas() -> Any:
+    """``__atomic_compare_exchange_8`` from libatomic (Debian ``libatomic1``): one
+    compare-and-swap of an aligned 64-bit word, through ctypes (~1 µs).  None when the
+    library is missing: the tables then use per-bucket ``fcntl`` locks (~2.5 µs)."""
+    if os.environ.get("PYLON_SHM_LOCKS") == "1":         # force the fallback (tests)
+        return None
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("atomic") or "libatomic.so.1")
+        fn = lib.__atomic_compare_exchange_8
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_bool,
+                   ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_bool
+    return fn
+
+
+_CAS = _load_cas()
+_SEQ_CST = 5
+
+
+def node_dir(create_for_pid: int | None = None) -> str:
+    """The node's shared-memory directory: the master creates it (``create_for_pid``) and
+    passes it to workers in ``$PYLON_SHM_DIR``; a process without one (a benchmark, a single
+    process) gets a private directory."""
+    d = os.environ.get(ENV)
+    if d and create_for_pid is None:
+        return d
+    if create_for_pid is None:
+        d = tempfile.mkdtemp(prefix="pylon-shm-")
+    else:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        _remove_stale(base)
+        d = os.path.join(base, f"pylon-{create_for_pid}")
+        remove_node_dir(d)               # a previous master with the same pid: start clean
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    os.environ[ENV] = d
+    return d
+
+
+def _remove_stale(base: str) -> None:
+    """Directories of masters that are gone (killed without cleaning up)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for n in names:
+        if not n.startswith("pylon-") or not n[6:].isdigit():
+            continue
+        try:
+            os.kill(int(n[6:]), 0)
+        except ProcessLookupError:
+            remove_node_dir(os.path.join(base, n))
+        except PermissionError:
+            pass
+
+
+def remove_node_dir(d: str) -> None:
+    for fn in os.listdir(d) if os.path.isdir(d) else ():
+        try:
+            os.unlink(os.path.join(d, fn))
+        except OSError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
+class SharedTable:
+    """A bucketed hash table of 32-byte records in shared memory (see the module doc)."""
+
+    def __init__(self, name: str, buckets: int = 8192, directory: str | None = None) -> None:
+        d = directory or node_dir()
+        self.path = os.path.join(d, name)
+        self.buckets = buckets
+        size = buckets * _BUCKET
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)       # zero-filled; every process asks for the same size
+        self.mm = mmap.mmap(fd, size)
+        os.close(fd)
+        self.cas = _CAS
+        if self.cas is not None:
+            self._buf = (ctypes.c_char * size).from_buffer(self.mm)
+            self.base = ctypes.addressof(self._buf)
+            self._expected = ctypes.c_uint64(0)
+            self._pexp = ctypes.addressof(self._expected)
+        self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._fp: dict[str, int] = {}
+        #: records evicted while still live (a full bucket): a metric for an undersized table
+        self.evictions = 0
+
+    def close(self) -> None:
+        if self.cas is not None:
+            del self._buf
+        self.mm.close()
+        os.close(self.lock_fd)
+
+    def fingerprint(self, key: str) -> int:
+        fp = self._fp.get(key)
+        if fp is None:
+            fp = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(),
+                                "little") or 1
+            if len(self._fp) >= 100_000:
+                self._fp.clear()
+            self._fp[key] = fp
+        return fp
+
+    # -- one locked update --------------------------------------------------------------
+    def _find(self, fp: int, now: int) -> tuple[int, bool]:
+        """(record offset, existed) for ``fp`` in its (locked) bucket; a new record is
+        claimed from a free or expired slot, else the one expiring first is evicted."""
+        base = (fp % self.buckets) * _BUCKET
+        words = _BUCKET_S.unpack_from(self.mm, base)
+        free = -1
+        oldest = -1
+        oldest_exp = 1 << 64
+        for i in range(_PER_BUCKET):
+            f = words[i * 4]
+            exp = words[i * 4 + 1]
+            if f == fp and exp >= now:
+                return base + i * _REC, True
+            if free < 0 and (f == 0 or exp < now):
+                free = i
+            if exp < oldest_exp:
+                oldest_exp, oldest = exp, i
+        if free < 0:
+            free = oldest
+            self.evictions += 1
+        return base + free * _REC, False
+
+    def _claim(self, off: int, fp: int, expires: int, a: int, b: int) -> None:
+        mm = self.mm
+        _Q.pack_into(mm, off, 0)                # unclaimed while being filled in
+        _Q.pack_into(mm, off + 16, a)
+        _Q.pack_into(mm, off + 24, b)
+        _Q.pack_into(mm, off + 8, expires)
+        _Q.pack_into(mm, off, fp)               # visible now, complete
+
+    def _lock(self, fp: int) -> int:
+        bucket = fp % self.buckets
+        fcntl.lockf(self.lock_fd, fcntl.LOCK_EX, 1, bucket)
+        return bucket
+
+    def _unlock(self, bucket: int) -> None:
+        fcntl.lockf(self.lock_fd, fcntl.LOCK_UN, 1, bucket)
+
+    # -- lock-free path (compare-and-swap) ---------------------------------------------
+    def _cas(self, off: int, old: int, new: int) -> bool:
+        self._expected.value = old
+        return self.cas(self.base + off, self._pexp, new, False, _SEQ_CST, _SEQ_CST)  # type: ignore[no-any-return,misc]
+
+    def _slot(self, fp: int, now: int) -> int:
+        """The record of ``fp`` (claimed with one CAS on the fingerprint when new)."""
+        mm = self.mm
+        base = (fp % self.buckets) * _BUCKET
+        home = base + (fp >> 40) % _PER_BUCKET * _REC
+        (f,) = _Q.unpack_from(mm, home)
+        if f == fp:
+            return home
+        words = _BUCKET_S.unpack_from(mm, base)
+        for i in range(_PER_BUCKET):
+            if words[i * 4] == fp:
+                return base + i * _REC
+        while True:
+            words = _BUCKET_S.unpack_from(mm, base)
+            victim, oldest = -1, 1 << 64
+            for j in range(_PER_BUCKET):
+                i = ((fp >> 40) + j) % _PER_BUCKET
+                f, exp = words[i * 4], words[i * 4 + 1]
+                if f == fp:
+                    return base + i * _REC
+                if f == 0 or exp < now:
+                    victim = i
+                    break
+                if exp < oldest:
+                    victim, oldest = i, exp
+            if words[victim * 4 + 1] >= now and words[victim * 4] != 0:
+                self.evictions += 1
+            off = base + victim * _REC
+            if self._cas(off, words[victim * 4], fp):
+                # the counter word keeps the old key's value until someone resets it with
+                # a CAS; it carries its own window start, so it reads as expired
+                _Q.pack_into(mm, off + 8, now + 1)
+                return off
+
+    def _incoming_cas(self, key: str, limit: int, window: int, cost: int, sliding: bool,
+                      t: float) -> tuple[bool, int, int]:
+        it = int(t)
+        fp = self.fingerprint(key)
+        off = self._slot(fp, it)
+        mm = self.mm
+        woff = off + 16
+        while True:
+            (word,) = _Q.unpack_from(mm, woff)
+            if not sliding:
+                start, count = word >> 32, word & _MASK32
+                if start + window <= it or start > it + 1:   # expired (or another key's)
+                    start, count = it, 0
+                reset = start + window - it
+                if count + cost > limit:
+                    return False, max(limit - count, 0), reset
+                new = (start << 32) | (count + cost)
+                if self._cas(woff, word, new):
+                    _Q.pack_into(mm, off + 8, start + window)     # advisory, self-healing
+                    return True, limit - count - cost, reset
+                continue
+            # sliding: [window index mod 2^16 | current 24 bits | previous 24 bits]
+            cur_w = it // window
+            w, cur, prev = word >> 48, (word >> 24) & 0xFFFFFF, word & 0xFFFFFF
+            if w != cur_w & 0xFFFF:
+                prev = cur if w == (cur_w - 1) & 0xFFFF else 0
+                cur = 0
+            elapsed = t - cur_w * window
+            estimate = prev * (window - elapsed) / window + cur
+            reset = int(math.ceil((cur_w + 1) * window - t))
+            if estimate + cost > limit:
+                return False, max(int(limit - estimate), 0), reset
+            new = ((cur_w & 0xFFFF) << 48) | ((cur + cost) << 24) | prev
+            if self._cas(woff, word, new):
+                _Q.pack_into(mm, off + 8, (cur_w + 2) * window)
+                return True, max(int(limit - estimate - cost), 0), reset
+
+    # -- limit-count ---------------------------------------------------------------------
+    def incoming(self, key: str, limit: int, window: int, cost: int = 1,
+                 sliding: bool = False, now: float | None = None) -> tuple[bool, int, int]:
+        """Count ``cost`` against ``limit`` per ``window`` seconds for ``key``:
+        (allowed, remaining, seconds until reset).  A refused request is not counted.
+
+        Fixed window: windows are aligned to the key's first request (APISIX: the counter
+        expires ``window`` seconds after it was created).  Sliding window: the previous
+        window's count weighted by how much of it still overlaps the last ``window``
+        seconds, plus the current window's count."""
+        t = time.time() if now is None else now
+        if self.cas is not None:
+            return self._incoming_cas(key, limit, window, cost, sliding, t)
+        it = int(t)
+        fp = self.fingerprint(key)
+        bucket = self._lock(fp)
+        try:
+            off, existed = self._find(fp, it)
+            mm = self.mm
+            if not sliding:
+                if existed:
+                    (word,) = _Q.unpack_from(mm, off + 16)
+                    start, count = word >> 32, word & _MASK32
+                    if start + window <= it:     # expired but not yet reclaimed
+                        start, count = it, 0
+                else:
+                    start, count = it, 0
+                reset = start + window - it
+                if count + cost > limit:
+                    if not existed:
+                        self._claim(off, fp, start + window, start << 32, 0)
+                    return False, max(limit - count, 0), reset
+                count += cost
+                if existed and start + window > it:
+                    _Q.pack_into(mm, off + 16, (start << 32) | count)
+                else:
+                    self._claim(off, fp, start + window, (start << 32) | count, 0)
+                return True, limit - count, reset
+            # sliding: windows aligned to multiples of ``window``
+            cur_w = it // window
+            if existed:
+                word, prev = struct.unpack_from("<QQ", mm, off + 16)
+                w, cur = word >> 32, word & _MASK32
+                if w != cur_w:
+                    prev = cur if w == cur_w - 1 else 0
+                    cur = 0
+                    _Q.pack_into(mm, off + 24, prev)          # the roll, redo-safe
+                    _Q.pack_into(mm, off + 16, cur_w << 32)
+            else:
+                prev = cur = 0
+            elapsed = t - cur_w * window
+            estimate = prev * (window - elapsed) / window + cur
+            reset = int(math.ceil((cur_w + 1) * window - t))
+            if estimate + cost > limit:
+                if not existed:
+                    self._claim(off, fp, (cur_w + 2) * window, cur_w << 32, 0)
+                return False, max(int(limit - estimate), 0), reset
+            cur += cost
+            if existed:
+                _Q.pack_into(mm, off + 16, (cur_w << 32) | cur)
+                _Q.pack_into(mm, off + 8, (cur_w + 2) * window)
+            else:
+                self._claim(off, fp, (cur_w + 2) * window, (cur_w << 32) | cur, 0)
+            return True, max(int(limit - estimate - cost), 0), reset
+        finally:
+            self._unlock(bucket)
+
+    # -- limit-req (leaky bucket, nginx's limit_req) -----------------------------------
+    def leaky(self, key: str, rate: float, burst: float, commit: bool = True,
+              now: float | None = None) -> float | None:
+        """``limit-req`` (lua-resty-limit-traffic's leaky bucket, as nginx's limit_req): None
+        when the request exceeds ``rate`` + ``burst`` (reject), else the delay in seconds it
+        should wait (0 when within ``rate``).  ``excess`` and
+        the last time are kept in milli-requests / milliseconds, one word each; the pair is
+        written excess first, then time, so a torn update only forgets one request."""
+        t = time.time() if now is None else now
+        ms = int(t * 1000)
+        fp = self.fingerprint(key)
+        bucket = self._lock(fp)
+        try:
+            off, existed = self._find(fp, int(t))
+            mm = self.mm
+            rate_m = rate * 1000.0             # milli-requests per second
+            if existed:                        # lua-resty-limit-traffic's limit.req
+                excess, last = struct.unpack_from("<QQ", mm, off + 16)
+                excess = max(excess - rate_m * abs(ms - last) / 1000.0 + 1000.0, 0.0)
+            else:
+                excess = 0.0
+            if excess > burst * 1000.0:
+                return None
+            delay = excess / rate_m if rate_m > 0 else 0.0
+            if commit:
+                expires = int(t + (excess / rate_m if rate_m > 0 else 1) + 2)
+                if existed:
+                    _Q.pack_into(mm, off + 16, int(excess))
+                    _Q.pack_into(mm, off + 24, ms)
+                    _Q.pack_into(mm, off + 8, expires)
+                else:
+                    self._claim(off, fp, expires, int(excess), ms)
+            return delay
+        finally:
+            self._unlock(bucket)
+
+    # -- introspection (tests, control API) ----------------------------------------------
+    def peek(self, key: str, now: float | None = None) -> tuple[int, int] | None:
+        it = int(time.time() if now is None else now)
+        fp = self.fingerprint(key)
+        bucket = self._lock(fp)
+        try:
+            off, existed = self._find(fp, it)
+            if not existed:
+                return None
+            a, b = struct.unpack_from("<QQ", self.mm, off + 16)
+            return a, b
+        finally:
+            self._unlock(bucket)
+
+
+_tables: dict[str, SharedTable] = {}
+
+
+def table(name: str = "limit-count", buckets: int = 8192) -> SharedTable:
+    """This process's mapping of the node-wide table ``name`` (opened once)."""
+    t = _tables.get(name)
+    if t is None:
+        t = _tables[name] = SharedTable(name, buckets)
+    return t
+
+
+def reset_tables() -> None:
+    for t in _tables.values():
+        t.close()
+    _tables.clear()
+
+
+__all__ = ["ENV", "SharedTable", "node_dir", "remove_node_dir", "reset_tables", "table"]
