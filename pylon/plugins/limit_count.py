@@ -115,11 +115,16 @@ class _Conf:
     __slots__ = ("backend", "code", "degrade", "group", "headers", "msg", "rules",
                  "sliding", "tag")
 
-    def __init__(self, conf: dict[str, Any]) -> None:
-        digest = hashlib.blake2b(msgspec.json.encode(
+    @staticmethod
+    def digest(conf: dict[str, Any]) -> str:
+        """This plugin configuration's version (APISIX ``conf_version``): counters are keyed
+        by it, so a route change elsewhere keeps them and a new limit starts over."""
+        return hashlib.blake2b(msgspec.json.encode(
             {k: v for k, v in conf.items() if k != "_meta"}, order="sorted"),
             digest_size=6).hexdigest()
-        self.tag = digest
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.tag = self.digest(conf)
         self.group = conf.get("group")
         self.code = conf["rejected_code"]
         self.msg = conf.get("rejected_msg")

@@ -1,0 +1,106 @@
+"""limit-req: a leaky bucket per key (APISIX, lua-resty-limit-traffic's ``limit.req``).
+
+``rate`` requests per second, ``burst`` more are delayed (really: the request waits, other
+requests go on) unless ``nodelay``, beyond that ``rejected_code`` (503) / ``rejected_msg``.
+``key_type`` ``var`` or ``var_combination``.  Policies ``local`` (node-wide, shared memory,
+see ``pylon/ratelimit/local.py``) and ``redis`` / ``redis-cluster`` (across nodes) with
+``allow_degradation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pylon import pdk
+from pylon.plugins import limit_count as _lc
+
+name = "limit-req"
+priority = 1001
+version = 0.1
+
+schema = {
+    "type": "object",
+    "properties": {
+        "rate": {"type": "number", "exclusiveMinimum": 0},
+        "burst": {"type": "number", "minimum": 0},
+        "key": {"type": "string"},
+        "key_type": {"type": "string", "enum": ["var", "var_combination"], "default": "var"},
+        "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
+        "rejected_msg": {"type": "string", "minLength": 1},
+        "nodelay": {"type": "boolean", "default": False},
+        "allow_degradation": {"type": "boolean", "default": False},
+        "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
+                   "default": "local"},
+        **_lc._REDIS,
+    },
+    "required": ["rate", "burst", "key"],
+}
+encrypt_fields = ("redis_password",)
+
+
+def check(conf: dict[str, Any], schema_type: str) -> None:
+    if conf["policy"] == "redis" and not conf.get("redis_host"):
+        raise ValueError('property "redis_host" is required when policy is redis')
+    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
+        raise ValueError('property "redis_cluster_nodes" is required when policy is '
+                         "redis-cluster")
+
+
+class _Conf:
+    __slots__ = ("backend", "burst", "code", "degrade", "key_fn", "msg", "nodelay", "rate",
+                 "tag")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.rate = float(conf["rate"])
+        self.burst = float(conf["burst"])
+        self.key_fn = _lc._key_fn(conf["key_type"], conf["key"])
+        self.code = conf["rejected_code"]
+        self.msg = conf.get("rejected_msg")
+        self.nodelay = conf["nodelay"]
+        self.degrade = conf["allow_degradation"]
+        self.tag = "req:" + _lc._Conf.digest(conf)
+        self.backend: Any = None
+        if conf["policy"] != "local":
+            from pylon.ratelimit.redis_backend import limiter_for
+            self.backend = limiter_for(conf)
+
+
+def prepare(conf: dict[str, Any]) -> _Conf:
+    return _Conf(conf)
+
+
+def _reject(c: _Conf) -> Any:
+    return (c.code, {"error_msg": c.msg}) if c.msg is not None else c.code
+
+
+def access(c: _Conf, ctx: pdk.Context) -> Any:
+    rid = ctx.route_id
+    key = ("route" + rid if rid is not None else "global") + ":" + c.tag + ":" + c.key_fn(ctx)
+    if c.backend is not None:
+        return _access_redis(c, key)
+    from pylon.ratelimit.local import table
+    delay = table("limit-req").leaky(key, c.rate, c.burst)
+    if delay is None:
+        return _reject(c)
+    if delay >= 0.001 and not c.nodelay:
+        return asyncio.sleep(delay)       # this request waits; the worker goes on
+    return None
+
+
+async def _access_redis(c: _Conf, key: str) -> Any:
+    from pylon.ratelimit.redis_backend import RedisUnavailable
+    try:
+        delay = await c.backend.incoming_req(key, c.rate, c.burst)
+    except RedisUnavailable as e:
+        if c.degrade:
+            pdk.log.error("limit-req: redis unavailable, letting the request through "
+                          "(allow_degradation): %s", e)
+            return None
+        pdk.log.error("limit-req: redis unavailable: %s", e)
+        return 500, {"error_msg": "failed to limit req"}
+    if delay is None:
+        return _reject(c)
+    if delay >= 0.001 and not c.nodelay:
+        await asyncio.sleep(delay)
+    return None
