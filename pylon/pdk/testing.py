@@ -14,7 +14,8 @@
 ``Kit`` starts ``pylon start`` in a temporary prefix (one worker, on a free 127.0.0.1 port,
 the file store), and an echo upstream in a thread: every route without an upstream gets it.
 The echo answers 200 with JSON ``{"method", "path", "headers", "body"}`` of what it received
-(the header names lower-cased).  ``kit.apply(doc)`` replaces the configuration and waits until
+(the header names lower-cased); a request header ``X-Echo-Delay: 0.5`` makes it answer that
+many seconds late (a slow upstream).  ``kit.apply(doc)`` replaces the configuration and waits until
 it is live.  Nothing is mocked: the plugin runs in the gateway exactly as in production.
 """
 
@@ -103,6 +104,10 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
 
 def _echo(h: BaseHTTPRequestHandler, rec: dict[str, Any]) -> None:
+    delay = rec["headers"].get("x-echo-delay")
+    if delay:                                   # a slow upstream, on request (at most 10 s)
+        with contextlib.suppress(ValueError):
+            time.sleep(min(max(float(delay), 0.0), 10.0))
     out = json.dumps(rec).encode()
     h.send_response(200)
     h.send_header("Content-Type", "application/json")
@@ -149,6 +154,7 @@ class Kit:
                  admin_key: str | None = None, start_timeout: float = 30.0,
                  env: dict[str, str] | None = None) -> None:
         self.prefix = tempfile.mkdtemp(prefix="pylon-kit-")
+        self.workers = workers
         self.upstream = EchoUpstream()
         self.port = free_port()
         self.admin_port = free_port() if admin_key else None
@@ -210,11 +216,11 @@ class Kit:
         os.replace(tmp, self.doc_path)
 
     def apply(self, doc: dict[str, Any], timeout: float = 10.0) -> None:
-        """Replace the configuration and wait until the worker serves it."""
+        """Replace the configuration and wait until every worker serves it."""
         before = self.log().count(" live")
         self._write(doc)
         deadline = time.monotonic() + timeout
-        while self.log().count(" live") <= before:
+        while self.log().count(" live") < before + self.workers:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"config not applied:\n{self.log()[-3000:]}")
             time.sleep(0.02)

@@ -42,6 +42,7 @@ _PER_BUCKET = 8
 _BUCKET = _REC * _PER_BUCKET
 _Q = struct.Struct("<Q")
 _BUCKET_S = struct.Struct("<32Q")
+_PROCS_S = struct.Struct("<64Q")
 _MASK32 = 0xFFFFFFFF
 
 ENV = "PYLON_SHM_DIR"
@@ -389,7 +390,154 @@ class SharedTable:
             self._unlock(bucket)
 
 
+class ConnTable:
+    """In-flight counts per key for limit-conn, node-wide, that a dead worker cannot leak.
+
+    Each process counts its own requests in its own records (key + its registration slot),
+    so it is the only writer of them; a key's count is the sum over the registered
+    processes.  A process registers its pid in one of 64 slots of a small registry the first
+    time it counts; ``sweep`` (every second, from each worker's timer) frees the slots of
+    processes that are gone, and with them every count they held: a killed worker's
+    in-flight requests stop counting within a second, with nothing to repair.  Admission
+    increments first and sums after, so two workers racing at the limit may both refuse
+    (never both admit)."""
+
+    SLOTS = 64
+
+    def __init__(self, name: str = "limit-conn", buckets: int = 8192,
+                 directory: str | None = None) -> None:
+        d = directory or node_dir()
+        self.table = SharedTable(name, buckets, d)
+        path = os.path.join(d, name + ".procs")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_size < self.SLOTS * 8:
+            os.ftruncate(fd, self.SLOTS * 8)
+        self.procs = mmap.mmap(fd, self.SLOTS * 8)
+        os.close(fd)
+        self.slot = -1
+        self._keys: dict[str, int] = {}       # this process's counts (to give back)
+
+    def _register(self) -> int:
+        if self.slot >= 0:
+            return self.slot
+        pid = os.getpid()
+        for i in range(self.SLOTS):
+            (p,) = _Q.unpack_from(self.procs, i * 8)
+            if p == 0 or not _alive(p):
+                # a registry slot is claimed under the lock of byte i of the procs file
+                fd = self.table.lock_fd
+                fcntl.lockf(fd, fcntl.LOCK_EX, 1, 1 << 40 | i)
+                try:
+                    (p,) = _Q.unpack_from(self.procs, i * 8)
+                    if p == 0 or not _alive(p):
+                        _Q.pack_into(self.procs, i * 8, pid)
+                        self.slot = i
+                        return i
+                finally:
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, 1 << 40 | i)
+        raise RuntimeError("limit-conn: more than 64 processes count connections")
+
+    def _rec(self, key: str, slot: int, now: int, create: bool) -> int | None:
+        t = self.table
+        fp = t.fingerprint(f"{key}\0{slot}")
+        if create:
+            off = t._slot(fp, now) if t.cas is not None else t._find(fp, now)[0]
+            return off
+        base = (fp % t.buckets) * _BUCKET
+        words = _BUCKET_S.unpack_from(t.mm, base)
+        for i in range(_PER_BUCKET):
+            if words[i * 4] == fp:
+                return base + i * _REC
+        return None
+
+    def count(self, key: str) -> int:
+        """In-flight requests for ``key`` over every live registered process."""
+        total = 0
+        now = int(time.time())
+        mm = self.table.mm
+        for i, p in enumerate(_PROCS_S.unpack_from(self.procs, 0)):
+            if p == 0:
+                continue
+            off = self._rec(key, i, now, False)
+            if off is not None:
+                (word,) = _Q.unpack_from(mm, off + 16)
+                if word >> 32 == p & _MASK32:     # written by this slot's current owner
+                    total += word & _MASK32
+        return total
+
+    def _add(self, key: str, delta: int) -> int:
+        slot = self._register()
+        now = int(time.time())
+        off = self._rec(key, slot, now, True)
+        assert off is not None
+        mine = self._keys.get(key, 0) + delta
+        if mine <= 0:
+            self._keys.pop(key, None)
+            mine = 0
+        else:
+            self._keys[key] = mine
+        mm = self.table.mm
+        pid = os.getpid() & _MASK32
+        _Q.pack_into(mm, off + 8, now + 86400)
+        _Q.pack_into(mm, off + 16, pid << 32 | mine)   # one store: owner and count
+        return mine
+
+    def incoming(self, key: str, limit: int, burst: int) -> int | None:
+        """Count a request in: its position (1 = the first in flight), or None when it is
+        over ``limit + burst`` (not counted)."""
+        self._add(key, 1)
+        conn = self.count(key)
+        if conn > limit + burst:
+            self._add(key, -1)
+            return None
+        return conn
+
+    def leaving(self, key: str) -> None:
+        self._add(key, -1)
+
+    def sweep(self) -> int:
+        """Free the registry slots of processes that are gone; returns how many."""
+        freed = 0
+        for i in range(self.SLOTS):
+            (p,) = _Q.unpack_from(self.procs, i * 8)
+            if p and p != os.getpid() and not _alive(p):
+                fd = self.table.lock_fd
+                fcntl.lockf(fd, fcntl.LOCK_EX, 1, 1 << 40 | i)
+                try:
+                    (q,) = _Q.unpack_from(self.procs, i * 8)
+                    if q == p:
+                        _Q.pack_into(self.procs, i * 8, 0)
+                        freed += 1
+                finally:
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, 1 << 40 | i)
+        return freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 _tables: dict[str, SharedTable] = {}
+_conns: ConnTable | None = None
+
+
+def conn_table() -> ConnTable:
+    global _conns
+    if _conns is None:
+        _conns = ConnTable()
+    return _conns
+
+
+def sweep() -> None:
+    """Called every second by each worker: forget the counts of dead processes."""
+    if _conns is not None:
+        _conns.sweep()
 
 
 def table(name: str = "limit-count", buckets: int = 8192) -> SharedTable:
@@ -406,4 +554,5 @@ def reset_tables() -> None:
     _tables.clear()
 
 
-__all__ = ["ENV", "SharedTable", "node_dir", "remove_node_dir", "reset_tables", "table"]
+__all__ = ["ENV", "ConnTable", "SharedTable", "conn_table", "node_dir", "remove_node_dir",
+           "reset_tables", "sweep", "table"]

@@ -163,6 +163,8 @@ class Worker:
     def _sweep(self) -> None:
         self._tick_date()
         self.runtimes.sweep()
+        from ..ratelimit.local import sweep as sweep_counters
+        sweep_counters()              # limit-conn: counts of dead workers stop counting
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     async def drain(self, deadline: float) -> None:
@@ -216,6 +218,22 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
 
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
 
+    # passive health reports go to the master, which aggregates them for every worker: one
+    # message per loop iteration at most, whatever the number of reports
+    reports: list[tuple[str, str, int]] = []
+
+    def flush_reports() -> None:
+        if reports:
+            writer.write(encode_msg({"t": "hreport", "r": reports[:]}))
+            reports.clear()
+
+    def report(key: str, addr: str, kind: int) -> None:
+        if not reports:
+            loop.call_soon(flush_reports)
+        reports.append((key, addr, kind))
+
+    w.runtimes.report = report
+
     async def control() -> None:
         served = False
         while True:
@@ -260,6 +278,10 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                     status, body = 500, {"error_msg": "internal error"}
                 writer.write(encode_msg({"t": "answer", "seq": msg["seq"], "status": status,
                                          "body": body}))
+            elif t == "health":             # a node's health changed (checked by the master)
+                w.runtimes.set_health(msg["key"], msg["addr"], msg.get("state"))
+            elif t == "health_all":         # every known node state (this worker's start)
+                w.runtimes.reset_health(msg["table"])
             elif t == "stop":
                 stop.set()
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pylon.ratelimit.local import SharedTable
+from pylon.ratelimit.local import ConnTable, SharedTable
 
 WORKER = textwrap.dedent('''
     import os, sys
@@ -95,3 +95,35 @@ def test_a_full_bucket_evicts_the_record_expiring_first(tmp_path):
     t.incoming("new", 5, 100, now=1000.0)
     assert t.evictions == 1
     assert t.incoming("k7", 5, 107, now=1000.0) == (True, 3, 107)   # kept
+
+
+CONN_WORKER = textwrap.dedent('''
+    import sys, time
+    from pylon.ratelimit.local import ConnTable
+    t = ConnTable("c", 64, sys.argv[1])
+    for _ in range(int(sys.argv[2])):
+        assert t.incoming("k", 100, 0) is not None
+    print("in", flush=True)
+    time.sleep(30)
+''')
+
+
+def test_conn_counts_sum_over_processes_and_die_with_them(tmp_path):
+    mine = ConnTable("c", 64, str(tmp_path))
+    assert mine.incoming("k", 100, 0) == 1
+    p = subprocess.Popen([sys.executable, "-c", CONN_WORKER, str(tmp_path), "3"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "in"
+        assert mine.count("k") == 4
+        assert mine.incoming("k", 4, 0) is None          # 5 > 4: refused, not counted
+        assert mine.count("k") == 4
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        assert mine.count("k") == 4                      # until the sweep
+        assert mine.sweep() == 1
+        assert mine.count("k") == 1
+        mine.leaving("k")
+        assert mine.count("k") == 0
+    finally:
+        p.kill()

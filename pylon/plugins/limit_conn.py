@@ -1,0 +1,134 @@
+"""limit-conn: at most ``conn`` requests in flight per key, ``burst`` more delayed
+(APISIX, lua-resty-limit-traffic's ``limit.conn``).
+
+``conn``, ``burst``, ``default_conn_delay`` (seconds per ``conn`` excess requests),
+``only_use_default_delay``, ``key_type`` ``var`` / ``var_combination``, ``key``,
+``rejected_code`` (503), ``rejected_msg``, ``allow_degradation``, ``policy`` ``local``
+(node-wide; a killed worker's requests stop counting within a second: see
+``pylon/ratelimit/local.py`` ``ConnTable``) or ``redis`` / ``redis-cluster``.  A request
+leaves (its count is given back) in the log phase, when its response is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pylon import pdk
+from pylon.plugins import limit_count as _lc
+
+name = "limit-conn"
+priority = 1003
+version = 0.1
+
+schema = {
+    "type": "object",
+    "properties": {
+        "conn": {"type": "integer", "exclusiveMinimum": 0},
+        "burst": {"type": "integer", "minimum": 0},
+        "default_conn_delay": {"type": "number", "exclusiveMinimum": 0},
+        "only_use_default_delay": {"type": "boolean", "default": False},
+        "key": {"type": "string"},
+        "key_type": {"type": "string", "enum": ["var", "var_combination"], "default": "var"},
+        "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
+        "rejected_msg": {"type": "string", "minLength": 1},
+        "allow_degradation": {"type": "boolean", "default": False},
+        "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
+                   "default": "local"},
+        **_lc._REDIS,
+    },
+    "required": ["conn", "burst", "default_conn_delay", "key"],
+}
+encrypt_fields = ("redis_password",)
+
+
+def check(conf: dict[str, Any], schema_type: str) -> None:
+    if conf["policy"] == "redis" and not conf.get("redis_host"):
+        raise ValueError('property "redis_host" is required when policy is redis')
+    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
+        raise ValueError('property "redis_cluster_nodes" is required when policy is '
+                         "redis-cluster")
+
+
+class _Conf:
+    __slots__ = ("backend", "burst", "code", "conn", "degrade", "delay", "key_fn", "msg",
+                 "tag")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conn = conf["conn"]
+        self.burst = conf["burst"]
+        self.delay = float(conf["default_conn_delay"])
+        self.key_fn = _lc._key_fn(conf["key_type"], conf["key"])
+        self.code = conf["rejected_code"]
+        self.msg = conf.get("rejected_msg")
+        self.degrade = conf["allow_degradation"]
+        self.tag = "conn:" + _lc._Conf.digest(conf)
+        self.backend: Any = None
+        if conf["policy"] != "local":
+            from pylon.ratelimit.redis_backend import limiter_for
+            self.backend = limiter_for(conf)
+
+
+def prepare(conf: dict[str, Any]) -> _Conf:
+    return _Conf(conf)
+
+
+def _key(c: _Conf, ctx: pdk.Context) -> str:
+    rid = ctx.route_id
+    return ("route" + rid if rid is not None else "global") + ":" + c.tag + ":" + c.key_fn(ctx)
+
+
+def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None) -> Any:
+    if conn is None:
+        return (c.code, {"error_msg": c.msg}) if c.msg is not None else c.code
+    ctx.store["limit-conn"] = ctx.store.get("limit-conn", ()) + ((c, key),)
+    if conn > c.conn:       # lua-resty-limit-traffic: wait a unit per `conn` excess
+        delay = c.delay * ((conn - 1) // c.conn)
+        if delay >= 0.001:
+            return asyncio.sleep(delay)
+    return None
+
+
+def access(c: _Conf, ctx: pdk.Context) -> Any:
+    key = _key(c, ctx)
+    if c.backend is not None:
+        return _access_redis(c, ctx, key)
+    from pylon.ratelimit.local import conn_table
+    return _after(c, ctx, key, conn_table().incoming(key, c.conn, c.burst))
+
+
+async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
+    from pylon.ratelimit.redis_backend import RedisUnavailable
+    try:
+        conn = await c.backend.conn_incoming(key, c.conn, c.burst)
+    except RedisUnavailable as e:
+        if c.degrade:
+            pdk.log.error("limit-conn: redis unavailable, letting the request through "
+                          "(allow_degradation): %s", e)
+            return None
+        pdk.log.error("limit-conn: redis unavailable: %s", e)
+        return 500, {"error_msg": "failed to limit conn"}
+    r = _after(c, ctx, key, conn)
+    if r is not None and not isinstance(r, tuple) and not isinstance(r, int):
+        await r
+        return None
+    return r
+
+
+def log(c: _Conf, ctx: pdk.Context) -> None:
+    held = ctx.store.pop("limit-conn", None) if ctx._store is not None else None
+    for conf, key in held or ():
+        if conf.backend is not None:
+            _spawn(conf.backend.conn_leaving(key))
+        else:
+            from pylon.ratelimit.local import conn_table
+            conn_table().leaving(key)
+
+
+_pending: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
