@@ -136,6 +136,11 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
             rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".plugins",
                                       str(e)))
             continue
+        err = plugin_plans(chain, plans)
+        if err:
+            rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".plugins",
+                                      err))
+            continue
         cr = _compile_route(rid, route, svc, plans, chain)
         if route.status == 0:
             continue
@@ -149,6 +154,24 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
 
 
 _NO_METHODS: frozenset[str] = frozenset()
+
+
+def plugin_plans(chain: Chain, plans: Any, out: dict[str, UpstreamPlan] | None = None
+                 ) -> str | None:
+    """Plans for the upstreams a chain's plugins declare (traffic-split's inline ones) that
+    ``plans`` does not have yet, added to ``out`` (default: ``plans``); the error text when
+    one is not a valid upstream."""
+    if not chain.upstreams:
+        return None
+    target = plans if out is None else out
+    for key, raw in chain.upstreams.items():
+        if plans.get(key) is not None or key in target:
+            continue
+        up, rej = convert("upstreams", raw, key)
+        if rej is not None:
+            return f"upstream of plugin: {rej.message}"
+        target[key] = upstream_plan(key, up)
+    return None
 
 
 def _plugins_error(plugins: dict[str, Any] | None, ps: PluginSet) -> str | None:
@@ -223,6 +246,8 @@ class ConfigModel:
         self.up_routes: dict[str, set[str]] = {}       # upstream id -> route ids (upstream_id)
         self.up_services: dict[str, set[str]] = {}     # upstream id -> service ids
         self.pc_routes: dict[str, set[str]] = {}       # plugin_config id -> route ids
+        #: plugin-declared upstream plan key -> owners (route ids, "global")
+        self.plugin_ups: dict[str, set[str]] = {}
         self.other: dict[str, Any] = {}                # other kinds: key -> raw value
         #: the plugin-bearing kinds by kind and id (raw values)
         self.extra: dict[str, dict[str, Any]] = {k: {} for k in _PLUGIN_KINDS}
@@ -257,6 +282,12 @@ class ConfigModel:
                          if sid not in bad_services}
         self.svc_routes, self.up_routes, self.up_services = {}, {}, {}
         self.pc_routes = {}
+        self.plugin_ups = {}
+        for rid, cr in compiled.routes.items():
+            for key in cr.chain.upstreams:
+                self.plugin_ups.setdefault(key, set()).add(rid)
+        for key in compiled.global_chain.upstreams:
+            self.plugin_ups.setdefault(key, set()).add("\0global")
         for sid, svc in objs["services"].items():
             self._index_service(sid, svc, True)
         for rid, route in objs["routes"].items():
@@ -286,8 +317,11 @@ class ConfigModel:
             pcs[pid] = plugins
         return pcs
 
-    def _with_plugins(self, c: Compiled, kinds: Any, rejected: list[Rejection]) -> Compiled:
-        """``c`` with the global chain, consumers and metadata rebuilt for changed kinds."""
+    def _with_plugins(self, c: Compiled, kinds: Any, rejected: list[Rejection],
+                      plans: dict[str, UpstreamPlan | None] | None = None) -> Compiled:
+        """``c`` with the global chain, consumers and metadata rebuilt for changed kinds
+        (plans of upstreams the global rules' plugins declare go into ``c.plans`` and, when
+        given, ``plans``: the change for the runtimes)."""
         g, cons, meta = c.global_chain, c.consumers, c.metadata
         if "global_rules" in kinds:
             chains = []
@@ -301,6 +335,24 @@ class ConfigModel:
                     rejected.append(Rejection("global_rules", gid,
                                               f"global_rules/{gid}.plugins", str(e)))
             g = concat(chains)
+            for key in c.global_chain.upstreams:
+                _index(self.plugin_ups, key, "\0global", False)
+            new: dict[str, UpstreamPlan] = {}
+            err = plugin_plans(g, c.plans, new)
+            if err:
+                rejected.append(Rejection("global_rules", None, "global_rules.plugins", err))
+                g = c.global_chain
+            else:
+                for key in g.upstreams:
+                    _index(self.plugin_ups, key, "\0global", True)
+                c.plans.update(new)
+                if plans is not None:
+                    plans.update(new)
+                for key in c.global_chain.upstreams:
+                    if key not in self.plugin_ups:
+                        c.plans.pop(key, None)
+                        if plans is not None:
+                            plans[key] = None
         if _CONSUMER_KINDS & set(kinds):
             cons, rej = compile_consumers(self.extra["consumers"], self.extra["credentials"],
                                           self.extra["consumer_groups"], self.ps.builder,
@@ -401,10 +453,15 @@ class ConfigModel:
         c = self.compiled
         view = _Overlay(c.plans, plans)
         specs: list[RouteSpec] = []
+        released: set[str] = set()
         for rid in sorted(routes_hit):            # new equal-priority routes: stable order
             old_cr = c.routes.pop(rid, None)
             if old_cr is not None and old_cr.upstream_key == f"routes/{rid}/upstream":
                 plans.setdefault(old_cr.upstream_key, None)
+            if old_cr is not None:
+                for key in old_cr.chain.upstreams:
+                    _index(self.plugin_ups, key, rid, False)
+                    released.add(key)
             route = self.objs["routes"].get(rid)
             if route is None:
                 continue
@@ -423,6 +480,12 @@ class ConfigModel:
             except ValueError as e:
                 rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", str(e)))
                 continue
+            err = plugin_plans(chain, view, plans)
+            if err:
+                rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", err))
+                continue
+            for key in chain.upstreams:
+                _index(self.plugin_ups, key, rid, True)
             if route.upstream is not None:
                 local: dict[str, UpstreamPlan] = {}
                 cr = _compile_route(rid, route, svc, local, chain)
@@ -433,6 +496,9 @@ class ConfigModel:
                 continue
             c.routes[rid] = cr
             specs.append(route_spec(rid, route, svc, cr))
+        for key in released:                      # plugin upstreams no route uses any more
+            if key not in self.plugin_ups and plans.get(key) is None:
+                plans[key] = None
         for key, plan in plans.items():
             if plan is None:
                 c.plans.pop(key, None)
@@ -442,7 +508,7 @@ class ConfigModel:
         for rid, msg in bad:
             c.routes.pop(rid, None)
             rejected.append(Rejection("routes", rid, f"routes/{rid}", msg))
-        self.compiled = self._with_plugins(c, extra_hit, rejected)
+        self.compiled = self._with_plugins(c, extra_hit, rejected, plans)
         return self.compiled, plans
 
     # -- helpers -------------------------------------------------------------------------

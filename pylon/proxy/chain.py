@@ -49,13 +49,15 @@ class Chain:
     chains by the route chain object)."""
 
     __slots__ = ("access", "before_proxy", "body_filter", "confs", "consumer_rewrite", "empty",
-                 "header_filter", "log", "names", "request", "response", "rewrite")
+                 "header_filter", "log", "names", "request", "response", "rewrite",
+                 "upstreams")
 
     def __init__(self, rewrite: tuple[Any, ...] = (), access: tuple[Any, ...] = (),
                  before_proxy: tuple[Any, ...] = (), header_filter: tuple[Any, ...] = (),
                  body_filter: tuple[Any, ...] = (), log: tuple[Any, ...] = (),
                  confs: Any = None, names: frozenset[str] = frozenset(),
-                 consumer_rewrite: tuple[Any, ...] = ()) -> None:
+                 consumer_rewrite: tuple[Any, ...] = (),
+                 upstreams: dict[str, Any] | None = None) -> None:
         self.rewrite = rewrite
         self.access = access
         self.before_proxy = before_proxy
@@ -69,6 +71,10 @@ class Chain:
         #: for a chain merged with a consumer: the rewrite hooks of the plugins the consumer
         #: brought (APISIX runs them after authentication, "rewrite_in_consumer")
         self.consumer_rewrite = consumer_rewrite
+        #: upstreams the chain's plugins declare (``upstreams(conf)`` of a plugin module,
+        #: e.g. traffic-split's inline ones): key -> raw upstream; the compiler gives each a
+        #: runtime like any other upstream
+        self.upstreams = upstreams or {}
         #: some hook runs before the request goes upstream
         self.request = bool(rewrite or access or before_proxy)
         #: some hook runs on the response (header_filter, body_filter, log)
@@ -143,8 +149,9 @@ class ChainBuilder:
             if meta.get("filter"):
                 from ..routing.expr import compile_expr
                 flt = compile_expr(meta["filter"], "_meta.filter")
+            ups = getattr(spec.module, "upstreams", None)
             entry = (spec, prepared, spec.priority if prio is None else prio, flt,
-                     meta.get("error_response"))
+                     meta.get("error_response"), ups(checked) if callable(ups) else None)
         if len(self._entries) > 50_000:
             self._entries.clear()
         self._entries[key] = entry
@@ -159,14 +166,18 @@ class ChainBuilder:
 
 
 def chain_of(entries: list[tuple[Any, ...]], confs: dict[str, Any]) -> Chain:
-    """Entries ``(spec, prepared conf, priority, filter, error_response)`` → a Chain."""
+    """Entries ``(spec, prepared conf, priority, filter, error_response, upstreams)`` →
+    a Chain."""
     entries = sorted(entries, key=lambda e: -e[2])
     phases: dict[str, list[Hook]] = {ph: [] for ph in PHASES}
-    for spec, prepared, prio, flt, err in entries:
+    upstreams: dict[str, Any] = {}
+    for spec, prepared, prio, flt, err, ups in entries:
         for ph, fn in spec.hooks.items():
             phases[ph].append(Hook(fn, prepared, spec, ph, prio, flt, err))
+        if ups:
+            upstreams.update(ups)
     return Chain(**{ph: tuple(hs) for ph, hs in phases.items()}, confs=confs,
-                 names=frozenset(e[0].name for e in entries))
+                 names=frozenset(e[0].name for e in entries), upstreams=upstreams)
 
 
 def concat(chains: list[Chain]) -> Chain:
@@ -177,4 +188,5 @@ def concat(chains: list[Chain]) -> Chain:
     if len(chains) == 1:
         return chains[0]
     return Chain(**{ph: tuple(h for c in chains for h in getattr(c, ph)) for ph in PHASES},
-                 confs={}, names=frozenset(n for c in chains for n in c.names))
+                 confs={}, names=frozenset(n for c in chains for n in c.names),
+                 upstreams={k: v for c in chains for k, v in c.upstreams.items()})

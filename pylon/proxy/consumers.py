@@ -58,7 +58,8 @@ class Consumer:
             mine = frozenset(self.plugins)
             c = Chain(merged.rewrite, merged.access, merged.before_proxy,
                       merged.header_filter, merged.body_filter, merged.log, merged.confs,
-                      merged.names, tuple(h for h in merged.rewrite if h.name in mine))
+                      merged.names, tuple(h for h in merged.rewrite if h.name in mine),
+                      merged.upstreams)
             if len(self.chains) > 10_000:
                 self.chains.clear()
             self.chains[route_chain] = c

@@ -106,6 +106,8 @@ class Exchange(Context):
     bf = False
     lg = False
     plugin_task: asyncio.Task[None] | None = None
+    #: set by a plugin (traffic-split) to send this request to another upstream
+    upstream_key: str | None = None
 
     def __init__(self, down: Any, head: RequestHead, snap: Any, now: float) -> None:
         self.down = down
@@ -154,7 +156,7 @@ class Exchange(Context):
         """After the request phases: resolve the upstream and send the request."""
         route = self.route
         head = self.head
-        key = route.upstream_key
+        key = self.upstream_key or route.upstream_key
         rt = self.snap.upstreams.get(key) if key is not None else None
         if rt is None:
             self.reply_error(errors.NoUpstream("missing upstream configuration in Route or Service"))
@@ -651,6 +653,8 @@ class Exchange(Context):
         rt = self.rt
         if rt.track:
             rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
+        if rt.health is not None:        # passive health checks (upstream checks.passive)
+            rt.health.response(node.addr, self.up_status)
         if conn is not None:
             conn.deadline.due = None
             conn.owner = None
@@ -720,8 +724,13 @@ class Exchange(Context):
         return self.replay is not None or not self.body_sent
 
     def _failed(self, error: errors.GatewayError) -> None:
-        if self.node is not None and self.rt.track:
-            self.rt.balancer.after(self.node, None, True)
+        node = self.node
+        if node is not None:
+            rt = self.rt
+            if rt.track:
+                rt.balancer.after(node, None, True)
+            if rt.health is not None:    # passive health checks: a tcp failure or timeout
+                rt.health.failure(node.addr, error)
         self.error = error
         if self.finished:
             return

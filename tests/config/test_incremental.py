@@ -266,3 +266,29 @@ def test_random_plugin_changes_applied_one_by_one_equal_a_full_compile() -> None
                     {k: v for k, v in want.items() if k != "rejected"}, (puts, dels)
     finally:
         registry.use(registry.Registry())
+
+
+def test_plugin_declared_upstreams_live_while_a_route_uses_them() -> None:
+    from pylon.proxy import registry
+    registry.use(registry.load(["traffic-split"]))
+    try:
+        inline = {"nodes": {"127.0.0.9:80": 1}}
+        ts = {"traffic-split": {"rules": [{"weighted_upstreams": [{"upstream": inline}]}]}}
+        route = lambda rid: {"id": rid, "uri": f"/{rid}",  # noqa: E731
+                             "upstream": {"nodes": {"127.0.0.1:80": 1}}, "plugins": ts}
+        keys = {"routes/a": route("a"), "routes/b": route("b")}
+        model = ConfigModel()
+        model.load(doc_of(keys))
+        shared = [k for k in model.compiled.plans if k.startswith("plugin-upstreams/")]
+        assert len(shared) == 1                   # identical inline upstreams: one plan
+        _, plans = model.apply([], ["routes/a"])
+        assert shared[0] in model.compiled.plans and shared[0] not in plans
+        _, plans = model.apply([], ["routes/b"])
+        assert plans[shared[0]] is None and shared[0] not in model.compiled.plans
+        _, plans = model.apply([("routes/a", route("a"))], [])
+        assert plans[shared[0]].nodes[0].host == "127.0.0.9"
+        fresh = ConfigModel()
+        fresh.load(doc_of({"routes/a": route("a")}))
+        assert set(fresh.compiled.plans) == set(model.compiled.plans)
+    finally:
+        registry.use(registry.Registry())
