@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=1)
     ap.add_argument("-n", type=int, default=100000)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--plugin", choices=("key-auth", "jwt-auth"),
+    ap.add_argument("--plugin", choices=("key-auth", "jwt-auth", "limit-count"),
                     help="the route authenticates with this plugin (the request carries "
                          "the credentials)")
     ap.add_argument("--real-headers", action="store_true",

@@ -32,10 +32,16 @@ PLUGINS = {
                  {"key-auth": {"key": BENCH_KEY}}),
     "jwt-auth": ({"jwt-auth": {"anonymous_consumer": "anon"}},
                  {"jwt-auth": {"key": "bench", "secret": BENCH_SECRET, "algorithm": "HS256"}}),
+    # a limit never reached: the cost of counting, node-wide in shared memory / in Redis
+    "limit-count": ({"limit-count": {"count": 1_000_000_000, "time_window": 3600}}, None),
+    "limit-count-redis": ({"limit-count": {"count": 1_000_000_000, "time_window": 3600,
+                                           "policy": "redis", "redis_host": "127.0.0.1",
+                                           "redis_port": 6379}}, None),
 }
 
 
-def routes_doc(upstream: str, n: int, plugin: str | None = None) -> dict:
+def routes_doc(upstream: str, n: int, plugin: str | None = None,
+               redis: str | None = None) -> dict:
     up = {"nodes": {upstream: 1}, "keepalive_pool": {"requests": 100000000, "idle_timeout": 300}}
     doc: dict = {"upstreams": [{"id": "u", **up}], "routes": []}
     routes = doc["routes"]
@@ -53,9 +59,13 @@ def routes_doc(upstream: str, n: int, plugin: str | None = None) -> dict:
     routes.append({"id": "bench", "uri": "/*", "upstream_id": "u"})
     if plugin:
         route_conf, consumer_conf = PLUGINS[plugin]
-        routes[-1]["plugins"] = route_conf
-        doc["consumers"] = [{"username": "bench", "plugins": consumer_conf},
-                             {"username": "anon"}]
+        routes[-1]["plugins"] = json.loads(json.dumps(route_conf))
+        if redis and "limit-count" in routes[-1]["plugins"]:
+            host, _, port = redis.rpartition(":")
+            routes[-1]["plugins"]["limit-count"].update(redis_host=host, redis_port=int(port))
+        if consumer_conf is not None:
+            doc["consumers"] = [{"username": "bench", "plugins": consumer_conf},
+                                {"username": "anon"}]
     return doc
 
 
@@ -66,7 +76,8 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--access-log", action="store_true")
-    ap.add_argument("--plugin", choices=sorted(PLUGINS), help="auth plugin on the route")
+    ap.add_argument("--plugin", choices=sorted(PLUGINS), help="plugin on the route")
+    ap.add_argument("--redis", help="host:port of the Redis for limit-count-redis")
     a = ap.parse_args()
     upstream = a.upstream.split("://", 1)[-1].rstrip("/")
     prefix = tempfile.mkdtemp(prefix="pylon-bench-")
@@ -81,7 +92,7 @@ def main() -> None:
     with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
         json.dump(node, f)
     with open(os.path.join(prefix, "conf", "pylon.json"), "w") as f:
-        json.dump(routes_doc(upstream, a.routes, a.plugin), f)
+        json.dump(routes_doc(upstream, a.routes, a.plugin, a.redis), f)
     os.execvp(sys.executable, [sys.executable, "-m", "pylon.cli", "start", "-p", prefix])
 
 

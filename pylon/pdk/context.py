@@ -215,6 +215,15 @@ class Context:
             extra.append((n, str(value).encode("latin-1")))
         self.extra_resp = extra
 
+    def set_resp_headers(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Several ``set_resp_header`` calls at once, names and values as bytes (the cheap
+        way for a plugin that sets the same headers on every request)."""
+        if self.resp_headers is None and not self.extra_resp:
+            self.extra_resp = pairs
+            return
+        for n, v in pairs:
+            self.set_resp_header(n.decode("latin-1"), v.decode("latin-1"))
+
     def add_resp_header(self, name: str, value: str) -> None:
         pair = (name.encode("latin-1"), str(value).encode("latin-1"))
         if self.resp_headers is not None:

@@ -101,7 +101,8 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 
 
 class _Rule:
-    __slots__ = ("count", "key", "key_fn", "prefix", "window")
+    __slots__ = ("count", "h_limit", "h_remaining", "h_reset", "key", "key_fn", "limit_b",
+                 "prefix", "window")
 
     def __init__(self, count: int, window: int, key_fn: Any, key: str, prefix: str) -> None:
         self.count = count
@@ -109,6 +110,11 @@ class _Rule:
         self.key_fn = key_fn
         self.key = key
         self.prefix = prefix
+        p = ("X-" + prefix + "-" if prefix else "X-").encode()
+        self.h_limit = p + b"RateLimit-Limit"
+        self.h_remaining = p + b"RateLimit-Remaining"
+        self.h_reset = p + b"RateLimit-Reset"
+        self.limit_b = str(count).encode()
 
 
 class _Conf:
@@ -223,10 +229,9 @@ async def _access_redis(c: _Conf, ctx: pdk.Context) -> Any:
 def _result(c: _Conf, ctx: pdk.Context, rule: _Rule, ok: bool, remaining: int,
             reset: int) -> Any:
     if c.headers:
-        p = "X-" + rule.prefix + "-" if rule.prefix else "X-"
-        ctx.set_resp_header(p + "RateLimit-Limit", str(rule.count))
-        ctx.set_resp_header(p + "RateLimit-Remaining", str(remaining))
-        ctx.set_resp_header(p + "RateLimit-Reset", str(reset))
+        ctx.set_resp_headers([(rule.h_limit, rule.limit_b),
+                              (rule.h_remaining, b"%d" % remaining),
+                              (rule.h_reset, b"%d" % reset)])
     if ok:
         return None
     if c.msg is not None:
