@@ -33,6 +33,7 @@ schema = {
         "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
         "rejected_msg": {"type": "string", "minLength": 1},
         "allow_degradation": {"type": "boolean", "default": False},
+        "key_ttl": {"type": "integer", "minimum": 1, "default": 3600},
         "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
                    "default": "local"},
         **_lc._REDIS,
@@ -51,8 +52,8 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 
 
 class _Conf:
-    __slots__ = ("backend", "burst", "code", "conn", "degrade", "delay", "key_fn", "msg",
-                 "tag")
+    __slots__ = ("backend", "burst", "code", "conn", "degrade", "delay", "key_fn", "key_ttl",
+                 "msg", "tag")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.conn = conf["conn"]
@@ -63,10 +64,8 @@ class _Conf:
         self.msg = conf.get("rejected_msg")
         self.degrade = conf["allow_degradation"]
         self.tag = "conn:" + _lc._Conf.digest(conf)
-        self.backend: Any = None
-        if conf["policy"] != "local":
-            from pylon.ratelimit.redis_backend import limiter_for
-            self.backend = limiter_for(conf)
+        self.backend = _lc.RedisRef(conf) if conf["policy"] != "local" else None
+        self.key_ttl = conf["key_ttl"]
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -78,10 +77,10 @@ def _key(c: _Conf, ctx: pdk.Context) -> str:
     return ("route" + rid if rid is not None else "global") + ":" + c.tag + ":" + c.key_fn(ctx)
 
 
-def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None) -> Any:
+def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None, held: Any = None) -> Any:
     if conn is None:
         return (c.code, {"error_msg": c.msg}) if c.msg is not None else c.code
-    ctx.store["limit-conn"] = ctx.store.get("limit-conn", ()) + ((c, key),)
+    ctx.store["limit-conn"] = ctx.store.get("limit-conn", ()) + ((c, key, held),)
     if conn > c.conn:       # lua-resty-limit-traffic: wait a unit per `conn` excess
         delay = c.delay * ((conn - 1) // c.conn)
         if delay >= 0.001:
@@ -100,7 +99,8 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
 async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
     from pylon.ratelimit.redis_backend import RedisUnavailable
     try:
-        conn = await c.backend.conn_incoming(key, c.conn, c.burst)
+        ok, conn, req_id = await c.backend.get().conn_incoming(key, c.conn, c.burst,
+                                                               key_ttl=c.key_ttl)
     except RedisUnavailable as e:
         if c.degrade:
             pdk.log.error("limit-conn: redis unavailable, letting the request through "
@@ -108,7 +108,7 @@ async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
             return None
         pdk.log.error("limit-conn: redis unavailable: %s", e)
         return 500, {"error_msg": "failed to limit conn"}
-    r = _after(c, ctx, key, conn)
+    r = _after(c, ctx, key, conn if ok else None, req_id)
     if r is not None and not isinstance(r, tuple) and not isinstance(r, int):
         await r
         return None
@@ -117,12 +117,20 @@ async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
 
 def log(c: _Conf, ctx: pdk.Context) -> None:
     held = ctx.store.pop("limit-conn", None) if ctx._store is not None else None
-    for conf, key in held or ():
+    for conf, key, req_id in held or ():
         if conf.backend is not None:
-            _spawn(conf.backend.conn_leaving(key))
+            _spawn(_leave(conf, key, req_id))
         else:
             from pylon.ratelimit.local import conn_table
             conn_table().leaving(key)
+
+
+async def _leave(c: _Conf, key: str, req_id: str) -> None:
+    from pylon.ratelimit.redis_backend import RedisUnavailable
+    try:
+        await c.backend.get().conn_leaving(key, req_id)
+    except RedisUnavailable as e:      # the entry expires after key_ttl
+        pdk.log.warning("limit-conn: redis unavailable on leaving: %s", e)
 
 
 _pending: set[asyncio.Task[Any]] = set()

@@ -91,9 +91,10 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
                          "is not set")
     if conf["policy"] == "redis" and not conf.get("redis_host"):
         raise ValueError('property "redis_host" is required when policy is redis')
-    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
-        raise ValueError('property "redis_cluster_nodes" is required when policy is '
-                         "redis-cluster")
+    if conf["policy"] == "redis-cluster" and not (conf.get("redis_cluster_nodes")
+                                                   and conf.get("redis_cluster_name")):
+        raise ValueError('properties "redis_cluster_nodes" and "redis_cluster_name" are '
+                         "required when policy is redis-cluster")
     if conf["window_type"] == "sliding":
         counts = [conf.get("count") or 0] + [r["count"] for r in conf.get("rules") or ()]
         if max(counts) > _SLIDING_MAX:
@@ -145,10 +146,25 @@ class _Conf:
         else:
             self.rules = (_Rule(conf["count"], conf["time_window"],
                                 _key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
-        self.backend: Any = None
-        if conf["policy"] != "local":
-            from pylon.ratelimit.redis_backend import limiter_for
-            self.backend = limiter_for(conf)
+        self.backend = RedisRef(conf) if conf["policy"] != "local" else None
+
+
+class RedisRef:
+    """The shared Redis limiter of a configuration, looked up once per worker loop (the
+    configuration is prepared before any loop runs it, possibly in a thread)."""
+
+    __slots__ = ("conf", "lim")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = {k: v for k, v in conf.items() if k.startswith("redis_") or k == "policy"}
+        self.lim: Any = None
+
+    def get(self) -> Any:
+        lim = self.lim
+        if lim is None or lim.closed:
+            from pylon.ratelimit.redis_backend import get_limiter
+            lim = self.lim = get_limiter(self.conf)
+        return lim
 
 
 def _key_fn(key_type: str, key: str) -> Any:
@@ -211,8 +227,8 @@ async def _access_redis(c: _Conf, ctx: pdk.Context) -> Any:
     for rule in c.rules:
         key = owner + rule.key_fn(ctx)
         try:
-            ok, remaining, reset = await c.backend.incoming(key, rule.count, rule.window, 1,
-                                                            c.sliding)
+            ok, remaining, reset = await c.backend.get().incoming(
+                key, rule.count, rule.window, 1, c.sliding)
         except RedisUnavailable as e:
             if c.degrade:
                 pdk.log.error("limit-count: redis unavailable, letting the request through "

@@ -60,10 +60,7 @@ class _Conf:
         self.nodelay = conf["nodelay"]
         self.degrade = conf["allow_degradation"]
         self.tag = "req:" + _lc._Conf.digest(conf)
-        self.backend: Any = None
-        if conf["policy"] != "local":
-            from pylon.ratelimit.redis_backend import limiter_for
-            self.backend = limiter_for(conf)
+        self.backend = _lc.RedisRef(conf) if conf["policy"] != "local" else None
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -91,7 +88,7 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
 async def _access_redis(c: _Conf, key: str) -> Any:
     from pylon.ratelimit.redis_backend import RedisUnavailable
     try:
-        delay = await c.backend.incoming_req(key, c.rate, c.burst)
+        ok, delay, _excess = await c.backend.get().incoming_req(key, c.rate, c.burst)
     except RedisUnavailable as e:
         if c.degrade:
             pdk.log.error("limit-req: redis unavailable, letting the request through "
@@ -99,7 +96,7 @@ async def _access_redis(c: _Conf, key: str) -> Any:
             return None
         pdk.log.error("limit-req: redis unavailable: %s", e)
         return 500, {"error_msg": "failed to limit req"}
-    if delay is None:
+    if not ok:
         return _reject(c)
     if delay >= 0.001 and not c.nodelay:
         await asyncio.sleep(delay)
