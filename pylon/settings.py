@@ -45,6 +45,14 @@ class DataEncryption(_S):
     keyring: list[str] | None = None
 
 
+class ControlListen(_S):
+    """``apisix.control``: the Control API (``/v1/healthcheck``), served by the master."""
+
+    ip: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9090
+    router: str | None = None          # APISIX: plugin control API matching (no meaning here)
+
+
 class NodeSection(_S):
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
@@ -53,6 +61,8 @@ class NodeSection(_S):
                     "radixtree_uri_with_parameter"] | RouterSection = "radixtree_host_uri"
     enable_ipv6: bool = False
     enable_admin: bool = True
+    enable_control: bool = True
+    control: ControlListen = ControlListen()
     data_encryption: DataEncryption = DataEncryption()
     #: Pylon: directories of custom plugin modules (one ``.py`` file per plugin)
     extra_plugin_dirs: list[str] = msgspec.field(default_factory=list)
@@ -243,6 +253,8 @@ class Settings:
                            for k in admin.admin_key or ()]
         self.admin_key_required = admin.admin_key_required
         self.allow_admin = admin.allow_admin
+        self.control_enabled = node.enable_control
+        self.control_listen = (node.control.ip, node.control.port)
         self.encrypt_fields = node.data_encryption.enable_encrypt_fields
         self.keyring = node.data_encryption.keyring
         self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None

@@ -122,7 +122,7 @@ class Gateway:
         self.doc_path = os.path.join(tmp, "conf", "pylon.yaml")
         node_cfg: dict[str, Any] = {
             "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}], "enable_admin": False,
-                      "workers": workers},
+                      "workers": workers, "enable_control": False},
             "nginx_config": {"error_log_level": "info", "worker_shutdown_timeout": "10s",
                              "http": dict(http or {})},
         }

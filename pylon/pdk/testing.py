@@ -161,6 +161,7 @@ class Kit:
         self.admin_key = admin_key
         section: dict[str, Any] = {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
                                    "workers": workers, "enable_admin": bool(admin_key),
+                                   "enable_control": False,
                                    "extra_plugin_dirs": [os.path.abspath(d)
                                                          for d in plugin_dirs or ()]}
         cfg: dict[str, Any] = {

@@ -653,6 +653,8 @@ class Exchange(Context):
         rt = self.rt
         if rt.track:
             rt.balancer.after(node, self.loop.time() - self.t_up_start, False)
+        if rt.health is not None:        # passive health checks (upstream checks.passive)
+            rt.health.response(node.addr, self.up_status)
         if conn is not None:
             conn.deadline.due = None
             conn.owner = None
@@ -722,8 +724,13 @@ class Exchange(Context):
         return self.replay is not None or not self.body_sent
 
     def _failed(self, error: errors.GatewayError) -> None:
-        if self.node is not None and self.rt.track:
-            self.rt.balancer.after(self.node, None, True)
+        node = self.node
+        if node is not None:
+            rt = self.rt
+            if rt.track:
+                rt.balancer.after(node, None, True)
+            if rt.health is not None:    # passive health checks: a tcp failure or timeout
+                rt.health.failure(node.addr, error)
         self.error = error
         if self.finished:
             return

@@ -9,6 +9,10 @@
   and its state, sends a new worker the whole document once and then every worker the keys
   that changed; workers compile and swap (worker 0 logs rejected objects).  A store that
   fails keeps the last good config serving.
+* Upstream health checks run here, once per node whatever the worker count
+  (``upstream/health.py``): active probes, and the workers' passive reports aggregated; every
+  status change goes to every worker (``{"t": "health", ...}``), a new worker gets the whole
+  table.  The Control API (``/v1/healthcheck``, ``server/control.py``) is served here too.
 * Signals: SIGHUP re-reads everything and replaces workers one slot at a time (the new worker
   is serving before the old one drains); SIGTERM/SIGINT drain workers up to
   ``worker_shutdown_timeout`` and exit; SIGUSR1 reopens access logs.  A worker that dies is
@@ -34,6 +38,8 @@ from ..config.yaml_store import YamlStore
 from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
+from ..upstream.health import UP_STATES, HealthManager
+from .control import ControlApp, changed_plans, checked_plans, start_control
 from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
@@ -85,6 +91,9 @@ class Master:
         self.hub = make_hub(settings)
         self.hub.subscribers.append(self.on_config)
         self.admin_server: asyncio.base_events.Server | None = None
+        self.control_server: asyncio.base_events.Server | None = None
+        #: upstream health checks (created in ``run``, inside the loop)
+        self.health: HealthManager | None = None
         self.exit_code = 0
         self.config_path = config_path
         self.worker_override = workers
@@ -128,15 +137,49 @@ class Master:
         self._doc_msg = None
         if whole:
             self.broadcast()
+            self._health_resync()
             return
         put = [[e.key, e.value] for e in events if e.value is not None]
         dels = [e.key for e in events if e.value is None]
         self._send(encode_msg({"t": "delta", "rev": revision, "put": put, "del": dels}))
+        if self.health is not None:          # after the delta: workers know the upstream
+            self.health.update(changed_plans(events))
 
     def _use_hub(self, hub: ConfigHub) -> None:
         self.hub = hub
         hub.subscribers.append(self.on_config)
         self._doc_msg = None
+        self._health_resync()
+
+    # -- health checks -----------------------------------------------------------------------
+    def _health_resync(self) -> None:
+        """Follow the whole configuration (start, reload, external edit of the file): node
+        states of upstreams and nodes that stay are kept."""
+        if self.health is not None:
+            self.health.replace(checked_plans(self.hub.state.items()))
+
+    def _health_changed(self, key: str, addr: str, state: str | None) -> None:
+        self._send(encode_msg({"t": "health", "key": key, "addr": addr,
+                               "healthy": state is None or state in UP_STATES,
+                               "state": state}))
+
+    def health_table_msg(self) -> bytes:
+        return encode_msg({"t": "health_all",
+                           "table": self.health.table() if self.health is not None else []})
+
+    async def start_control(self) -> None:
+        """The Control API (``apisix.control``); a port in use is logged, not fatal."""
+        host, port = self.settings.control_listen
+        if not _is_loopback(host):
+            log.warning("Control API on %s: it should never listen to public traffic", host)
+        app = ControlApp(lambda: self.health, lambda key: self.hub.state.get(key) is not None,
+                         self.settings.etcd.prefix)
+        try:
+            self.control_server = await start_control(self.loop, app, host, port)
+        except OSError as e:
+            log.error("Control API not started on %s:%d: %s", host, port, e)
+            return
+        log.info("Control API listening on %s:%d", host, port)
 
     async def start_admin(self) -> None:
         """Serve the Admin API from the master: one writer per node, reading what it serves."""
@@ -222,6 +265,9 @@ class Master:
         child.close()
         w = WorkerProc(slot, proc, parent)
         w.reader, w.writer = await asyncio.open_connection(sock=parent)
+        # node states first: the runtimes the config builds start with them, so the worker
+        # never serves a request with a down node taken for a healthy one
+        w.writer.write(self.health_table_msg())
         w.writer.write(self.config_msg())
         self.loop.create_task(self._listen(w))
         self.loop.create_task(self._reap(w))
@@ -245,6 +291,12 @@ class Master:
                 fut = self._asks.get(msg.get("seq"))
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif t == "hreport" and self.health is not None:    # passive health reports
+                try:
+                    for key, addr, kind in msg["r"]:
+                        self.health.passive(key, addr, kind)
+                except Exception:
+                    log.exception("bad health report from worker %d", w.slot)
 
     async def _reap(self, w: WorkerProc) -> None:
         rc = await w.proc.wait()
@@ -378,6 +430,8 @@ class Master:
             print(f"pylon: {e}", file=sys.stderr)
             log.error("%s", e)
             return 1
+        self.health = HealthManager(self._health_changed)
+        self._health_resync()
         self.open_slots()
         for slot in range(self.nworkers):
             self.workers[slot] = await self.spawn(slot)
@@ -394,6 +448,8 @@ class Master:
                 log.error("Admin API not started: %s", e)
                 stop.set()
                 self.exit_code = 1
+        if self.settings.control_enabled and not stop.is_set():
+            await self.start_control()
         addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
         if not stop.is_set():
             log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
@@ -404,6 +460,10 @@ class Master:
         log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)
         if self.admin_server is not None:
             self.admin_server.close()
+        if self.control_server is not None:
+            self.control_server.close()
+        if self.health is not None:
+            self.health.close()
         procs = [*self.workers.values(), *self.starting]
         for w in procs:
             self.retire(w)

@@ -5,16 +5,23 @@ turns the plans of a new snapshot into ``UpstreamRuntime`` objects: a runtime wh
 not change is reused as is (balancer position, EWMA statistics and pools survive), a changed
 one is rebuilt but still reuses the keep-alive pools of nodes it keeps.  Pools no runtime uses
 any more are closed.
+
+Health checks (``health.py``): an upstream with a checker gets a ``HealthFilter`` around its
+balancer and, with ``checks.passive``, a ``PassiveReporter`` as ``health``; both read a
+``HealthView`` kept per upstream key in ``Runtimes.health``, so node states survive a
+rebuilt runtime.  Every other upstream has ``health = None`` and its bare balancer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .balancer import Node, create_balancer
+from .health import HealthFilter, HealthView, PassiveReporter, has_checker, parse_checks
 from .pool import NodePool
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
@@ -50,11 +57,17 @@ PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
 class UpstreamRuntime:
     """What a request needs to reach an upstream: a balancer and a pool per node."""
 
-    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls", "track")
+    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls", "track",
+                 "health")
 
-    def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool]) -> None:
+    def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool],
+                 view: HealthView | None = None, health: PassiveReporter | None = None) -> None:
         self.plan = plan
-        self.balancer = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key)
+        self.balancer: Any = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key)
+        if view is not None:               # health checked: skip the nodes that are down
+            self.balancer = HealthFilter(self.balancer, view.down)
+        #: passive health reports (``checks.passive``), None for every other upstream
+        self.health = health
         self.pools = pools
         # before()/after() only matter to balancers that track load or latency
         self.track = plan.type in ("least_conn", "ewma")
@@ -79,6 +92,45 @@ class Runtimes:
         self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
         #: how many runtimes use each pool (``update`` closes a pool at zero)
         self._refs: dict[PoolKey, int] = {}
+        #: node states by upstream key, as the master broadcasts them (health checks)
+        self.health: dict[str, HealthView] = {}
+        #: where passive health reports go (the worker sends them to the master)
+        self.report: Callable[[str, str, int], None] | None = None
+
+    def _runtime(self, plan: UpstreamPlan) -> UpstreamRuntime:
+        view = reporter = None
+        if plan.checks and has_checker(plan):
+            try:
+                checks = parse_checks(plan.checks)
+            except ValueError:
+                checks = None         # the master logs it; no checks for this upstream
+            if checks is not None:
+                view = self.health.get(plan.key)
+                if view is None:
+                    view = self.health[plan.key] = HealthView()
+                if checks.passive is not None:
+                    reporter = PassiveReporter(plan.key, view, checks.passive, self._report)
+        return UpstreamRuntime(plan, self._pools_for(plan), view, reporter)
+
+    def _report(self, key: str, addr: str, kind: int) -> None:
+        if self.report is not None:
+            self.report(key, addr, kind)
+
+    def set_health(self, key: str, addr: str, state: str | None) -> None:
+        """The master's word on one node (state None: forget it)."""
+        view = self.health.get(key)
+        if view is None:
+            if state is None:
+                return
+            view = self.health[key] = HealthView()
+        view.set(addr, state)
+
+    def reset_health(self, table: list[list[str]]) -> None:
+        """The master's whole table (a worker's start): [[key, addr, state], ...]."""
+        for view in self.health.values():
+            view.clear()
+        for key, addr, state in table:
+            self.set_health(key, addr, state)
 
     def reconcile(self, plans: dict[str, UpstreamPlan]) -> dict[str, UpstreamRuntime]:
         old = self.by_key
@@ -87,12 +139,14 @@ class Runtimes:
         for key, plan in plans.items():
             rt = old.get(key)
             if rt is None or rt.plan != plan:
-                rt = UpstreamRuntime(plan, self._pools_for(plan))
+                rt = self._runtime(plan)
             new[key] = rt
             used.update(self._pool_key(plan, n) for n in plan.nodes)
         for pk in [pk for pk in self._pools if pk not in used]:
             self._pools.pop(pk).close()
         self.by_key = new
+        for key in [k for k in self.health if k not in new]:
+            del self.health[key]
         self._refs = {}
         for rt in new.values():
             for n in rt.plan.nodes:
@@ -114,9 +168,10 @@ class Runtimes:
                 for n in plan.nodes:
                     pk = self._pool_key(plan, n)
                     refs[pk] = refs.get(pk, 0) + 1
-                by_key[key] = UpstreamRuntime(plan, self._pools_for(plan))
+                by_key[key] = self._runtime(plan)
             else:
                 by_key.pop(key, None)
+                self.health.pop(key, None)
             if old is not None:
                 for n in old.plan.nodes:
                     pk = self._pool_key(old.plan, n)
