@@ -235,7 +235,7 @@ class Context:
         """A response's headers with those set / added before it existed."""
         extra = self.extra_resp
         if extra:
-            names = {n.lower() for n, _ in extra}
+            names = [n.lower() for n, _ in extra]
             headers = [(n, v) for n, v in headers if n.lower() not in names] + extra
         if self.added_resp:
             headers = headers + self.added_resp

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from pylon import pdk
+from pylon.ratelimit.local import table as local_table
 
 name = "limit-count"
 priority = 1002
@@ -119,8 +120,8 @@ class _Rule:
 
 
 class _Conf:
-    __slots__ = ("backend", "code", "degrade", "group", "headers", "msg", "rules",
-                 "sliding", "tag")
+    __slots__ = ("backend", "code", "degrade", "group", "headers", "msg", "owners", "rules",
+                 "sliding", "table", "tag")
 
     @staticmethod
     def digest(conf: dict[str, Any]) -> str:
@@ -147,6 +148,8 @@ class _Conf:
             self.rules = (_Rule(conf["count"], conf["time_window"],
                                 _key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
         self.backend = RedisRef(conf) if conf["policy"] != "local" else None
+        self.table: Any = None                   # this process's node-wide table
+        self.owners: dict[str | None, str] = {}  # route id -> counter key prefix
 
 
 class RedisRef:
@@ -200,21 +203,29 @@ def prepare(conf: dict[str, Any]) -> _Conf:
 
 
 def _owner(c: _Conf, ctx: pdk.Context) -> str:
-    if c.group is not None:
-        return c.group + ":"
-    rid = ctx.route_id
-    return ("route" + rid if rid is not None else "global") + ":" + c.tag + ":"
+    route = ctx.route
+    rid = route.id if route is not None else None
+    owner = c.owners.get(rid)
+    if owner is None:
+        if c.group is not None:
+            owner = c.group + ":"
+        else:
+            owner = ("route" + rid if rid is not None else "global") + ":" + c.tag + ":"
+        if len(c.owners) < 10_000:
+            c.owners[rid] = owner
+    return owner
 
 
 def access(c: _Conf, ctx: pdk.Context) -> Any:
     if c.backend is not None:
         return _access_redis(c, ctx)
-    from pylon.ratelimit.local import table
-    t = table()
+    t = c.table
+    if t is None:
+        t = c.table = local_table()
     owner = _owner(c, ctx)
     for rule in c.rules:
-        key = owner + rule.key_fn(ctx)
-        ok, remaining, reset = t.incoming(key, rule.count, rule.window, 1, c.sliding)
+        ok, remaining, reset = t.incoming(owner + rule.key_fn(ctx), rule.count, rule.window,
+                                          1, c.sliding)
         r = _result(c, ctx, rule, ok, remaining, reset)
         if r is not None:
             return r

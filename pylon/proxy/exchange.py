@@ -323,32 +323,22 @@ class Exchange(Context):
         g = self.gchain
         step = self.step
         if g is EMPTY and step == 0:
-            # the common case, no global rules: the route's rewrite hooks, then straight on
-            # to the consumer merge (step 3) -- the same as the loop below, fewer branches
-            hooks = self.chain.rewrite
-            for i, h in enumerate(hooks):
-                if h.filter is not None and not h.filter(self):
-                    continue
-                try:
-                    r = h.fn(h.conf, self)
-                except Exception as e:  # noqa: BLE001
-                    self._hook_raised(h, e)
-                    return False
-                if r is not None:
-                    if hasattr(r, "__await__"):
-                        self.step = 2
-                        self.hook_i = i + 1
-                        self.plugin_task = self.loop.create_task(self._await_hook(h, r))
-                        return False
-                    self._plugin_reply(h, r)
-                    return False
+            # the common case, no global rules: the same order, without the step machine
             c = self.chain
+            if c.rewrite and not self._hooks(c.rewrite, 2, 0):
+                return False
             cons = self.consumer
-            if not (c.access or c.before_proxy) and (cons is None or not cons.plugins):
-                self.step = _STEP_PROXY          # nothing after rewrite (e.g. an auth plugin)
+            if cons is None or not cons.plugins:
+                c = self.chain
+                if c.access and not self._hooks(c.access, 4, 0):
+                    return False
+                if c.before_proxy and not self._hooks(c.before_proxy, 6, 0):
+                    return False
+                self.step = _STEP_PROXY
                 return True
             step = 3
         while step < _STEP_PROXY:
+            i = self.hook_i
             if step == 0:
                 hooks = g.rewrite
             elif step == 1:
@@ -361,11 +351,11 @@ class Exchange(Context):
             elif step == 3:
                 cons = self.consumer
                 hooks = ()
-                if cons is not None and cons.plugins and self.hook_i == 0:
+                if cons is not None and cons.plugins and i == 0:
                     self.chain = merged = cons.chain_for(self.chain)
                     self._response_phases()
                     hooks = merged.consumer_rewrite
-                elif self.hook_i:
+                elif i:
                     hooks = self.chain.consumer_rewrite
             elif step == 4:
                 hooks = self.chain.access
@@ -373,29 +363,33 @@ class Exchange(Context):
                 hooks = g.before_proxy
             else:
                 hooks = self.chain.before_proxy
-            i = self.hook_i
-            n = len(hooks)
-            while i < n:
-                h = hooks[i]
-                i += 1
-                if h.filter is not None and not h.filter(self):
-                    continue
-                try:
-                    r = h.fn(h.conf, self)
-                except Exception as e:  # noqa: BLE001 - Reply, or a plugin's bug
-                    self._hook_raised(h, e)
-                    return False
-                if r is not None:
-                    if hasattr(r, "__await__"):
-                        self.step = step
-                        self.hook_i = i
-                        self.plugin_task = self.loop.create_task(self._await_hook(h, r))
-                        return False
-                    self._plugin_reply(h, r)
-                    return False
+            if hooks and not self._hooks(hooks, step, i):
+                return False
             step += 1
             self.hook_i = 0
         self.step = step
+        return True
+
+    def _hooks(self, hooks: tuple[Any, ...], step: int, start: int) -> bool:
+        """Run ``hooks[start:]`` of request phase ``step``: True when all let the request
+        through; False when one answered or is running asynchronously."""
+        for i in range(start, len(hooks)):
+            h = hooks[i]
+            if h.filter is not None and not h.filter(self):
+                continue
+            try:
+                r = h.fn(h.conf, self)
+            except Exception as e:  # noqa: BLE001 - Reply, or a plugin's bug
+                self._hook_raised(h, e)
+                return False
+            if r is not None:
+                if hasattr(r, "__await__"):
+                    self.step = step
+                    self.hook_i = i + 1
+                    self.plugin_task = self.loop.create_task(self._await_hook(h, r))
+                    return False
+                self._plugin_reply(h, r)
+                return False
         return True
 
     async def _await_hook(self, h: Any, aw: Any) -> None:

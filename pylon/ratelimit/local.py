@@ -238,9 +238,10 @@ class SharedTable:
     def _incoming_cas(self, key: str, limit: int, window: int, cost: int, sliding: bool,
                       t: float) -> tuple[bool, int, int]:
         it = int(t)
-        fp = self.fingerprint(key)
-        off = self._slot(fp, it)
+        fp = self._fp.get(key) or self.fingerprint(key)
         mm = self.mm
+        home = (fp % self.buckets) * _BUCKET + (fp >> 40) % _PER_BUCKET * _REC
+        off = home if _Q.unpack_from(mm, home)[0] == fp else self._slot(fp, it)
         woff = off + 16
         while True:
             (word,) = _Q.unpack_from(mm, woff)
