@@ -22,6 +22,7 @@ it is live.  Nothing is mocked: the plugin runs in the gateway exactly as in pro
 from __future__ import annotations
 
 import contextlib
+import re
 import http.client
 import json
 import os
@@ -217,14 +218,31 @@ class Kit:
         os.replace(tmp, self.doc_path)
 
     def apply(self, doc: dict[str, Any], timeout: float = 10.0) -> None:
-        """Replace the configuration and wait until every worker serves it."""
-        before = self.log().count(" live")
+        """Replace the configuration and wait until every worker serves it (each has
+        logged a revision newer than any before the write)."""
+        before = max(self._revisions().values(), default=0)
         self._write(doc)
         deadline = time.monotonic() + timeout
-        while self.log().count(" live") < before + self.workers:
+        while True:
+            revs = self._revisions()
+            if len(revs) >= self.workers and all(r > before for r in revs.values()):
+                return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"config not applied:\n{self.log()[-3000:]}")
             time.sleep(0.02)
+
+    def _revisions(self) -> dict[str, int]:
+        """The last revision each worker (by pid) logged as live."""
+        out: dict[str, int] = {}
+        for m in re.finditer(r" (\d+)#worker \d+: worker \d+: config revision (\d+) live",
+                             self.log()):
+            out[m.group(1)] = int(m.group(2))
+        for pid in list(out):                  # workers that are gone (a test killed them)
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                del out[pid]
+        return out
 
     def log(self) -> str:
         with contextlib.suppress(OSError):

@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 
 from pylon import errors, pdk
+from pylon.pdk.template import compile_template
 from pylon.ratelimit.breaker import Policy, breakers, fits
 
 name = "api-breaker"
@@ -85,7 +86,6 @@ schema = {
 }
 
 # core.utils.resolve_var: $name or ${name}, not after a backslash
-_VAR = re.compile(r"(?<!\\)\$\{?(\w+)\}?", re.ASCII)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _INFO = logging.INFO
@@ -104,34 +104,8 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
                          "large together (at most 22 bits between them, e.g. both <= 2048)")
 
 
-def _template(tpl: str) -> Any:
-    """A value → itself without variables, else a tuple of literals and ``(name,)``."""
-    if "$" not in tpl:
-        return tpl
-    parts: list[Any] = []
-    pos = 0
-    for m in _VAR.finditer(tpl):
-        if m.start() > pos:
-            parts.append(tpl[pos:m.start()])
-        parts.append((m.group(1),))
-        pos = m.end()
-    if pos < len(tpl):
-        parts.append(tpl[pos:])
-    return tuple(parts) if any(isinstance(p, tuple) for p in parts) else tpl
-
-
 def _render(tpl: Any, ctx: pdk.Context) -> str:
-    if isinstance(tpl, str):
-        return tpl
-    out = []
-    for p in tpl:
-        if isinstance(p, str):
-            out.append(p)
-        else:
-            v = ctx.var(p[0])                  # an unknown variable: the empty string
-            if v is not None:
-                out.append(_UNSAFE.sub("", str(v)))
-    return "".join(out)
+    return _UNSAFE.sub("", tpl.render(ctx)) if tpl.has_vars else tpl.literal
 
 
 class _Conf:
@@ -148,7 +122,7 @@ class _Conf:
         self.tag = self.digest(conf)
         self.code: int = conf["break_response_code"]
         self.body: str | None = conf.get("break_response_body")
-        self.headers = tuple((h["key"], _template(h["value"]))
+        self.headers = tuple((h["key"], compile_template(h["value"]))
                              for h in conf.get("break_response_headers") or ())
         self.unhealthy = frozenset(conf["unhealthy"]["http_statuses"])
         self.healthy = frozenset(conf["healthy"]["http_statuses"])

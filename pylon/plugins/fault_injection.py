@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk.template import compile_template
 
 name = "fault-injection"
 priority = 11000
@@ -63,7 +64,6 @@ schema = {
 }
 
 # core.utils.resolve_var: $name, ${name} (each brace optional), not after a backslash
-_VAR = re.compile(r"(?<!\\)\$\{?(\w+)\}?", re.ASCII)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _ESCAPES = {"\r": "%0D", "\n": "%0A", "\x00": "%00"}
@@ -99,37 +99,8 @@ def _lua_tostring(v: Any) -> str:
     return str(v)
 
 
-def _template(tpl: str) -> Any:
-    """A string → itself when it has no variable, else a tuple of literal strings and
-    ``(name,)`` one-element tuples (variables)."""
-    if "$" not in tpl:
-        return tpl
-    parts: list[Any] = []
-    pos = 0
-    for m in _VAR.finditer(tpl):
-        if m.start() > pos:
-            parts.append(tpl[pos:m.start()])
-        parts.append((m.group(1),))
-        pos = m.end()
-    if not parts:
-        return tpl
-    if pos < len(tpl):
-        parts.append(tpl[pos:])
-    return tuple(parts)
-
-
 def _render(tpl: Any, ctx: pdk.Context) -> str:
-    if isinstance(tpl, str):
-        return tpl
-    out = []
-    for p in tpl:
-        if isinstance(p, str):
-            out.append(p)
-        else:
-            v = ctx.var(p[0])
-            if v is not None:
-                out.append(v if isinstance(v, str) else _lua_tostring(v))
-    return "".join(out)
+    return tpl.render(ctx, _lua_tostring)
 
 
 class _Fault:
@@ -153,8 +124,8 @@ class _Abort(_Fault):
         super().__init__(sub, "abort")
         self.status: int = sub["http_status"]
         body = sub.get("body")
-        self.body = None if body is None else _template(body)
-        self.headers = [(n, _template(_lua_tostring(v)))
+        self.body = None if body is None else compile_template(body)
+        self.headers = [(n, compile_template(_lua_tostring(v)))
                         for n, v in (sub.get("headers") or {}).items()]
 
 

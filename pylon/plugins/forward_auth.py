@@ -18,6 +18,7 @@ from typing import Any
 
 from pylon import pdk
 from pylon.pdk import http
+from pylon.pdk.template import compile_template
 
 name = "forward-auth"
 priority = 2002
@@ -60,8 +61,6 @@ schema = {
     "required": ["uri"],
 }
 
-# APISIX core.utils.resolve_var: $name or ${name}; a backslash keeps the dollar literal
-_VAR = re.compile(r"(\\)?\$(?:\{(\w+)\}|(\w+))")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 #: with POST the body goes along (always with its exact Content-Length)
 _POST_HEADERS = ("Content-Encoding",)
@@ -84,23 +83,6 @@ class _Conf:
                  "upstream_headers", "uri")
 
 
-def _template(value: str) -> list[str | tuple[str]] | str:
-    """A header value → the literal string, or parts where ``(var,)`` is a variable."""
-    parts: list[str | tuple[str]] = []
-    pos = 0
-    for m in _VAR.finditer(value):
-        if m.group(1):                      # \$x: the literal $x
-            parts.append(value[pos:m.start()] + m.group(0)[1:])
-        else:
-            parts.append(value[pos:m.start()])
-            parts.append((m.group(2) or m.group(3),))
-        pos = m.end()
-    if not any(isinstance(p, tuple) for p in parts):
-        return "".join(p for p in parts if isinstance(p, str)) + value[pos:]
-    parts.append(value[pos:])
-    return parts
-
-
 def prepare(conf: dict[str, Any]) -> _Conf:
     c = _Conf()
     c.uri = conf["uri"]
@@ -116,21 +98,12 @@ def prepare(conf: dict[str, Any]) -> _Conf:
     c.keepalive = conf["keepalive"]
     c.keepalive_timeout = conf["keepalive_timeout"] / 1000.0
     c.keepalive_pool = conf["keepalive_pool"]
-    c.extra = tuple((k, _template(v)) for k, v in (conf.get("extra_headers") or {}).items())
+    c.extra = tuple((k, compile_template(v)) for k, v in (conf.get("extra_headers") or {}).items())
     return c
 
 
-def _resolve(tpl: list[str | tuple[str]] | str, ctx: pdk.Context) -> str:
-    if isinstance(tpl, str):
-        return tpl
-    out = []
-    for p in tpl:
-        if isinstance(p, tuple):
-            v = ctx.var(p[0])
-            out.append("" if v is None else str(v))
-        else:
-            out.append(p)
-    return "".join(out)
+def _resolve(tpl: Any, ctx: pdk.Context) -> str:
+    return tpl.render(ctx)
 
 
 async def rewrite(conf: _Conf, ctx: pdk.Context) -> Any:

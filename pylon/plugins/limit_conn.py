@@ -44,11 +44,7 @@ encrypt_fields = ("redis_password",)
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
-    if conf["policy"] == "redis" and not conf.get("redis_host"):
-        raise ValueError('property "redis_host" is required when policy is redis')
-    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
-        raise ValueError('property "redis_cluster_nodes" is required when policy is '
-                         "redis-cluster")
+    _lc.check_redis(conf)
 
 
 class _Conf:
@@ -102,12 +98,7 @@ async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
         ok, conn, req_id = await c.backend.get().conn_incoming(key, c.conn, c.burst,
                                                                key_ttl=c.key_ttl)
     except RedisUnavailable as e:
-        if c.degrade:
-            pdk.log.error("limit-conn: redis unavailable, letting the request through "
-                          "(allow_degradation): %s", e)
-            return None
-        pdk.log.error("limit-conn: redis unavailable: %s", e)
-        return 500, {"error_msg": "failed to limit conn"}
+        return _lc.degraded(name, c.degrade, e)
     r = _after(c, ctx, key, conn if ok else None, req_id)
     if r is not None and not isinstance(r, tuple) and not isinstance(r, int):
         await r

@@ -21,12 +21,12 @@ starts a new one.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import msgspec
 
 from pylon import pdk
+from pylon.pdk.template import compile_template
 from pylon.ratelimit.local import table as local_table
 
 name = "limit-count"
@@ -81,8 +81,28 @@ schema = {
 }
 encrypt_fields = ("redis_password",)
 
-_VAR = re.compile(r"\$\{?([A-Za-z0-9_]+)\}?")
 _SLIDING_MAX = 0xFFFFFF
+
+
+def check_redis(conf: dict[str, Any]) -> None:
+    """The Redis fields a policy needs (limit-count, limit-req, limit-conn)."""
+    if conf["policy"] == "redis" and not conf.get("redis_host"):
+        raise ValueError('property "redis_host" is required when policy is redis')
+    if conf["policy"] == "redis-cluster" and not (conf.get("redis_cluster_nodes")
+                                                   and conf.get("redis_cluster_name")):
+        raise ValueError('properties "redis_cluster_nodes" and "redis_cluster_name" are '
+                         "required when policy is redis-cluster")
+
+
+def degraded(plugin: str, allow: bool, error: Exception) -> Any:
+    """Redis is unreachable: let the request through (``allow_degradation``) or 500, and
+    say so in the log either way."""
+    if allow:
+        pdk.log.error("%s: redis unavailable, letting the request through "
+                      "(allow_degradation): %s", plugin, error)
+        return None
+    pdk.log.error("%s: redis unavailable: %s", plugin, error)
+    return 500, {"error_msg": f"failed to {plugin.replace('-', ' ')}"}
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
@@ -90,12 +110,7 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
                                       or conf.get("time_window") is None):
         raise ValueError('property "count" and "time_window" are required when "rules" '
                          "is not set")
-    if conf["policy"] == "redis" and not conf.get("redis_host"):
-        raise ValueError('property "redis_host" is required when policy is redis')
-    if conf["policy"] == "redis-cluster" and not (conf.get("redis_cluster_nodes")
-                                                   and conf.get("redis_cluster_name")):
-        raise ValueError('properties "redis_cluster_nodes" and "redis_cluster_name" are '
-                         "required when policy is redis-cluster")
+    check_redis(conf)
     if conf["window_type"] == "sliding":
         counts = [conf.get("count") or 0] + [r["count"] for r in conf.get("rules") or ()]
         if max(counts) > _SLIDING_MAX:
@@ -174,18 +189,7 @@ def _key_fn(key_type: str, key: str) -> Any:
     if key_type == "constant":
         return lambda ctx: key
     if key_type == "var_combination":
-        parts = _VAR.split(key)
-        # parts: literal, var, literal, var, ...
-        def combo(ctx: pdk.Context) -> str:
-            out = []
-            for i, p in enumerate(parts):
-                if i % 2:
-                    v = ctx.var(p)
-                    out.append(v if v is not None else "")
-                else:
-                    out.append(p)
-            return "".join(out)
-        return combo
+        return compile_template(key).render
     var = key
 
     def one(ctx: pdk.Context) -> str:
@@ -241,12 +245,7 @@ async def _access_redis(c: _Conf, ctx: pdk.Context) -> Any:
             ok, remaining, reset = await c.backend.get().incoming(
                 key, rule.count, rule.window, 1, c.sliding)
         except RedisUnavailable as e:
-            if c.degrade:
-                pdk.log.error("limit-count: redis unavailable, letting the request through "
-                              "(allow_degradation): %s", e)
-                return None
-            pdk.log.error("limit-count: redis unavailable: %s", e)
-            return 500, {"error_msg": "failed to limit count"}
+            return degraded(name, c.degrade, e)
         r = _result(c, ctx, rule, ok, remaining, reset)
         if r is not None:
             return r

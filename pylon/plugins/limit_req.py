@@ -40,11 +40,7 @@ encrypt_fields = ("redis_password",)
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
-    if conf["policy"] == "redis" and not conf.get("redis_host"):
-        raise ValueError('property "redis_host" is required when policy is redis')
-    if conf["policy"] == "redis-cluster" and not conf.get("redis_cluster_nodes"):
-        raise ValueError('property "redis_cluster_nodes" is required when policy is '
-                         "redis-cluster")
+    _lc.check_redis(conf)
 
 
 class _Conf:
@@ -90,12 +86,7 @@ async def _access_redis(c: _Conf, key: str) -> Any:
     try:
         ok, delay, _excess = await c.backend.get().incoming_req(key, c.rate, c.burst)
     except RedisUnavailable as e:
-        if c.degrade:
-            pdk.log.error("limit-req: redis unavailable, letting the request through "
-                          "(allow_degradation): %s", e)
-            return None
-        pdk.log.error("limit-req: redis unavailable: %s", e)
-        return 500, {"error_msg": "failed to limit req"}
+        return _lc.degraded(name, c.degrade, e)
     if not ok:
         return _reject(c)
     if delay >= 0.001 and not c.nodelay:

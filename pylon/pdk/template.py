@@ -1,0 +1,60 @@
+"""Strings with nginx variables, as APISIX's ``core.utils.resolve_var`` reads them.
+
+``compile_template("Bearer $http_x_token ${arg_id}")`` → a ``Template`` compiled once (in a
+plugin's ``prepare``); ``t.render(ctx)`` fills it per request.  ``$name`` and ``${name}``
+are variables (``ctx.var``), an unknown one is the empty string; a ``$`` after a backslash
+is not a variable (the text stays as written, backslash included, as APISIX's pattern
+``(?<!\\)\\$(\\{(\\w+)\\}|(\\w+))`` leaves it).  A string without variables renders to itself at no cost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+_VAR = re.compile(r"(?<!\\)\$(?:\{(\w+)\}|(\w+))", re.ASCII)
+
+
+class Template:
+    __slots__ = ("literal", "parts")
+
+    def __init__(self, parts: tuple[Any, ...] | None, literal: str) -> None:
+        self.parts = parts          # literal strings and (name,) tuples, or None
+        self.literal = literal
+
+    @property
+    def has_vars(self) -> bool:
+        return self.parts is not None
+
+    def render(self, ctx: Any, convert: Callable[[Any], str] = str) -> str:
+        parts = self.parts
+        if parts is None:
+            return self.literal
+        out = []
+        for p in parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = ctx.var(p[0])
+                if v is not None:
+                    out.append(v if isinstance(v, str) else convert(v))
+        return "".join(out)
+
+    def names(self) -> list[str]:
+        return [p[0] for p in self.parts or () if isinstance(p, tuple)]
+
+
+def compile_template(text: str) -> Template:
+    if "$" not in text:
+        return Template(None, text)
+    parts: list[Any] = []
+    pos = 0
+    for m in _VAR.finditer(text):
+        parts.append(text[pos:m.start()])
+        parts.append((m.group(1) or m.group(2),))
+        pos = m.end()
+    parts.append(text[pos:])
+    if not any(isinstance(p, tuple) for p in parts):
+        return Template(None, "".join(parts))
+    return Template(tuple(p for p in parts if p != ""), text)
