@@ -12,6 +12,27 @@ Served by the master on the Admin API's small HTTP server (``admin/server.py``):
   ``{"error_msg": "upstreams[9] not found"}`` / ``"no checker for routes[1]"``, 400 for
   another type, as APISIX.
 
+Answered from the node's current configuration (the master's config state: what the
+workers serve), values exactly as stored -- encrypted plugin fields and SSL keys are not
+decrypted:
+
+* ``GET /v1/schema`` -- ``{"main": {route, service, upstream, ...}, "plugins": {name: {version,
+  priority, schema, ...}}, "stream_plugins": {}}`` as ``control/v1.lua``'s ``schema()``.
+* ``GET /v1/routes``, ``/v1/route/{id}``, ``/v1/services``, ``/v1/service/{id}``,
+  ``/v1/upstreams``, ``/v1/upstream/{id}`` -- ``{"key": "/apisix/routes/1", "value": {...},
+  "createdIndex", "modifiedIndex", "has_domain", "clean_handlers": {}}``; 404
+  ``{"error_msg": "route[9] not found"}``.
+* ``GET /v1/plugin_metadatas`` (the metadata of loaded plugins, each with its ``id``),
+  ``/v1/plugin_metadata/{name}`` (404 ``plugin metadata[x] not found``).
+* ``GET /v1/plugins`` -- not in APISIX (which only has ``PUT /v1/plugins/reload``): the
+  loaded HTTP plugins' names, highest priority first, as the Admin API's ``plugins/list``.
+* ``GET /v1/server_info`` -- the server-info plugin's ``{hostname, id, version, boot_time,
+  etcd_version}``.
+* ``GET /apisix/status`` -- the node-status plugin's answer, ``{"status": {"total",
+  "waiting", "active", "accepted", "handled", "reading", "writing"}, "id"}`` with the values
+  as strings (APISIX reads them out of nginx's stub_status text).  Summed over the workers,
+  each asked over its control channel; a replaced worker's past counts leave with it.
+
 The checkers themselves run in the master (``upstream/health.py``), fed from the config
 state the master already holds: ``checked_plans`` finds the upstreams with ``checks`` in it
 (only those are decoded), ``changed_plans`` the ones a change touched.
@@ -20,9 +41,14 @@ state the master already holds: ``checked_plans`` finds the upstreams with ``che
 from __future__ import annotations
 
 import asyncio
+import copy
+import ipaddress
 import logging
+import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ..config.compiler import upstream_plan
@@ -34,6 +60,66 @@ from ..upstream.runtime import UpstreamPlan
 log = logging.getLogger("pylon.control")
 
 SOURCES = ("routes", "services", "upstreams")
+#: node-status items, in nginx stub_status order
+STATUS_ITEMS = ("active", "accepted", "handled", "total", "reading", "writing", "waiting")
+#: /v1/{singular}/{id} and /v1/{plural}: the kinds the control API dumps
+DUMPS = {"routes": "route", "services": "service", "upstreams": "upstream"}
+#: APISIX ``core.schema`` names of ``/v1/schema``'s "main" -> Pylon's kinds
+MAIN_SCHEMAS = {
+    "consumer": "consumers", "consumer_group": "consumer_groups",
+    "global_rule": "global_rules", "plugin_config": "plugin_configs", "proto": "protos",
+    "route": "routes", "service": "services", "ssl": "ssls", "stream_route": "stream_routes",
+    "upstream": "upstreams",
+}
+UPSTREAM_HASH_VARS = {
+    "type": "string",
+    "pattern": r"^((uri|server_name|server_addr|request_uri|remote_port|remote_addr"
+               r"|query_string|host|hostname|mqtt_client_id)|arg_[0-9a-zA-z_-]+)$",
+}
+UPSTREAM_HASH_HEADER = {"type": "string", "pattern": r"^[a-zA-Z0-9-_]+$"}
+
+
+def node_id(prefix: str) -> str:
+    """The node's id, as APISIX's ``core.id``: ``conf/apisix.uid`` under the prefix, made
+    (a random UUID) and written there the first time."""
+    path = os.path.join(prefix, "conf", "apisix.uid")
+    try:
+        with open(path, encoding="utf-8") as f:
+            got = f.read().strip()
+        if got:
+            return got
+    except OSError:
+        pass
+    new = str(uuid.uuid4())
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    except OSError as e:
+        log.warning("cannot write the node id to %s: %s", path, e)
+    return new
+
+
+def _is_domain(host: Any) -> bool:
+    if not isinstance(host, str) or not host:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return False
+    except ValueError:
+        return True
+
+
+def has_domain(upstream: Any) -> bool:
+    """Whether an upstream's nodes name a host by domain (APISIX's ``has_domain``)."""
+    if not isinstance(upstream, dict):
+        return False
+    nodes = upstream.get("nodes")
+    if isinstance(nodes, dict):
+        return any(_is_domain(k.rsplit(":", 1)[0] if ":" in k and not k.endswith("]")
+                              else k) for k in nodes)
+    if isinstance(nodes, list):
+        return any(isinstance(n, dict) and _is_domain(n.get("host")) for n in nodes)
+    return False
 
 
 # ------------------------------------------------------------------ config -> plans
@@ -88,10 +174,118 @@ class ControlApp:
     """Request handler for ``admin.server`` (``handle`` -> (status, JSON body))."""
 
     def __init__(self, health: Callable[[], HealthManager | None],
-                 exists: Callable[[str], bool], prefix: str = "/apisix") -> None:
+                 exists: Callable[[str], bool], prefix: str = "/apisix", *,
+                 state: Callable[[], Any] | None = None,
+                 plugins: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+                 node_status: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
+                 node_id: str = "", boot_time: int = 0, store_kind: str = "") -> None:
         self.health = health
         self.exists = exists
         self.prefix = prefix.rstrip("/")
+        self.state = state
+        self.plugins = plugins or (lambda: {})
+        self.node_status = node_status
+        self.node_id = node_id
+        self.boot_time = boot_time
+        self.store_kind = store_kind
+
+    # -- config dumps --------------------------------------------------------------------
+    def _dump(self, kind: str, oid: str, item: Any) -> dict[str, Any]:
+        value = copy.deepcopy(item.value)
+        up = value if kind == "upstreams" else value.get("upstream")
+        out: dict[str, Any] = {"key": f"{self.prefix}/{kind}/{oid}", "value": value,
+                               "createdIndex": item.created, "modifiedIndex": item.modified,
+                               "has_domain": has_domain(up), "clean_handlers": {}}
+        if kind == "routes":
+            out["orig_modifiedIndex"] = item.modified
+        return out
+
+    def _bucket(self, kind: str) -> dict[str, Any]:
+        st = self.state() if self.state is not None else None
+        return dict(st.kinds.get(kind, {})) if st is not None else {}
+
+    def _dumps(self, kind: str, oid: str | None) -> tuple[int, Any]:
+        bucket = self._bucket(kind)
+        if oid is None:
+            keys = sorted(bucket, key=lambda i: _id_order(f"{kind}/{i}"))
+            return 200, [self._dump(kind, i, bucket[i]) for i in keys]
+        item = bucket.get(oid)
+        if item is None:
+            return 404, {"error_msg": f"{DUMPS[kind]}[{oid}] not found"}
+        return 200, self._dump(kind, oid, item)
+
+    def _metadata(self, name: str | None) -> tuple[int, Any]:
+        bucket = self._bucket("plugin_metadata")
+        if name is None:                      # loaded plugins only, in their order
+            return 200, [{**copy.deepcopy(bucket[n].value), "id": n}
+                         for n in self.plugins() if n in bucket]
+        item = bucket.get(name)
+        if item is None:
+            return 404, {"error_msg": f"plugin metadata[{name}] not found"}
+        return 200, {**copy.deepcopy(item.value), "id": name}
+
+    def _schema(self) -> dict[str, Any]:
+        from ..admin.meta import _ATTRS, _PLUGINS, resource_schema
+        main: dict[str, Any] = {k: resource_schema(v) for k, v in MAIN_SCHEMAS.items()}
+        main["plugins"] = copy.deepcopy(_PLUGINS)
+        main["upstream_hash_header_schema"] = dict(UPSTREAM_HASH_HEADER)
+        main["upstream_hash_vars_schema"] = dict(UPSTREAM_HASH_VARS)
+        plugins = {name: {k: copy.deepcopy(info[k]) for k in _ATTRS if k in info}
+                   for name, info in self.plugins().items()}
+        return {"main": main, "plugins": plugins, "stream_plugins": {}}
+
+    def _plugin_names(self) -> list[str]:
+        from ..admin.meta import _priority
+        table = self.plugins()
+        return sorted(table, key=lambda n: -_priority(table[n]))
+
+    def _server_info(self) -> dict[str, Any]:
+        from .. import __version__
+        return {"hostname": socket.gethostname(), "id": self.node_id, "version": __version__,
+                "boot_time": self.boot_time,
+                "etcd_version": "unknown"}
+
+    async def _status(self) -> tuple[int, Any]:
+        if self.node_status is None:
+            return 503, {"error_msg": "node status is not available"}
+        code, body = await self.node_status()
+        if code != 200:
+            return code, body
+        return 200, {"status": {k: str(body.get(k, 0)) for k in STATUS_ITEMS},
+                     "id": self.node_id}
+
+    async def _other(self, method: str, path: str) -> tuple[int, Any] | None:
+        """Every endpoint but the health checks (None: not one of them)."""
+        segs = path.rstrip("/").split("/")[1:] if path != "/" else []
+        if segs == ["apisix", "status"]:
+            pass
+        elif len(segs) < 2 or segs[0] != "v1":
+            return None
+        if method not in ("GET", "HEAD"):
+            return 405, {"error_msg": f"{method} is not allowed here"}
+        if segs == ["apisix", "status"]:
+            return await self._status()
+        rest = segs[1:]
+        head = rest[0]
+        if len(rest) == 1:
+            if head in DUMPS:
+                return self._dumps(head, None)
+            if head == "schema":
+                return 200, self._schema()
+            if head == "plugins":
+                return 200, self._plugin_names()
+            if head == "plugin_metadatas":
+                return self._metadata(None)
+            if head == "server_info":
+                return 200, self._server_info()
+            return None
+        if len(rest) == 2:
+            for kind, single in DUMPS.items():
+                if head == single:
+                    return self._dumps(kind, rest[1])
+            if head == "plugin_metadata":
+                return self._metadata(rest[1])
+        return None
 
     def _entry(self, mgr: HealthManager, pkey: str) -> dict[str, Any] | None:
         info = mgr.info(pkey)
@@ -105,7 +299,10 @@ class ControlApp:
                      body: bytes, remote_addr: str | None = None) -> tuple[int, Any]:
         path = re.sub("/+", "/", path)
         if path != "/v1/healthcheck" and not path.startswith("/v1/healthcheck/"):
-            return 404, {"error_msg": f"no control API at {path}"}
+            got = await self._other(method, path)
+            if got is None:
+                return 404, {"error_msg": f"no control API at {path}"}
+            return got
         if method not in ("GET", "HEAD"):
             return 405, {"error_msg": f"{method} is not allowed here"}
         mgr = self.health()

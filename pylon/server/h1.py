@@ -158,6 +158,7 @@ class H1Connection(asyncio.Protocol):
             except OSError:  # pragma: no cover
                 pass
         self.w.connections.add(self)
+        self.w.accepted += 1                   # node status (reading/writing: ``status``)
         self.born = self.loop.time()
         self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
 
@@ -198,6 +199,7 @@ class H1Connection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.close()
         self.w.connections.discard(self)
+        self.w.closed_requests += self.requests   # node status: requests of closed ones
         ex = self.exchange
         if ex is not None:
             self.exchange = None
@@ -535,6 +537,15 @@ class H1Connection(asyncio.Protocol):
         self.closing = True
         if not self.transport.is_closing():
             self.transport.close()
+
+    def status(self) -> int:
+        """Node status (``/apisix/status``), read when asked, never on the request path:
+        0 waiting (idle keep-alive or nothing sent yet), 1 reading (a request head is
+        being read), 2 writing (a request is being processed and answered), as nginx's
+        stub_status counts them."""
+        if self.exchange is not None or self.tunnel is not None or self.queue:
+            return 2
+        return 1 if self.timer_state == _T_HEADER else 0
 
     def drain(self) -> None:
         """Graceful shutdown: idle keep-alive connections close now, busy ones after their

@@ -39,7 +39,8 @@ from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
 from ..upstream.health import UP_STATES, HealthManager
-from .control import ControlApp, changed_plans, checked_plans, start_control
+from .control import (STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id,
+                      start_control)
 from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
@@ -111,6 +112,8 @@ class Master:
         self.starting: set[WorkerProc] = set()
         self._reloading = False
         self._reload_again = False
+        #: ``/v1/server_info``: when this node started (epoch seconds)
+        self.boot_time = int(time.time())
 
     # -- config ------------------------------------------------------------------------------
     def config_msg(self) -> bytes:
@@ -172,8 +175,12 @@ class Master:
         host, port = self.settings.control_listen
         if not _is_loopback(host):
             log.warning("Control API on %s: it should never listen to public traffic", host)
+        from ..proxy.registry import plugin_table
         app = ControlApp(lambda: self.health, lambda key: self.hub.state.get(key) is not None,
-                         self.settings.etcd.prefix)
+                         self.settings.etcd.prefix, state=lambda: self.hub.state,
+                         plugins=plugin_table, node_status=self.node_status,
+                         node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
+                         store_kind=type(self.hub.store).__name__)
         try:
             self.control_server = await start_control(self.loop, app, host, port)
         except OSError as e:
@@ -244,6 +251,36 @@ class Master:
         finally:
             self._asks.pop(seq, None)
         return reply["status"], reply["body"]
+
+    async def node_status(self) -> tuple[int, Any]:
+        """``/apisix/status``: every serving worker's connection counts, summed (each
+        worker answers a ``status`` question on its control channel)."""
+        ws = [w for w in self.workers.values() if w.writer is not None and w.ready.is_set()
+              and not w.retiring]
+        if not ws:
+            return 503, {"error_msg": "no worker is serving"}
+        futs: list[asyncio.Future[Any]] = []
+        seqs: list[int] = []
+        for w in ws:
+            self._ask_seq += 1
+            fut = self.loop.create_future()
+            self._asks[self._ask_seq] = fut
+            seqs.append(self._ask_seq)
+            futs.append(fut)
+            assert w.writer is not None
+            w.writer.write(encode_msg({"t": "status", "seq": self._ask_seq}))
+        try:
+            replies = await asyncio.wait_for(asyncio.gather(*futs), 5.0)
+        except TimeoutError:
+            return 504, {"error_msg": "a worker did not answer in 5 s"}
+        finally:
+            for seq in seqs:
+                self._asks.pop(seq, None)
+        out = dict.fromkeys(STATUS_ITEMS, 0)
+        for r in replies:
+            for k in STATUS_ITEMS:
+                out[k] += int(r["body"].get(k, 0))
+        return 200, out
 
     # -- workers -----------------------------------------------------------------------------
     def open_slots(self) -> None:
