@@ -1,0 +1,83 @@
+"""syslog: log entries sent to a syslog server as RFC 5424 messages, over TCP or UDP (APISIX).
+
+``host``, ``port`` (required), ``sock_type`` (``tcp`` | ``udp``, tcp), ``timeout``
+(milliseconds, 3000), ``tls`` (false, tcp only), ``log_format`` (else plugin_metadata's,
+else the full log), the batch options (``name`` "sys logger").  ``flush_limit``,
+``drop_limit`` and ``pool_size`` are accepted for compatibility (the batch processor bounds
+memory instead).  Each entry is one message
+``<46>1 TIMESTAMP HOSTNAME apisix PID - - {json}\\n`` (facility syslog, severity info); a
+batch goes in one TCP write, or one datagram per message over UDP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from pylon import pdk
+from pylon.observe import batch, log_entry
+from pylon.plugins.tcp_logger import send_tcp
+from pylon.plugins.udp_logger import send_udp
+
+name = "syslog"
+priority = 401
+version = 0.1
+
+schema = batch.wrap_schema({
+    "type": "object",
+    "properties": {
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "flush_limit": {"type": "integer", "minimum": 1, "default": 4096},
+        "drop_limit": {"type": "integer", "default": 1048576},
+        "timeout": {"type": "integer", "minimum": 1, "default": 3000},
+        "sock_type": {"type": "string", "default": "tcp", "enum": ["tcp", "udp"]},
+        "pool_size": {"type": "integer", "minimum": 5, "default": 5},
+        "tls": {"type": "boolean", "default": False},
+        "log_format": {"type": "object"},
+        "include_req_body": {"type": "boolean", "default": False},
+    },
+    "required": ["host", "port"],
+}, "sys logger")
+metadata_schema = {"type": "object",
+                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+prepare_metadata = log_entry.prepare_metadata
+
+PRI = 5 * 8 + 6          # facility syslog (5), severity info (6)
+
+
+def prepare(conf: dict[str, Any]) -> dict[str, Any]:
+    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf)}
+
+
+def rfc5424(msg: str, hostname: str = log_entry.HOSTNAME, app: str = "apisix") -> bytes:
+    ts = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    return f"<{PRI}>1 {stamp} {hostname or '-'} {app} {os.getpid()} - - {msg}\n".encode()
+
+
+def _sender(conf: dict[str, Any]) -> batch.Sender:
+    host, port, tls = conf["host"], conf["port"], conf["tls"]
+    timeout = conf["timeout"] / 1000
+    udp = conf["sock_type"] == "udp"
+
+    async def send(entries: list[Any]) -> None:
+        msgs = [rfc5424(json.dumps(e, default=str)) for e in entries]
+        if udp:
+            for m in msgs:
+                await send_udp(host, port, m, timeout)
+        else:
+            await send_tcp(host, port, b"".join(msgs), timeout, tls)
+
+    return send
+
+
+def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
+    """Present so that the response headers are kept for the log entry."""
+
+
+def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
+    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
+    p.push(log_entry.entry(conf, ctx, name))

@@ -1,0 +1,86 @@
+"""tcp-logger: log entries sent as JSON over TCP (optionally TLS) in batches (APISIX).
+
+``host``, ``port`` (required), ``tls`` (false), ``tls_options`` (accepted, unused: SNI is
+the host), ``timeout`` (milliseconds, 1000), ``log_format`` (else plugin_metadata's, else
+the full log) and the batch options.  A batch of one entry is sent as a JSON object, a
+larger batch as one JSON array, on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from typing import Any
+
+from pylon import pdk
+from pylon.observe import batch, log_entry
+
+name = "tcp-logger"
+priority = 405
+version = 0.1
+
+schema = batch.wrap_schema({
+    "type": "object",
+    "properties": {
+        "host": {"type": "string"},
+        "port": {"type": "integer", "minimum": 0},
+        "tls": {"type": "boolean", "default": False},
+        "tls_options": {"type": "string"},
+        "timeout": {"type": "integer", "minimum": 1, "default": 1000},
+        "log_format": {"type": "object"},
+        "include_req_body": {"type": "boolean", "default": False},
+    },
+    "required": ["host", "port"],
+}, "tcp logger")
+metadata_schema = {"type": "object",
+                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+prepare_metadata = log_entry.prepare_metadata
+
+
+def prepare(conf: dict[str, Any]) -> dict[str, Any]:
+    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf)}
+
+
+def encode(entries: list[Any], batch_max_size: int) -> bytes:
+    if batch_max_size == 1:
+        return json.dumps(entries[0], default=str).encode()
+    return json.dumps(entries, default=str).encode()
+
+
+async def send_tcp(host: str, port: int, data: bytes, timeout: float,
+                   tls: bool = False) -> None:
+    async def go() -> None:
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        _, w = await asyncio.open_connection(host, port, ssl=ctx,
+                                             server_hostname=host if tls else None)
+        try:
+            w.write(data)
+            await w.drain()
+        finally:
+            w.close()
+    await asyncio.wait_for(go(), timeout)
+
+
+def _sender(conf: dict[str, Any]) -> batch.Sender:
+    host, port, tls = conf["host"], conf["port"], conf["tls"]
+    timeout = conf["timeout"] / 1000
+    size = conf["batch_max_size"]
+
+    async def send(entries: list[Any]) -> None:
+        await send_tcp(host, port, encode(entries, size), timeout, tls)
+
+    return send
+
+
+def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
+    """Present so that the response headers are kept for the log entry."""
+
+
+def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
+    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
+    p.push(log_entry.entry(conf, ctx, name))
