@@ -201,6 +201,22 @@ class Worker:
         self.runtimes.close()
         if self.access_log is not None:
             self.access_log.close()
+        await self._flush_log_sinks(deadline)
+
+    async def _flush_log_sinks(self, deadline: float) -> None:
+        """Log sinks' buffered batches go out before the worker exits (bounded by the
+        drain deadline, at least a second)."""
+        from ..observe import batch
+        procs = [p for _, p in batch.all_processors()]
+        if not procs:
+            return
+        wait = max(deadline - self.loop.time(), 1.0)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.flush() for p in procs),
+                                                  return_exceptions=True), wait)
+        except TimeoutError:
+            log.warning("worker %d: log sinks not flushed within %.1f s; entries lost",
+                        self.index, wait)
 
 
 # ------------------------------------------------------------------ control channel

@@ -167,3 +167,44 @@ def test_dead_receiver_does_not_slow_requests(kit):
     while "exceeded the max_retry_count" not in kit.log() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "exceeded the max_retry_count" in kit.log()
+
+
+def test_buffered_entries_are_sent_when_the_gateway_stops():
+    """A batch still waiting for its inactive_timeout goes out on a graceful stop."""
+    import json as _json
+    import threading as _threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list = []
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            got.append(_json.loads(self.rfile.read(n)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    _threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        doc = {"routes": [{"uri": "/x", "plugins": {"http-logger": {
+            "uri": f"http://127.0.0.1:{srv.server_address[1]}/logs",
+            "batch_max_size": 100, "inactive_timeout": 60}}}]}
+        k = Kit(doc)
+        try:
+            assert k.get("/x").status == 200
+            assert got == []                     # still buffered
+        finally:
+            k.close()                            # SIGTERM: drain, flush the sinks
+        entries = [e for batch in got for e in (batch if isinstance(batch, list) else [batch])]
+        assert len(entries) == 1 and entries[0]["request"]["uri"].startswith("/x")
+    finally:
+        srv.shutdown()
+        srv.server_close()
