@@ -507,6 +507,6 @@ def test_control_api_lists_routes_services_upstreams_and_answers_apisix_errors()
         assert await get("/v1/healthcheck/services") == \
             (404, {"error_msg": "missing src id for src type services"})
         assert (await app.handle("POST", "/v1/healthcheck", "", {}, b""))[0] == 405
-        assert (await get("/v1/schema"))[0] == 404
+        assert (await get("/v1/no-such-endpoint"))[0] == 404
         mgr.close()
     run(main())
