@@ -17,16 +17,15 @@ import base64
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from tests.server_process import ServerProcess, free_port
 
 #: where ``scripts/test`` (apt ``etcd-server``) puts it; PATH is searched as well
 DEFAULT_BINARY = "/usr/bin/etcd"
@@ -41,12 +40,6 @@ def find_etcd() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (the usual small race is acceptable in tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def b64(data: str | bytes) -> str:
     """The JSON gateway carries keys and values as base64."""
@@ -54,7 +47,7 @@ def b64(data: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-class EtcdServer:
+class EtcdServer(ServerProcess):
     """One etcd process; use as a context manager or call ``start()``/``close()``.
 
     ``tls`` (optional) is a dict ``{"cert": path, "key": path, "ca": path}``: the server then
@@ -148,55 +141,6 @@ class EtcdServer:
         except (OSError, ValueError):
             return False
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL.  Ports and data dir are kept."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL (a crash: no graceful shutdown of client streams)."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.proc = None
-
-    def close(self) -> None:
-        """Stop the server and remove its data dir."""
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
 
     # -- JSON gateway ------------------------------------------------------------------------
     def _http(self, method: str, path: str, body: dict[str, Any] | None, *,

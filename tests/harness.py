@@ -24,10 +24,7 @@ from typing import Any, Callable
 import yaml
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pylon.pdk.testing import free_port  # noqa: E402,F401 - re-exported for the tests
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:

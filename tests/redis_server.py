@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -25,6 +24,8 @@ import tempfile
 import time
 from types import TracebackType
 from typing import Any, Self
+
+from tests.server_process import ServerProcess, free_port
 
 DEFAULT_BINARY = "/usr/bin/redis-server"
 #: cluster bus port = data port + 10000, so cluster data ports are drawn from below 55536
@@ -48,12 +49,6 @@ def _bindable(port: int) -> bool:
             return False
     return True
 
-
-def free_port() -> int:
-    """A port nobody listens on right now (the usual small race is acceptable in tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_cluster_port(taken: set[int]) -> int:
@@ -124,7 +119,7 @@ def command(port: int, *args: Any, host: str = "127.0.0.1", timeout: float = 2.0
         s.close()
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One redis-server process; a context manager, or ``start()``/``close()``.
 
     ``args`` are extra redis-server flags (``["--requirepass", "pw"]``); ``auth`` is what the
@@ -206,60 +201,10 @@ class RedisServer:
     def command(self, *args: Any, timeout: float = 2.0) -> Any:
         return command(self.port, *args, timeout=timeout, auth=self.auth, tls=bool(self.tls))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL.  The port is kept for ``start()``."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL (a crash)."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.proc = None
-
     def restart(self) -> Self:
         """Stop (if running) and start again on the same port (data is not persisted)."""
         self.stop()
         return self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its temp dir."""
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
 
 
 class RedisCluster:
