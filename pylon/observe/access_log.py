@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,35 +33,13 @@ def _secs(v: float) -> str:
 
 
 _Getter = Callable[[Any, int], str]
+#: what only the access log knows (the bytes written, counted before the connection reset
+#: them) or spells its own way; every other ``$name`` is ``exchange.var(name)``
 _FIELDS: dict[str, _Getter] = {
-    "remote_addr": lambda x, b: x.down.client_addr,
-    "remote_port": lambda x, b: str(x.down.client_port),
     "remote_user": lambda x, b: _dash(x.consumer_name),
-    "time_local": lambda x, b: time.strftime("%d/%b/%Y:%H:%M:%S %z",
-                                             time.localtime(x.wall_start())),
-    "time_iso8601": lambda x, b: time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                               time.localtime(x.wall_start())),
-    "msec": lambda x, b: f"{x.wall_start():.3f}",
-    "request": lambda x, b: f"{x.head.method} {x.head.target.decode('latin-1')} "
-                            f"HTTP/{x.head.version}",
-    "status": lambda x, b: str(x.status),
     "body_bytes_sent": lambda x, b: str(b),
     "bytes_sent": lambda x, b: str(b),
-    "request_length": lambda x, b: str(x.body_in),
-    "request_time": lambda x, b: _secs(x.t_end - x.t_start),
-    "upstream_addr": lambda x, b: _dash(x.up_addr),
-    "upstream_status": lambda x, b: _dash(x.up_status or None),
-    "upstream_response_time": lambda x, b: _secs(x.t_end - x.t_up_start)
-    if x.up_status else "-",
-    "upstream_header_time": lambda x, b: _secs(x.t_up_head - x.t_up_start)
-    if x.up_status else "-",
-    "upstream_connect_time": lambda x, b: "-",
-    "route_id": lambda x, b: _dash(x.route.id if x.route is not None else None),
-    "route_name": lambda x, b: _dash(x.route.name if x.route is not None else None),
-    "service_id": lambda x, b: _dash(x.route.service_id if x.route is not None else None),
     "pylon_detail": lambda x, b: _dash(x.detail),
-    "http_host": lambda x, b: _dash(x.head.authority.decode("latin-1")),
-    "pid": lambda x, b: str(os.getpid()),           # nginx: pid of the worker
 }
 
 

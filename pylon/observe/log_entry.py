@@ -12,11 +12,11 @@ and produces plain dicts; encoding happens later in the batch processor's task.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pylon
+from pylon.pdk import multi_dict
 
 HOSTNAME = socket.gethostname()
 
@@ -27,49 +27,15 @@ METADATA_LOG_FORMAT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _bytes_sent(x: Any) -> int:
-    return int(getattr(x.down, "bytes_out", 0) or 0)
-
-
-def _up_time(x: Any) -> float | None:
-    if not x.up_status or not x.t_up_start:
-        return None
-    return max(0.0, (x.t_end or x.loop.time()) - x.t_up_start)
-
-
 def _end(x: Any) -> float:
     return x.t_end or x.loop.time()
 
 
-#: nginx variables the log phase knows beyond ``ctx.var`` (values as nginx gives them)
-_EXTRA: dict[str, Callable[[Any], Any]] = {
-    "status": lambda x: str(x.status),
-    "request_time": lambda x: f"{_end(x) - x.t_start:.3f}",
-    "upstream_addr": lambda x: x.up_addr or None,
-    "upstream_status": lambda x: str(x.up_status) if x.up_status else None,
-    "upstream_response_time": lambda x: None if _up_time(x) is None else f"{_up_time(x):.3f}",
-    "bytes_sent": lambda x: str(_bytes_sent(x)),
-    "body_bytes_sent": lambda x: str(_bytes_sent(x)),
-    "request_length": lambda x: str(x.body_in),
-    "msec": lambda x: f"{x.wall_start():.3f}",
-    "time_iso8601": lambda x: time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                            time.localtime(x.wall_start())),
-    "time_local": lambda x: time.strftime("%d/%b/%Y:%H:%M:%S %z",
-                                          time.localtime(x.wall_start())),
-    "hostname": lambda x: HOSTNAME,
-    "request": lambda x: f"{x.head.method} {x.head.target.decode('latin-1')} "
-                         f"HTTP/{x.head.version}",
-    "http_host": lambda x: x.head.host,
-}
-
-
-def var(ctx: Any, name: str) -> Any:
-    f = _EXTRA.get(name)
-    if f is not None:
-        return f(ctx)
-    if name.startswith("sent_http_"):
-        return ctx.resp_header(name[10:].replace("_", "-"))
-    return ctx.var(name)
+def _up_time(x: Any) -> float | None:
+    """Seconds from sending upstream to the end (None: no upstream answered)."""
+    if not x.up_status or not x.t_up_start:
+        return None
+    return max(0.0, _end(x) - x.t_up_start)
 
 
 def compile_format(fmt: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
@@ -80,7 +46,7 @@ def compile_format(fmt: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
         entry = {}
         for k, is_var, v in items:
             if is_var:
-                v = var(ctx, v)
+                v = ctx.var(v)
                 if v is None:           # a nil in Lua: the key is absent
                     continue
             entry[k] = v
@@ -95,37 +61,14 @@ def compile_format(fmt: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
 
 
 def _headers(pairs: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs or ():
-        if isinstance(k, bytes):
-            k = k.decode("latin-1")
-            v = v.decode("latin-1")
-        k = k.lower()
-        old = out.get(k)
-        if old is None:
-            out[k] = v
-        elif isinstance(old, list):
-            old.append(v)
-        else:
-            out[k] = [old, v]
-    return out
+    return multi_dict((k.decode("latin-1").lower(), v.decode("latin-1"))
+                      if isinstance(k, bytes) else (k.lower(), v) for k, v in pairs or ())
 
 
 def _querystring(ctx: Any) -> dict[str, Any]:
     from urllib.parse import parse_qsl
     q = ctx.head.query
-    out: dict[str, Any] = {}
-    if not q:
-        return out
-    for k, v in parse_qsl(q.decode("latin-1"), keep_blank_values=True):
-        old = out.get(k)
-        if old is None:
-            out[k] = v
-        elif isinstance(old, list):
-            old.append(v)
-        else:
-            out[k] = [old, v]
-    return out
+    return multi_dict(parse_qsl(q.decode("latin-1"), keep_blank_values=True)) if q else {}
 
 
 def full_log(ctx: Any) -> dict[str, Any]:
@@ -153,7 +96,7 @@ def full_log(ctx: Any) -> dict[str, Any]:
         "response": {
             "status": int(ctx.status),
             "headers": _headers(ctx.resp_headers),
-            "size": _bytes_sent(ctx),
+            "size": int(ctx.down.bytes_out),
         },
         "server": {"hostname": HOSTNAME, "version": pylon.__version__},
         "upstream": ctx.up_addr or None,
@@ -178,6 +121,17 @@ def full_log(ctx: Any) -> dict[str, Any]:
 def prepare_format(conf: dict[str, Any]) -> Callable[[Any], dict[str, Any]] | None:
     fmt = conf.get("log_format")
     return compile_format(fmt) if fmt else None
+
+
+#: a logger plugin's ``metadata_schema`` (its ``log_format`` default)
+METADATA_SCHEMA: dict[str, Any] = {"type": "object",
+                                   "properties": {"log_format": METADATA_LOG_FORMAT_SCHEMA}}
+
+
+def prepare_logger(conf: dict[str, Any]) -> dict[str, Any]:
+    """A logger plugin's ``prepare``: its ``log_format`` compiled, its batch processor's key."""
+    from .batch import conf_key
+    return {**conf, "_format": prepare_format(conf), "_key": conf_key(conf)}
 
 
 def prepare_metadata(meta: dict[str, Any]) -> dict[str, Any]:

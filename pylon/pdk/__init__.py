@@ -15,6 +15,7 @@ body, calling another service); plain hooks cost no task.
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 import logging
 from typing import Any
@@ -76,6 +77,21 @@ def anonymous_credential(ctx: Context, plugin: str, username: str) -> Credential
     return Credential(cons, None, plugin, None)
 
 
+def multi_dict(pairs: Any) -> dict[str, Any]:
+    """Pairs → a dict where a repeated name holds a list of its values, in order (how
+    ngx.req.get_headers / ngx.decode_args present repeated headers and arguments)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        old = out.get(k)
+        if old is None:
+            out[k] = v
+        elif isinstance(old, list):
+            old.append(v)
+        else:
+            out[k] = [old, v]
+    return out
+
+
 def secure_equal(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time comparison for secrets."""
     if isinstance(a, str):
@@ -92,10 +108,10 @@ def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
     s = s + b"=" * (-len(s) % 4)
     try:
         return base64.urlsafe_b64decode(s) if urlsafe else base64.b64decode(s, validate=True)
-    except Exception as e:  # binascii.Error
+    except (binascii.Error, ValueError) as e:
         raise ValueError(f"bad base64: {e}") from None
 
 
 __all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "anonymous_credential",
            "attach_consumer",
-           "b64decode", "compile_expr", "log", "secure_equal"]
+           "b64decode", "compile_expr", "log", "multi_dict", "secure_equal"]

@@ -22,10 +22,10 @@ it is live.  Nothing is mocked: the plugin runs in the gateway exactly as in pro
 from __future__ import annotations
 
 import contextlib
-import re
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket

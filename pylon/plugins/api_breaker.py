@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from pylon import errors, pdk
+from pylon import pdk
 from pylon.pdk.template import compile_template
 from pylon.ratelimit.breaker import Policy, breakers, fits
 
@@ -150,22 +150,11 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
     return c.code, c.body, [(k, _render(v, ctx)) for k, v in c.headers]
 
 
-def upstream_status(ctx: pdk.Context) -> int | None:
-    """nginx's ``$upstream_status`` (its last value): the upstream's answer, or 502 / 504
-    for an upstream that could not be reached or timed out; None when none was tried."""
-    st = getattr(ctx, "up_status", 0)
-    if st:
-        return int(st)
-    err = getattr(ctx, "error", None)
-    if isinstance(err, errors.UpstreamError) and getattr(ctx, "node", None) is not None:
-        return int(err.status)
-    return None
-
-
 def log(c: _Conf, ctx: pdk.Context) -> None:
-    st = upstream_status(ctx)
-    if st is None:
+    raw = ctx.var("upstream_status")
+    if raw is None:
         return
+    st = int(raw)
     if st in c.unhealthy:
         key = _key(c, ctx)
         n = breakers().failure(key, c.policy)

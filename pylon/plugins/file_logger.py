@@ -28,8 +28,7 @@ schema = {
     },
     "required": ["path"],
 }
-metadata_schema = {"type": "object",
-                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+metadata_schema = log_entry.METADATA_SCHEMA
 prepare_metadata = log_entry.prepare_metadata
 
 _BATCH = {"name": "file logger", "batch_max_size": 1000, "inactive_timeout": 0.1,
@@ -37,8 +36,7 @@ _BATCH = {"name": "file logger", "batch_max_size": 1000, "inactive_timeout": 0.1
 
 
 def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf),
-            "_batch": {**_BATCH, "path": conf["path"]}}
+    return {**log_entry.prepare_logger(conf), "_batch": {**_BATCH, "path": conf["path"]}}
 
 
 def _write(path: str, data: bytes) -> None:
@@ -60,10 +58,6 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
         await asyncio.get_running_loop().run_in_executor(None, _write, path, data)
 
     return send
-
-
-def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    """Present so that the response headers are kept for the log entry."""
 
 
 def log(conf: dict[str, Any], ctx: pdk.Context) -> None:

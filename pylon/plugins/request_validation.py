@@ -185,18 +185,10 @@ def _json_error(e: ValueError) -> str:
 
 def decode_args(s: str) -> dict[str, Any]:
     """``ngx.decode_args``: ``a=1&a=2&b`` → ``{"a": ["1", "2"], "b": True}``."""
-    out: dict[str, Any] = {}
-    for part in s.split("&"):
-        if not part:
-            continue
-        k, eq, v = part.partition("=")
-        key = unquote_plus(k, encoding="latin-1")
-        val: Any = unquote_plus(v, encoding="latin-1") if eq else True
-        old = out.get(key)
-        if old is None:
-            out[key] = val
-        elif isinstance(old, list):
-            old.append(val)
-        else:
-            out[key] = [old, val]
-    return out
+    def pairs() -> Any:
+        for part in s.split("&"):
+            if part:
+                k, eq, v = part.partition("=")
+                yield (unquote_plus(k, encoding="latin-1"),
+                       unquote_plus(v, encoding="latin-1") if eq else True)
+    return pdk.multi_dict(pairs())

@@ -41,15 +41,13 @@ schema = batch.wrap_schema({
     },
     "required": ["host", "port"],
 }, "sys logger")
-metadata_schema = {"type": "object",
-                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+metadata_schema = log_entry.METADATA_SCHEMA
 prepare_metadata = log_entry.prepare_metadata
 
 PRI = 5 * 8 + 6          # facility syslog (5), severity info (6)
 
 
-def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf)}
+prepare = log_entry.prepare_logger
 
 
 def rfc5424(msg: str, hostname: str = log_entry.HOSTNAME, app: str = "apisix") -> bytes:
@@ -72,10 +70,6 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
             await send_tcp(host, port, b"".join(msgs), timeout, tls)
 
     return send
-
-
-def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    """Present so that the response headers are kept for the log entry."""
 
 
 def log(conf: dict[str, Any], ctx: pdk.Context) -> None:

@@ -33,13 +33,11 @@ schema = batch.wrap_schema({
     },
     "required": ["host", "port"],
 }, "tcp logger")
-metadata_schema = {"type": "object",
-                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+metadata_schema = log_entry.METADATA_SCHEMA
 prepare_metadata = log_entry.prepare_metadata
 
 
-def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf)}
+prepare = log_entry.prepare_logger
 
 
 def encode(entries: list[Any], batch_max_size: int) -> bytes:
@@ -75,10 +73,6 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
         await send_tcp(host, port, encode(entries, size), timeout, tls)
 
     return send
-
-
-def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    """Present so that the response headers are kept for the log entry."""
 
 
 def log(conf: dict[str, Any], ctx: pdk.Context) -> None:

@@ -30,13 +30,11 @@ schema = batch.wrap_schema({
     },
     "required": ["host", "port"],
 }, "udp logger")
-metadata_schema = {"type": "object",
-                   "properties": {"log_format": log_entry.METADATA_LOG_FORMAT_SCHEMA}}
+metadata_schema = log_entry.METADATA_SCHEMA
 prepare_metadata = log_entry.prepare_metadata
 
 
-def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_format": log_entry.prepare_format(conf), "_key": batch.conf_key(conf)}
+prepare = log_entry.prepare_logger
 
 
 async def send_udp(host: str, port: int, data: bytes, timeout: float) -> None:
@@ -57,10 +55,6 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
         await send_udp(host, port, encode(entries, size), timeout)
 
     return send
-
-
-def header_filter(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    """Present so that the response headers are kept for the log entry."""
 
 
 def log(conf: dict[str, Any], ctx: pdk.Context) -> None:

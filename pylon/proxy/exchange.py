@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,6 +45,7 @@ _CONNECT_ERRORS = (errors.UpstreamConnectFailed, errors.UpstreamConnectTimeout,
 _JSON = [(b"Content-Type", b"application/json; charset=utf-8")]
 _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 _json = msgspec.json.Encoder()
+HOSTNAME = socket.gethostname()
 _STEP_PROXY = 7
 
 
@@ -491,6 +495,8 @@ class Exchange(Context):
                     body = self._body_filter(body, True)
             except Exception:
                 log.exception("plugin failed on a local reply")
+        elif self.lg:
+            self.resp_headers = headers       # what the log phase reports as sent
         self.down.send_local(self.status, headers, body, close)
         self.finish()
 
@@ -623,6 +629,8 @@ class Exchange(Context):
             status = self.status
             if self.body_changed:
                 length = None
+        elif self.lg:
+            self.resp_headers = headers       # what the log phase reports as sent
         no_body = status == 204 or status == 304 or self.head.method == "HEAD"
         if length is None and not chunked and not no_body and self.conn is not None:
             self.conn.close_delimited = True
@@ -806,6 +814,8 @@ class Exchange(Context):
             return None if v is None else v.decode("latin-1")
         if name.startswith("cookie_"):
             return self.cookies().get(name[7:])
+        if name.startswith("sent_http_"):
+            return self.resp_header(name[10:].replace("_", "-"))
         return None
 
     def args(self) -> dict[str, str]:
@@ -832,6 +842,17 @@ class Exchange(Context):
         return c
 
 
+def _upstream_status(x: Exchange) -> str | None:
+    """nginx's ``$upstream_status`` (last value): the upstream's answer, or 502 / 504 when
+    the node tried could not be reached or timed out; None when none was tried."""
+    if x.up_status:
+        return str(x.up_status)
+    err = x.error
+    if isinstance(err, errors.UpstreamError) and x.node is not None:
+        return str(err.status)
+    return None
+
+
 _VARS: dict[str, Any] = {
     "uri": lambda x: x.head.path,
     "request_uri": lambda x: x.head.target.decode("latin-1"),
@@ -850,4 +871,26 @@ _VARS: dict[str, Any] = {
     "route_id": lambda x: x.route.id if x.route is not None else None,
     "service_id": lambda x: x.route.service_id if x.route is not None else None,
     "consumer_name": lambda x: x.consumer_name,
+    "route_name": lambda x: x.route.name if x.route is not None else None,
+    # the response and timings (nginx's names): log formats, log plugins, vars after the fact
+    "status": lambda x: str(x.status) if x.status else None,
+    "request_time": lambda x: f"{(x.t_end or x.loop.time()) - x.t_start:.3f}",
+    "request_length": lambda x: str(x.body_in),
+    "bytes_sent": lambda x: str(x.down.bytes_out),
+    "body_bytes_sent": lambda x: str(x.down.bytes_out),
+    "upstream_addr": lambda x: x.up_addr or None,
+    "upstream_status": _upstream_status,
+    "upstream_response_time": lambda x: f"{max((x.t_end or x.loop.time()) - x.t_up_start, 0):.3f}"
+    if x.up_status else None,
+    "upstream_header_time": lambda x: f"{x.t_up_head - x.t_up_start:.3f}"
+    if x.up_status else None,
+    "msec": lambda x: f"{x.wall_start():.3f}",
+    "time_iso8601": lambda x: time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                            time.localtime(x.wall_start())),
+    "time_local": lambda x: time.strftime("%d/%b/%Y:%H:%M:%S %z",
+                                          time.localtime(x.wall_start())),
+    "request": lambda x: f"{x.head.method} {x.head.target.decode('latin-1')} "
+                         f"HTTP/{x.head.version}",
+    "hostname": lambda x: HOSTNAME,
+    "pid": lambda x: str(os.getpid()),
 }
