@@ -106,9 +106,10 @@ class Exchange(Context):
     gchain = EMPTY
     step = 0
     hook_i = 0
-    hf = False
-    bf = False
-    lg = False
+    #: the response phases' hooks of this request (global first), joined once per request
+    hf: tuple[Any, ...] = ()
+    bf: tuple[Any, ...] = ()
+    lg: tuple[Any, ...] = ()
     plugin_task: asyncio.Task[None] | None = None
     #: set by a plugin (traffic-split) to send this request to another upstream
     upstream_key: str | None = None
@@ -307,9 +308,9 @@ class Exchange(Context):
     # -- plugin phases -------------------------------------------------------------------
     def _response_phases(self) -> None:
         c, g = self.chain, self.gchain
-        self.hf = bool(g.header_filter or c.header_filter)
-        self.bf = bool(g.body_filter or c.body_filter)
-        self.lg = bool(g.log or c.log)
+        self.hf = g.header_filter + c.header_filter if g.header_filter else c.header_filter
+        self.bf = g.body_filter + c.body_filter if g.body_filter else c.body_filter
+        self.lg = g.log + c.log if g.log else c.log
 
     def _continue(self) -> None:
         """Run (or resume) the request phases; then proxy, or 404 when no route matched."""
@@ -501,13 +502,13 @@ class Exchange(Context):
         self.finish()
 
     def _header_filter(self) -> None:
-        for h in (*self.gchain.header_filter, *self.chain.header_filter):
+        for h in self.hf:
             if h.filter is not None and not h.filter(self):
                 continue
             h.fn(h.conf, self)
 
     def _body_filter(self, data: bytes, last: bool) -> bytes:
-        for h in (*self.gchain.body_filter, *self.chain.body_filter):
+        for h in self.bf:
             if h.filter is not None and not h.filter(self):
                 continue
             out = h.fn(h.conf, self, data, last)
@@ -516,7 +517,7 @@ class Exchange(Context):
         return data
 
     def _log_phase(self) -> None:
-        for h in (*self.gchain.log, *self.chain.log):
+        for h in self.lg:
             if h.filter is not None and not h.filter(self):
                 continue
             try:
