@@ -4,12 +4,11 @@ configuration gives, and touches only what a change reaches."""
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 from pylon.config.compiler import ConfigModel
-from pylon.config.yaml_store import items_to_doc
 from pylon.config.store import Item
+from pylon.config.yaml_store import items_to_doc
 
 
 class Src:
@@ -94,33 +93,48 @@ def random_object(rng: random.Random, kind: str, oid: str) -> dict[str, Any]:
     return route
 
 
+def random_walk(rng: random.Random, keys: dict[str, dict[str, Any]], steps: int,
+                pick: Any, make: Any, check: Any) -> None:
+    """Load ``keys``, then ``steps`` random puts / deletes (``pick() -> (kind, oid, key)``,
+    ``make(kind, oid)``), each applied incrementally and compared by ``check(model,
+    fresh, change)`` with a full compile of the same keys."""
+    model = ConfigModel()
+    model.load(doc_of(keys))
+    for _step in range(steps):
+        kind, oid, key = pick()
+        puts: list[tuple[str, Any]] = []
+        dels: list[str] = []
+        if key in keys and rng.random() < 0.35:
+            del keys[key]
+            dels.append(key)
+        else:
+            keys[key] = make(kind, oid)
+            puts.append((key, keys[key]))
+        model.apply(puts, dels)
+        fresh = ConfigModel()
+        fresh.load(doc_of(keys))
+        check(model, fresh, (puts, dels))
+
+
 def test_random_changes_applied_one_by_one_equal_a_full_compile() -> None:
     rng = random.Random(20261121)
     kinds = {"upstreams": "u", "services": "s", "routes": "r"}
+
+    def pick() -> tuple[str, str, str]:
+        kind = rng.choice(list(kinds))
+        oid = f"{kinds[kind]}{rng.randint(0, 6)}"
+        return kind, oid, f"{kind}/{oid}"
+
+    def check(model: ConfigModel, fresh: ConfigModel, change: Any) -> None:
+        assert summary(model) == summary(fresh), change
+        assert probes(model) == probes(fresh), change
+
     for _round in range(4):
         keys: dict[str, dict[str, Any]] = {}
         for kind, p in kinds.items():
             for i in range(rng.randint(0, 6)):
                 keys[f"{kind}/{p}{i}"] = random_object(rng, kind, f"{p}{i}")
-        model = ConfigModel()
-        model.load(doc_of(keys))
-        for _step in range(120):
-            kind = rng.choice(list(kinds))
-            oid = f"{kinds[kind]}{rng.randint(0, 6)}"
-            key = f"{kind}/{oid}"
-            puts: list[tuple[str, Any]] = []
-            dels: list[str] = []
-            if key in keys and rng.random() < 0.35:
-                del keys[key]
-                dels.append(key)
-            else:
-                keys[key] = random_object(rng, kind, oid)
-                puts.append((key, keys[key]))
-            model.apply(puts, dels)
-            fresh = ConfigModel()
-            fresh.load(doc_of(keys))
-            assert summary(model) == summary(fresh), (puts, dels)
-            assert probes(model) == probes(fresh), (puts, dels)
+        random_walk(rng, keys, 120, pick, lambda k, o: random_object(rng, k, o), check)
 
 
 def test_a_route_waiting_for_its_upstream_comes_back_when_it_appears() -> None:
@@ -236,6 +250,18 @@ def test_random_plugin_changes_applied_one_by_one_equal_a_full_compile() -> None
            "consumers": ["jack", "rose", "ann"],
            "credentials": ["jack/credentials/c1", "rose/credentials/c2", "ann/credentials/c3"],
            "routes": [f"r{i}" for i in range(6)]}
+
+    def pick() -> tuple[str, str, str]:
+        kind = rng.choice(list(ids))
+        oid = rng.choice(ids[kind])
+        return kind, oid, join_key(kind, oid)
+
+    def check(model: ConfigModel, fresh: ConfigModel, change: Any) -> None:
+        got, want = plugin_summary(model), plugin_summary(fresh)
+        # rejections: the incremental one reports what this change rejected
+        assert {k: v for k, v in got.items() if k != "rejected"} == \
+            {k: v for k, v in want.items() if k != "rejected"}, change
+
     try:
         for _round in range(3):
             keys: dict[str, dict[str, Any]] = {}
@@ -243,27 +269,8 @@ def test_random_plugin_changes_applied_one_by_one_equal_a_full_compile() -> None
                 for oid in oids:
                     if rng.random() < 0.5:
                         keys[join_key(kind, oid)] = random_plugin_object(rng, kind, oid)
-            model = ConfigModel()
-            model.load(doc_of(keys))
-            for _step in range(100):
-                kind = rng.choice(list(ids))
-                oid = rng.choice(ids[kind])
-                key = join_key(kind, oid)
-                puts: list[tuple[str, Any]] = []
-                dels: list[str] = []
-                if key in keys and rng.random() < 0.35:
-                    del keys[key]
-                    dels.append(key)
-                else:
-                    keys[key] = random_plugin_object(rng, kind, oid)
-                    puts.append((key, keys[key]))
-                model.apply(puts, dels)
-                fresh = ConfigModel()
-                fresh.load(doc_of(keys))
-                got, want = plugin_summary(model), plugin_summary(fresh)
-                # rejections: the incremental one reports what this change rejected
-                assert {k: v for k, v in got.items() if k != "rejected"} == \
-                    {k: v for k, v in want.items() if k != "rejected"}, (puts, dels)
+            random_walk(rng, keys, 100, pick,
+                        lambda k, o: random_plugin_object(rng, k, o), check)
     finally:
         registry.use(registry.Registry())
 
@@ -274,7 +281,7 @@ def test_plugin_declared_upstreams_live_while_a_route_uses_them() -> None:
     try:
         inline = {"nodes": {"127.0.0.9:80": 1}}
         ts = {"traffic-split": {"rules": [{"weighted_upstreams": [{"upstream": inline}]}]}}
-        route = lambda rid: {"id": rid, "uri": f"/{rid}",  # noqa: E731
+        route = lambda rid: {"id": rid, "uri": f"/{rid}",
                              "upstream": {"nodes": {"127.0.0.1:80": 1}}, "plugins": ts}
         keys = {"routes/a": route("a"), "routes/b": route("b")}
         model = ConfigModel()
