@@ -10,6 +10,7 @@ is 503 and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -31,6 +32,8 @@ PREFIX = "/apisix/admin"
 _decode = msgspec.json.Decoder()
 #: most operations one batch may carry
 BATCH_MAX = 1000
+#: times a single write is planned again after a concurrent change before answering 503
+CONFLICT_RETRIES = 2
 
 Explain = Callable[[dict[str, str]], Awaitable[Reply]]
 
@@ -102,11 +105,21 @@ class AdminApp:
             return 404, {"error_msg": "not found"}
         if method == "GET":
             return self.resources.get(spec, oid, args, parent)
-        view = View(self.hub.state)
-        plan = self.plan(view, method, spec, oid, sub_path, conf, args)
-        if not isinstance(plan, Plan):
-            return plan
-        return await self._commit(plan, method, path, who, remote_addr)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            # a write made by someone else between this plan and its commit (another admin
+            # client, a ttl expiring) is a conflict; the request itself states no version,
+            # so it is planned again on the newer state -- a PATCH merges onto it, references
+            # are checked again -- and only a conflict that persists is answered 503
+            view = View(self.hub.state)
+            plan = self.plan(view, method, spec, oid, sub_path, conf, args)
+            if not isinstance(plan, Plan):
+                return plan
+            try:
+                return await self._commit(plan, method, path, who, remote_addr,
+                                          retrying=attempt < CONFLICT_RETRIES)
+            except Conflict:
+                await asyncio.sleep(0.02 * (attempt + 1))   # let the other write arrive
+        raise AssertionError("unreachable")
 
     def plan(self, view: View, method: str, spec: Kind, oid: str | None, sub_path: str,
              conf: Any, args: Mapping[str, str]) -> Plan | Reply:
@@ -120,10 +133,14 @@ class AdminApp:
         return r.plan_delete(view, spec, oid, args)
 
     async def _commit(self, plan: Plan, method: str, path: str, who: str | None,
-                      remote_addr: str | None) -> Reply:
+                      remote_addr: str | None, retrying: bool = False) -> Reply:
+        """Commit ``plan``; with ``retrying`` a Conflict is raised for the caller to plan
+        again, else it is answered 503."""
         try:
             rev = await self.hub.commit(plan.ops)
         except Conflict as e:
+            if retrying:
+                raise
             log.warning("admin API: %s %s refused: %s", method, path, e)
             return 503, {"error_msg": str(e)}
         except StoreError as e:

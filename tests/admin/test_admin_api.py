@@ -464,6 +464,30 @@ def test_concurrent_conflicting_writes_never_lose_an_update(admin: Admin) -> Non
     assert admin.call("GET", "/routes/1")[1]["value"]["name"] == "first"
 
 
+def test_a_request_overtaken_by_another_write_is_planned_again_on_the_newer_state(
+        admin: Admin) -> None:
+    admin.call("PUT", "/routes/1", route())
+    from pylon.admin.resources import SPECS, View
+
+    async def race() -> tuple[int, Any]:
+        res = admin.app.resources
+        other = res.plan_patch(View(admin.hub.state), SPECS["routes"], "1", "",
+                               {"desc": "other writer"})
+        # the other write takes the store first; the request plans on the state before it
+        # and its commit conflicts -- it is planned again, and merges onto the new value
+        first = asyncio.ensure_future(admin.hub.commit(other.ops))
+        mine = asyncio.ensure_future(admin.app.handle(
+            "PATCH", "/apisix/admin/routes/1", "", {"x-api-key": ADMIN},
+            b'{"name": "mine"}', "127.0.0.1"))
+        await first
+        return await mine
+
+    status, body = asyncio.run_coroutine_threadsafe(race(), admin.loop).result(5)
+    assert status == 200
+    value = admin.call("GET", "/routes/1")[1]["value"]
+    assert value["name"] == "mine" and value["desc"] == "other writer"
+
+
 def test_every_write_is_audited_without_secrets(tmp_path: Path) -> None:
     audit = tmp_path / "audit.log"
     a = Admin(tmp_path / "p.yaml", {"routes": []}, audit=audit)
