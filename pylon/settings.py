@@ -159,6 +159,9 @@ class NodeConfig(_S):
     deployment: Deployment = Deployment()
     nginx_config: NginxConfig = NginxConfig()
     plugins: list[str] | None = None
+    #: APISIX ``plugin_attr``: node-wide attributes per plugin (prometheus' export address,
+    #: opentelemetry's collector, ...); each plugin validates its own part
+    plugin_attr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 def parse_duration(v: Duration, path: str) -> float:
@@ -261,6 +264,7 @@ class Settings:
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
+        self.plugin_attr = cfg.plugin_attr
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

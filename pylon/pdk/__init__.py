@@ -112,6 +112,13 @@ def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
         raise ValueError(f"bad base64: {e}") from None
 
 
+def plugin_attr(name: str) -> dict[str, Any]:
+    """The node config's ``plugin_attr.<name>`` (APISIX: node-wide plugin attributes, e.g.
+    prometheus' export address); ``{}`` when the node config has none."""
+    from ..proxy import registry
+    return registry.current().attrs.get(name) or {}
+
+
 __all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "anonymous_credential",
            "attach_consumer",
-           "b64decode", "compile_expr", "log", "multi_dict", "secure_equal"]
+           "b64decode", "compile_expr", "log", "multi_dict", "plugin_attr", "secure_equal"]

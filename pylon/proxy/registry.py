@@ -214,6 +214,8 @@ class Registry:
     def __init__(self, specs: Iterable[PluginSpec] = ()) -> None:
         self.plugins: dict[str, PluginSpec] = {s.name: s for s in specs}
         self.errors: list[str] = []
+        #: the node config's ``plugin_attr`` (name -> attributes), set by ``load_for``
+        self.attrs: dict[str, dict[str, Any]] = {}
 
     def get(self, name: str) -> PluginSpec | None:
         return self.plugins.get(name)
@@ -366,6 +368,7 @@ def use(reg: Registry) -> Registry:
 def load_for(settings: Any, *, reload: bool = False) -> Registry:
     """Load what the node config asks for and make it current."""
     reg = load(settings.plugins, settings.plugin_dirs, reload=reload)
+    reg.attrs = dict(getattr(settings, "plugin_attr", None) or {})
     use(reg)
     return reg
 
