@@ -35,6 +35,9 @@ class Context:
     body_changed = False
     body_waiter: asyncio.Future[bytes] | None = None
     body_limit = 0
+    #: the request body kept by ``capture_body`` (at most ``capture_limit`` bytes)
+    captured: bytearray | None = None
+    capture_limit = 0
 
     # -- request ---------------------------------------------------------------------------
     @property
@@ -183,6 +186,22 @@ class Context:
             self.up_blocked = False
             self.down.resume_body()  # type: ignore[attr-defined]
         return fut
+
+    def capture_body(self, limit: int) -> None:
+        """Keep a copy of the first ``limit`` bytes of the request body as it streams
+        upstream (loggers' ``include_req_body``): nothing is buffered or delayed; the copy is
+        ``ctx.captured_body()`` by the log phase.  Call it from a request hook."""
+        if self.captured is not None:
+            self.capture_limit = max(self.capture_limit, limit)
+            return
+        pending = self.pending  # type: ignore[attr-defined]
+        self.captured = bytearray(b"".join(pending)[:limit] if pending else b"")
+        self.capture_limit = limit
+
+    def captured_body(self) -> bytes | None:
+        """The request body kept by ``capture_body`` (None if nobody asked for it); it is
+        complete when the request has ended and was no longer than the limit."""
+        return bytes(self.captured) if self.captured is not None else None
 
     def set_body(self, body: bytes) -> None:
         """Replace the request body sent upstream (after ``read_body``)."""

@@ -528,6 +528,9 @@ class Exchange(Context):
     # -- request body from the downstream ------------------------------------------------
     def req_body(self, data: bytes) -> None:
         self.body_in += len(data)
+        cap = self.captured
+        if cap is not None and len(cap) < self.capture_limit:
+            cap += data[:self.capture_limit - len(cap)]
         replay = self.replay
         if replay is not None:
             if self.body_in > REPLAY_LIMIT:
