@@ -6,7 +6,7 @@ transports: request bytes in → route → pool → upstream request bytes out; 
 client response bytes out.  The kernel's share (read/write syscalls, loopback TCP) is not in
 this figure; ../shared/bench/run.py measures the whole thing beside nginx.
 
-    python bench/hotpath.py [--routes N] [--profile] [--plugin key-auth|jwt-auth]
+    python bench/hotpath.py [--routes N] [--profile] [--plugin NAME (see pylon_target.PLUGINS)]
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import time
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
 
 from pylon.server.worker import Worker  # noqa: E402
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from pylon_target import PLUGINS  # noqa: E402
 from pylon.settings import load_settings  # noqa: E402
 from pylon.upstream.pool import UpstreamConnection  # noqa: E402
 
@@ -71,7 +74,7 @@ async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
 
     from pylon.proxy import registry
     registry.use(registry.load())
-    if plugin == "key-auth":
+    if plugin and "key-auth" in plugin:
         req = req.replace(b"\r\n\r\n", b"\r\napikey: " + BENCH_KEY.encode() + b"\r\n\r\n")
     elif plugin == "jwt-auth":
         import jwt
@@ -123,7 +126,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=1)
     ap.add_argument("-n", type=int, default=100000)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--plugin", choices=("key-auth", "jwt-auth", "limit-count"),
+    ap.add_argument("--plugin", choices=sorted(PLUGINS),
                     help="the route authenticates with this plugin (the request carries "
                          "the credentials)")
     ap.add_argument("--real-headers", action="store_true",

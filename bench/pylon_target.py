@@ -37,6 +37,14 @@ PLUGINS = {
     "limit-count-redis": ({"limit-count": {"count": 1_000_000_000, "time_window": 3600,
                                            "policy": "redis", "redis_host": "127.0.0.1",
                                            "redis_port": 6379}}, None),
+    "prometheus": ({"prometheus": {}}, None),
+    # seed 004's scenario: APISIX benchmarked with limit-count + prometheus (+ key-auth)
+    "limit-count+prometheus": ({"limit-count": {"count": 1_000_000_000, "time_window": 3600},
+                                "prometheus": {}}, None),
+    "limit-count+prometheus+key-auth": (
+        {"limit-count": {"count": 1_000_000_000, "time_window": 3600}, "prometheus": {},
+         "key-auth": {"anonymous_consumer": "anon"}},
+        {"key-auth": {"key": BENCH_KEY}}),
 }
 
 

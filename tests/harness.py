@@ -122,6 +122,8 @@ class Gateway:
                       "workers": workers, "enable_control": False},
             "nginx_config": {"error_log_level": "info", "worker_shutdown_timeout": "10s",
                              "http": dict(http or {})},
+            # many gateways run at once: no fixed Prometheus port unless a test asks
+            "plugin_attr": {"prometheus": {"enable_export_server": False}},
         }
         for k, v in (node or {}).items():
             node_cfg.setdefault(k, {}).update(v) if isinstance(v, dict) else node_cfg.update({k: v})

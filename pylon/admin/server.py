@@ -45,10 +45,22 @@ class _Request:
         self.done = False
 
 
-def render(status: int, body: dict[str, Any] | None, keep_alive: bool,
-           head_only: bool = False) -> bytes:
-    payload = b"" if body is None else _encode.encode(body)
-    headers = [(b"Content-Type", b"application/json"),
+class RawBody:
+    """A handler's answer that is not JSON (the metrics exporter's text)."""
+
+    __slots__ = ("content_type", "data")
+
+    def __init__(self, data: bytes, content_type: bytes) -> None:
+        self.data = data
+        self.content_type = content_type
+
+
+def render(status: int, body: Any, keep_alive: bool, head_only: bool = False) -> bytes:
+    if isinstance(body, RawBody):
+        payload, ctype = body.data, body.content_type
+    else:
+        payload, ctype = (b"" if body is None else _encode.encode(body)), b"application/json"
+    headers = [(b"Content-Type", ctype),
                (b"Content-Length", str(len(payload)).encode()),
                (b"X-API-VERSION", b"v3"),
                (b"Server", b"pylon"),

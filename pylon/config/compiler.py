@@ -39,6 +39,7 @@ class CompiledRoute:
     websocket: bool
     chain: Chain
     labels: dict[str, str] | None = None
+    service_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,8 @@ def _compile_route(rid: str, route: Route, svc: Service | None,
         connect_timeout=t.connect if t else (plan.connect_timeout if plan else 60.0),
         send_timeout=t.send if t else (plan.send_timeout if plan else 60.0),
         read_timeout=t.read if t else (plan.read_timeout if plan else 60.0),
-        websocket=websocket, chain=chain, labels=route.labels)
+        websocket=websocket, chain=chain, labels=route.labels,
+        service_name=svc.name if svc is not None else None)
 
 
 def route_spec(rid: str, route: Route, svc: Service | None, cr: CompiledRoute) -> RouteSpec:

@@ -112,7 +112,8 @@ class Context:
             hs.append((name.encode("latin-1"), str(value).encode("latin-1")))
         head.headers = hs
         head._lower = None
-        self._mid = None
+        if self._mid is not None:
+            self._mid = None
         if lname == b"cookie":
             self._cookies = None
 
@@ -129,7 +130,8 @@ class Context:
                 hs.append((n.encode("latin-1"), str(v).encode("latin-1")))
         head.headers = hs
         head._lower = None
-        self._mid = None
+        if self._mid is not None:
+            self._mid = None
         if b"cookie" in drop:
             self._cookies = None
 
@@ -148,7 +150,8 @@ class Context:
         head.path = path
         raw = quote(path, safe="/:@!$&'()*+,;=-._~%").encode("latin-1")
         head.target = raw + (b"?" + head.query if head.query else b"")
-        self._mid = None
+        if self._mid is not None:
+            self._mid = None
 
     def set_args(self, args: dict[str, str]) -> None:
         """Replace the query string sent upstream."""
@@ -157,7 +160,8 @@ class Context:
         path = head.target.split(b"?", 1)[0]
         head.target = path + (b"?" + head.query if head.query else b"")
         self._args = None
-        self._mid = None
+        if self._mid is not None:
+            self._mid = None
 
     # -- request body ----------------------------------------------------------------------
     def read_body(self, limit: int | None = None) -> asyncio.Future[bytes]:
@@ -215,7 +219,8 @@ class Context:
         head.chunked = False
         head.content_length = len(body)
         self.req_trailers = None
-        self._mid = None
+        if self._mid is not None:
+            self._mid = None
 
     # -- response --------------------------------------------------------------------------
     def set_resp_header(self, name: str, value: str | None) -> None:

@@ -176,6 +176,8 @@ class Kit:
                 "admin_key": [{"name": "kit", "key": admin_key, "role": "admin"}]})
         if plugins is not None:
             cfg["plugins"] = plugins
+        # tests run many gateways at once: no fixed Prometheus port unless a test asks
+        cfg["plugin_attr"] = {"prometheus": {"enable_export_server": False}}
         for k, v in (node or {}).items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):
                 cfg[k].update(v)

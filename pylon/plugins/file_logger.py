@@ -4,6 +4,8 @@
 are gathered in the log phase and written off the request path: a batch every 0.1 s (or
 1000 entries) in a worker thread, one ``write`` on an ``O_APPEND`` file, opened per batch so
 that an external rotation (rename) is followed without a signal.
+``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
+put the bodies in the entry (``pylon.observe.log_entry``).
 """
 
 from __future__ import annotations
@@ -13,23 +15,16 @@ import json
 import os
 from typing import Any
 
-from pylon import pdk
 from pylon.observe import batch, log_entry
+from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
 
 name = "file-logger"
 priority = 399
 version = 0.1
 
-schema = {
-    "type": "object",
-    "properties": {
-        "path": {"type": "string"},
-        "log_format": {"type": "object"},
-    },
-    "required": ["path"],
-}
+schema = log_entry.logger_schema({"path": {"type": "string"}}, ["path"])
 metadata_schema = log_entry.METADATA_SCHEMA
-prepare_metadata = log_entry.prepare_metadata
+# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
 
 _BATCH = {"name": "file logger", "batch_max_size": 1000, "inactive_timeout": 0.1,
           "buffer_duration": 1, "max_retry_count": 0, "retry_delay": 1}
@@ -60,6 +55,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    p = batch.processor(name, ctx.route_id, conf["_key"], conf["_batch"], _sender)
-    p.push(log_entry.entry(conf, ctx, name))
+log = log_entry.batch_log(name, _sender, "_batch")

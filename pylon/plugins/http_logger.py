@@ -6,6 +6,8 @@ JSON array per batch, ``Content-Type: application/json``) or ``new_line`` (one J
 line, ``text/plain``), ``ssl_verify`` (false), and the batch options (``batch_max_size``,
 ``inactive_timeout``, ``buffer_duration``, ``max_retry_count``, ``retry_delay``, ``name``).
 A response status >= 400 fails the batch (retried per ``max_retry_count``).
+``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
+put the bodies in the entry (``pylon.observe.log_entry``).
 """
 
 from __future__ import annotations
@@ -13,33 +15,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pylon import pdk
 from pylon.observe import batch, log_entry
+from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
 from pylon.pdk import http
 
 name = "http-logger"
 priority = 410
 version = 0.1
 
-schema = batch.wrap_schema({
-    "type": "object",
-    "properties": {
-        "uri": {"type": "string", "pattern": "^[^\\/]+:\\/\\/([\\da-zA-Z.-]+|\\[[\\da-fA-F:]+\\])"
-                                             "(:\\d+)?"},
-        "auth_header": {"type": "string"},
-        "timeout": {"type": "integer", "minimum": 1, "default": 3},
-        "log_format": {"type": "object"},
-        "include_req_body": {"type": "boolean", "default": False},
-        "include_resp_body": {"type": "boolean", "default": False},
-        "concat_method": {"type": "string", "default": "json", "enum": ["json", "new_line"]},
-        "ssl_verify": {"type": "boolean", "default": False},
-    },
-    "required": ["uri"],
-}, "http logger")
+schema = log_entry.logger_schema({
+    "uri": {"type": "string", "pattern": "^[^\\/]+:\\/\\/([\\da-zA-Z.-]+|\\[[\\da-fA-F:]+\\])"
+                                         "(:\\d+)?"},
+    "auth_header": {"type": "string"},
+    "timeout": {"type": "integer", "minimum": 1, "default": 3},
+    "concat_method": {"type": "string", "default": "json", "enum": ["json", "new_line"]},
+    "ssl_verify": {"type": "boolean", "default": False},
+}, ["uri"], "http logger")
 metadata_schema = log_entry.METADATA_SCHEMA
-prepare_metadata = log_entry.prepare_metadata
-
-
+# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
 prepare = log_entry.prepare_logger
 
 
@@ -64,6 +57,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
-    p.push(log_entry.entry(conf, ctx, name))
+log = log_entry.batch_log(name, _sender)

@@ -7,6 +7,8 @@ else the full log), the batch options (``name`` "sys logger").  ``flush_limit``,
 memory instead).  Each entry is one message
 ``<46>1 TIMESTAMP HOSTNAME apisix PID - - {json}\\n`` (facility syslog, severity info); a
 batch goes in one TCP write, or one datagram per message over UDP.
+``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
+put the bodies in the entry (``pylon.observe.log_entry``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import os
 import time
 from typing import Any
 
-from pylon import pdk
 from pylon.observe import batch, log_entry
+from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
 from pylon.plugins.tcp_logger import send_tcp
 from pylon.plugins.udp_logger import send_udp
 
@@ -25,29 +27,21 @@ name = "syslog"
 priority = 401
 version = 0.1
 
-schema = batch.wrap_schema({
-    "type": "object",
-    "properties": {
-        "host": {"type": "string"},
-        "port": {"type": "integer"},
-        "flush_limit": {"type": "integer", "minimum": 1, "default": 4096},
-        "drop_limit": {"type": "integer", "default": 1048576},
-        "timeout": {"type": "integer", "minimum": 1, "default": 3000},
-        "sock_type": {"type": "string", "default": "tcp", "enum": ["tcp", "udp"]},
-        "pool_size": {"type": "integer", "minimum": 5, "default": 5},
-        "tls": {"type": "boolean", "default": False},
-        "log_format": {"type": "object"},
-        "include_req_body": {"type": "boolean", "default": False},
-    },
-    "required": ["host", "port"],
-}, "sys logger")
+schema = log_entry.logger_schema({
+    "host": {"type": "string"},
+    "port": {"type": "integer"},
+    "flush_limit": {"type": "integer", "minimum": 1, "default": 4096},
+    "drop_limit": {"type": "integer", "default": 1048576},
+    "timeout": {"type": "integer", "minimum": 1, "default": 3000},
+    "sock_type": {"type": "string", "default": "tcp", "enum": ["tcp", "udp"]},
+    "pool_size": {"type": "integer", "minimum": 5, "default": 5},
+    "tls": {"type": "boolean", "default": False},
+}, ["host", "port"], "sys logger")
 metadata_schema = log_entry.METADATA_SCHEMA
-prepare_metadata = log_entry.prepare_metadata
+# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
+prepare = log_entry.prepare_logger
 
 PRI = 5 * 8 + 6          # facility syslog (5), severity info (6)
-
-
-prepare = log_entry.prepare_logger
 
 
 def rfc5424(msg: str, hostname: str = log_entry.HOSTNAME, app: str = "apisix") -> bytes:
@@ -72,6 +66,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
-    p.push(log_entry.entry(conf, ctx, name))
+log = log_entry.batch_log(name, _sender)

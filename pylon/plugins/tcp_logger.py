@@ -4,6 +4,8 @@
 the host), ``timeout`` (milliseconds, 1000), ``log_format`` (else plugin_metadata's, else
 the full log) and the batch options.  A batch of one entry is sent as a JSON object, a
 larger batch as one JSON array, on a new connection.
+``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
+put the bodies in the entry (``pylon.observe.log_entry``).
 """
 
 from __future__ import annotations
@@ -13,30 +15,21 @@ import json
 import ssl
 from typing import Any
 
-from pylon import pdk
 from pylon.observe import batch, log_entry
+from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
 
 name = "tcp-logger"
 priority = 405
 version = 0.1
 
-schema = batch.wrap_schema({
-    "type": "object",
-    "properties": {
-        "host": {"type": "string"},
-        "port": {"type": "integer", "minimum": 0},
-        "tls": {"type": "boolean", "default": False},
-        "tls_options": {"type": "string"},
-        "timeout": {"type": "integer", "minimum": 1, "default": 1000},
-        "log_format": {"type": "object"},
-        "include_req_body": {"type": "boolean", "default": False},
-    },
-    "required": ["host", "port"],
-}, "tcp logger")
+schema = log_entry.logger_schema({
+    **log_entry.SOCKET_PROPERTIES,
+    "tls": {"type": "boolean", "default": False},
+    "tls_options": {"type": "string"},
+    "timeout": {"type": "integer", "minimum": 1, "default": 1000},
+}, ["host", "port"], "tcp logger")
 metadata_schema = log_entry.METADATA_SCHEMA
-prepare_metadata = log_entry.prepare_metadata
-
-
+# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
 prepare = log_entry.prepare_logger
 
 
@@ -75,6 +68,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
-    p.push(log_entry.entry(conf, ctx, name))
+log = log_entry.batch_log(name, _sender)

@@ -3,6 +3,8 @@
 ``host``, ``port`` (required), ``timeout`` (seconds, 3), ``log_format`` (else
 plugin_metadata's, else the full log) and the batch options.  A batch of one entry is one
 JSON object, a larger batch one JSON array, in one datagram.
+``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
+put the bodies in the entry (``pylon.observe.log_entry``).
 """
 
 from __future__ import annotations
@@ -11,29 +13,20 @@ import asyncio
 import socket
 from typing import Any
 
-from pylon import pdk
 from pylon.observe import batch, log_entry
+from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
 from pylon.plugins.tcp_logger import encode
 
 name = "udp-logger"
 priority = 400
 version = 0.1
 
-schema = batch.wrap_schema({
-    "type": "object",
-    "properties": {
-        "host": {"type": "string"},
-        "port": {"type": "integer", "minimum": 0},
-        "timeout": {"type": "integer", "minimum": 1, "default": 3},
-        "log_format": {"type": "object"},
-        "include_req_body": {"type": "boolean", "default": False},
-    },
-    "required": ["host", "port"],
-}, "udp logger")
+schema = log_entry.logger_schema({
+    **log_entry.SOCKET_PROPERTIES,
+    "timeout": {"type": "integer", "minimum": 1, "default": 3},
+}, ["host", "port"], "udp logger")
 metadata_schema = log_entry.METADATA_SCHEMA
-prepare_metadata = log_entry.prepare_metadata
-
-
+# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
 prepare = log_entry.prepare_logger
 
 
@@ -57,6 +50,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-def log(conf: dict[str, Any], ctx: pdk.Context) -> None:
-    p = batch.processor(name, ctx.route_id, conf["_key"], conf, _sender)
-    p.push(log_entry.entry(conf, ctx, name))
+log = log_entry.batch_log(name, _sender)

@@ -55,6 +55,8 @@ class WorkerProc:
     writer: asyncio.StreamWriter | None = None
     reader: asyncio.StreamReader | None = None
     applied: int = -1
+    #: objects the worker's last compile kept out (rejected)
+    rejected: int = 0
     retiring: bool = False
     started: float = field(default_factory=time.monotonic)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -93,6 +95,9 @@ class Master:
         self.hub.subscribers.append(self.on_config)
         self.admin_server: asyncio.base_events.Server | None = None
         self.control_server: asyncio.base_events.Server | None = None
+        self.export_server: asyncio.base_events.Server | None = None
+        #: workers that exited unexpectedly and were replaced (a metric)
+        self.restarts = 0
         #: upstream health checks (created in ``run``, inside the loop)
         self.health: HealthManager | None = None
         self.exit_code = 0
@@ -252,13 +257,11 @@ class Master:
             self._asks.pop(seq, None)
         return reply["status"], reply["body"]
 
-    async def node_status(self) -> tuple[int, Any]:
-        """``/apisix/status``: every serving worker's connection counts, summed (each
-        worker answers a ``status`` question on its control channel)."""
+    async def ask_workers(self, t: str, timeout: float) -> list[dict[str, Any]]:
+        """Ask every serving worker ``{"t": t}`` on its control channel; the answers'
+        bodies of those that answered within ``timeout`` seconds."""
         ws = [w for w in self.workers.values() if w.writer is not None and w.ready.is_set()
               and not w.retiring]
-        if not ws:
-            return 503, {"error_msg": "no worker is serving"}
         futs: list[asyncio.Future[Any]] = []
         seqs: list[int] = []
         for w in ws:
@@ -268,19 +271,50 @@ class Master:
             seqs.append(self._ask_seq)
             futs.append(fut)
             assert w.writer is not None
-            w.writer.write(encode_msg({"t": "status", "seq": self._ask_seq}))
+            w.writer.write(encode_msg({"t": t, "seq": self._ask_seq}))
         try:
-            replies = await asyncio.wait_for(asyncio.gather(*futs), 5.0)
-        except TimeoutError:
-            return 504, {"error_msg": "a worker did not answer in 5 s"}
+            if futs:
+                await asyncio.wait(futs, timeout=timeout)
         finally:
             for seq in seqs:
                 self._asks.pop(seq, None)
+        return [f.result()["body"] for f in futs if f.done() and not f.cancelled()
+                and f.exception() is None]
+
+    async def node_status(self) -> tuple[int, Any]:
+        """``/apisix/status``: every serving worker's connection counts, summed (each
+        worker answers a ``status`` question on its control channel)."""
+        if not any(w.writer is not None and w.ready.is_set() and not w.retiring
+                   for w in self.workers.values()):
+            return 503, {"error_msg": "no worker is serving"}
+        serving = sum(1 for w in self.workers.values() if w.ready.is_set() and not w.retiring)
+        replies = await self.ask_workers("status", 5.0)
+        if len(replies) < serving:
+            return 504, {"error_msg": "a worker did not answer in 5 s"}
         out = dict.fromkeys(STATUS_ITEMS, 0)
         for r in replies:
             for k in STATUS_ITEMS:
-                out[k] += int(r["body"].get(k, 0))
+                out[k] += int(r.get(k, 0))
         return 200, out
+
+    async def start_exporter(self) -> None:
+        """The Prometheus export server, when the prometheus plugin is loaded (APISIX
+        ``plugin_attr.prometheus``); a port in use is logged, not fatal."""
+        from ..proxy import registry
+        from .exporter import ExportApp, export_settings, start_exporter
+        if "prometheus" not in registry.current():
+            return
+        on, host, port, uri, prefix = export_settings(registry.current().attrs.get(
+            "prometheus") or {})
+        if not on:
+            return
+        try:
+            self.export_server = await start_exporter(self.loop, ExportApp(self, uri, prefix),
+                                                      host, port)
+        except OSError as e:
+            log.error("Prometheus export server not started on %s:%d: %s", host, port, e)
+            return
+        log.info("Prometheus metrics on http://%s:%d%s", host, port, uri)
 
     # -- workers -----------------------------------------------------------------------------
     def open_slots(self) -> None:
@@ -321,6 +355,7 @@ class Master:
             t = msg.get("t")
             if t == "applied":
                 w.applied = msg["rev"]
+                w.rejected = int(msg.get("rejected", 0))
                 w.ready.set()
             elif t == "resync" and w.writer is not None:
                 w.writer.write(self.config_msg())
@@ -346,6 +381,7 @@ class Master:
             return
         log.error("worker %d (pid %d) exited with %s; starting a new one", w.slot,
                   w.proc.pid, rc)
+        self.restarts += 1
         now = time.monotonic()
         recent = [t for t in self.crashes.get(w.slot, []) if now - t < 10] + [now]
         self.crashes[w.slot] = recent
@@ -487,6 +523,8 @@ class Master:
                 self.exit_code = 1
         if self.settings.control_enabled and not stop.is_set():
             await self.start_control()
+        if not stop.is_set():
+            await self.start_exporter()
         addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
         if not stop.is_set():
             log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
@@ -499,6 +537,8 @@ class Master:
             self.admin_server.close()
         if self.control_server is not None:
             self.control_server.close()
+        if self.export_server is not None:
+            self.export_server.close()
         if self.health is not None:
             self.health.close()
         procs = [*self.workers.values(), *self.starting]

@@ -25,6 +25,7 @@ import msgspec
 from .. import __version__, errors
 from ..config.compiler import Compiled, ConfigModel
 from ..config.snapshot import Snapshot, SnapshotHolder
+from ..observe import metrics
 from ..observe.access_log import AccessLog
 from ..settings import Settings
 from ..upstream.runtime import Runtimes
@@ -181,6 +182,10 @@ class Worker:
         self.runtimes.sweep()
         from ..ratelimit.local import sweep as sweep_counters
         sweep_counters()              # limit-conn: counts of dead workers stop counting
+        try:
+            metrics.flush()               # prometheus: this second's counts node-wide
+        except Exception:
+            log.exception("metrics flush failed")
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     async def drain(self, deadline: float) -> None:
@@ -202,6 +207,10 @@ class Worker:
         if self.access_log is not None:
             self.access_log.close()
         await self._flush_log_sinks(deadline)
+        try:
+            metrics.flush()               # the last counts stay in the node's store
+        except Exception:
+            log.exception("metrics flush failed")
 
     async def _flush_log_sinks(self, deadline: float) -> None:
         """Log sinks' buffered batches go out before the worker exits (bounded by the
@@ -292,7 +301,8 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                     await w.serve(socks)
                     served = True
                 writer.write(encode_msg({"t": "applied", "rev": msg["rev"],
-                                         "pid": os.getpid()}))
+                                         "pid": os.getpid(),
+                                         "rejected": len(w.holder.current.compiled.rejected)}))
             elif t == "plugins":            # plugin reload: the full config follows
                 try:
                     from ..cli import load_node_config
@@ -310,6 +320,13 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                     status, body = 500, {"error_msg": "internal error"}
                 writer.write(encode_msg({"t": "answer", "seq": msg["seq"], "status": status,
                                          "body": body}))
+            elif t == "metrics":            # a scrape: counts into the shared store first
+                try:
+                    metrics.flush()
+                except Exception:
+                    log.exception("worker %d: metrics flush failed", index)
+                writer.write(encode_msg({"t": "answer", "seq": msg["seq"], "status": 200,
+                                         "body": {"status": w.status()}}))
             elif t == "status":             # node status: this worker's connection counts
                 writer.write(encode_msg({"t": "answer", "seq": msg["seq"], "status": 200,
                                          "body": w.status()}))

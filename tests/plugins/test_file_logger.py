@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import time
 
 import pytest
 
 from pylon.pdk.testing import Kit
+
+from .log_receivers import json_lines
 
 DIR = tempfile.mkdtemp(prefix="pylon-filelog-")
 FMT = os.path.join(DIR, "sub", "fmt.log")
@@ -31,27 +31,15 @@ def kit():
         yield k
 
 
-def lines(path: str, n: int, timeout: float = 5.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = []
-        if os.path.exists(path):
-            with open(path) as f:
-                got = [json.loads(x) for x in f.read().splitlines() if x]
-        if len(got) >= n or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
-
-
 def test_plugin_metadata_log_format_applies_without_route_format(kit):
     kit.get("/meta")
-    got = lines(META, 1)
+    got = json_lines(META, 1)
     assert got == [{"host": "127.0.0.1", "ip": "127.0.0.1", "route_id": "meta"}]
 
 
 def test_route_log_format_wins_and_directories_are_made(kit):
     kit.get("/fmt")
     kit.post("/fmt", body="x")
-    got = lines(FMT, 2)
+    got = json_lines(FMT, 2)
     assert [g["m"] for g in got] == ["GET", "POST"]
     assert all(g["u"] == "/fmt" and g["route_id"] == "fmt" for g in got)

@@ -4,71 +4,26 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pylon.pdk.testing import Kit
 
-
-class Collector:
-    def __init__(self) -> None:
-        self.posts: list[dict] = []
-        self.cond = threading.Condition()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
-                with outer.cond:
-                    outer.posts.append({"path": self.path, "headers": dict(self.headers),
-                                        "body": body})
-                    outer.cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, path: str, timeout: float = 8.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                got = [p for p in self.posts if p["path"] == path]
-                if len(got) >= n or time.monotonic() > deadline:
-                    return got
-                self.cond.wait(0.05)
+from .log_receivers import HttpCollector, HungListener
 
 
 @pytest.fixture(scope="module")
 def col():
-    c = Collector()
-    yield c
-    c.srv.shutdown()
+    with HttpCollector() as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
-def hung():
-    """A receiver that never answers: connections wait in the backlog."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(64)
-    yield s.getsockname()[1]
-    s.close()
-
-
-@pytest.fixture(scope="module")
-def kit(col, hung):
+def kit(col):
     base = f"http://127.0.0.1:{col.port}"
-    dead = hung
+    hung = HungListener()               # a receiver that never answers
+    dead = hung.port
     doc = {
         "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "k1"}}}],
         "routes": [
@@ -88,7 +43,7 @@ def kit(col, hung):
                 "uri": f"http://127.0.0.1:{dead}/x", "batch_max_size": 1, "timeout": 1}}},
         ],
     }
-    with Kit(doc) as k:
+    with hung, Kit(doc) as k:
         yield k
 
 
@@ -171,40 +126,15 @@ def test_dead_receiver_does_not_slow_requests(kit):
 
 def test_buffered_entries_are_sent_when_the_gateway_stops():
     """A batch still waiting for its inactive_timeout goes out on a graceful stop."""
-    import json as _json
-    import threading as _threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    got: list = []
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            n = int(self.headers.get("Content-Length") or 0)
-            got.append(_json.loads(self.rfile.read(n)))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.daemon_threads = True
-    _threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with HttpCollector() as c:
         doc = {"routes": [{"uri": "/x", "plugins": {"http-logger": {
-            "uri": f"http://127.0.0.1:{srv.server_address[1]}/logs",
+            "uri": f"http://127.0.0.1:{c.port}/logs",
             "batch_max_size": 100, "inactive_timeout": 60}}}]}
         k = Kit(doc)
         try:
             assert k.get("/x").status == 200
-            assert got == []                     # still buffered
+            assert c.posts == []                 # still buffered
         finally:
             k.close()                            # SIGTERM: drain, flush the sinks
-        entries = [e for batch in got for e in (batch if isinstance(batch, list) else [batch])]
+        entries = [e for p in c.posts for e in json.loads(p["body"])]
         assert len(entries) == 1 and entries[0]["request"]["uri"].startswith("/x")
-    finally:
-        srv.shutdown()
-        srv.server_close()

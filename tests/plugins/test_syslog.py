@@ -4,43 +4,36 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import time
 
 import pytest
 
 from pylon.pdk.testing import Kit
+
+from .log_receivers import TcpReceiver, UdpReceiver
 
 LINE = re.compile(rb"^<46>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ apisix \d+ - - (.*)$")
 
 
 @pytest.fixture(scope="module")
 def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(8)
-    yield s
-    s.close()
+    with UdpReceiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
 def tcp():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    s.settimeout(8)
-    yield s
-    s.close()
+    with TcpReceiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
 def kit(udp, tcp):
     doc = {"routes": [
         {"id": "u", "uri": "/u", "plugins": {"syslog": {
-            "host": "127.0.0.1", "port": udp.getsockname()[1], "sock_type": "udp",
+            "host": "127.0.0.1", "port": udp.port, "sock_type": "udp",
             "batch_max_size": 1}}},
         {"id": "t", "uri": "/t", "plugins": {"syslog": {
-            "host": "127.0.0.1", "port": tcp.getsockname()[1], "batch_max_size": 2,
+            "host": "127.0.0.1", "port": tcp.port, "batch_max_size": 2,
             "log_format": {"u": "$uri"}}}},
     ]}
     with Kit(doc) as k:
@@ -49,7 +42,7 @@ def kit(udp, tcp):
 
 def test_udp_message_is_rfc5424_with_json_entry(kit, udp):
     kit.get("/u")
-    m = LINE.match(udp.recv(65536).rstrip(b"\n"))
+    m = LINE.match(udp.recv().rstrip(b"\n"))
     assert m, "not an RFC 5424 line"
     e = json.loads(m.group(1))
     assert e["route_id"] == "u" and e["response"]["status"] == 200
@@ -58,17 +51,9 @@ def test_udp_message_is_rfc5424_with_json_entry(kit, udp):
 def test_tcp_batch_is_one_line_per_entry(kit, tcp):
     kit.get("/t")
     kit.get("/t")
-    conn, _ = tcp.accept()
-    conn.settimeout(8)
-    data = b""
-    deadline = time.monotonic() + 8
-    while data.count(b"\n") < 2 and time.monotonic() < deadline:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    conn.close()
-    lines = data.splitlines()
+    got = tcp.wait(1)                  # one connection, one write for the batch
+    assert len(got) == 1
+    lines = got[0].splitlines()
     assert len(lines) == 2
     assert [json.loads(LINE.match(x).group(1)) for x in lines] == [
         {"u": "/t", "route_id": "t"}, {"u": "/t", "route_id": "t"}]

@@ -3,66 +3,25 @@
 from __future__ import annotations
 
 import json
-import socket
-import socketserver
-import threading
 import time
 
 import pytest
 
 from pylon.pdk.testing import Kit
 
-
-class Receiver(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self):
-        self.got: list[bytes] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class H(socketserver.BaseRequestHandler):
-            def handle(self):
-                data = b""
-                self.request.settimeout(5)
-                while chunk := self.request.recv(65536):
-                    data += chunk
-                with outer.lock:
-                    outer.got.append(data)
-
-        super().__init__(("127.0.0.1", 0), H)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def wait(self, n, timeout=8.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                got = list(self.got)
-            if len(got) >= n or time.monotonic() > deadline:
-                return got
-            time.sleep(0.05)
+from .log_receivers import HungListener, TcpReceiver, wait_for
 
 
 @pytest.fixture(scope="module")
 def rx():
-    r = Receiver()
-    yield r
-    r.shutdown()
+    with TcpReceiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
-def hung():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(64)
-    yield s.getsockname()[1]
-    s.close()
-
-
-@pytest.fixture(scope="module")
-def kit(rx, hung):
-    port = rx.server_address[1]
+def kit(rx):
+    port = rx.port
+    hung = HungListener()
     doc = {"routes": [
         {"id": "one", "uri": "/one", "plugins": {"tcp-logger": {
             "host": "127.0.0.1", "port": port, "batch_max_size": 1}}},
@@ -70,12 +29,12 @@ def kit(rx, hung):
             "host": "127.0.0.1", "port": port, "batch_max_size": 2,
             "log_format": {"u": "$uri"}}}},
         {"id": "hung", "uri": "/hung", "plugins": {"tcp-logger": {
-            "host": "127.0.0.1", "port": hung, "batch_max_size": 1, "timeout": 500,
+            "host": "127.0.0.1", "port": hung.port, "batch_max_size": 1, "timeout": 500,
             # the kernel completes the TCP handshake on a socket nobody accepts from; the TLS
             # handshake then never answers, so every send really hangs until its timeout
             "tls": True}}},
     ]}
-    with Kit(doc) as k:
+    with hung, Kit(doc) as k:
         yield k
 
 
@@ -91,12 +50,7 @@ def test_single_entry_batch_is_one_json_object(kit, rx):
 def test_larger_batch_is_a_json_array(kit, rx):
     kit.get("/two")
     kit.get("/two")
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline:
-        arrays = [json.loads(g) for g in rx.got if g.startswith(b"[")]
-        if arrays:
-            break
-        time.sleep(0.05)
+    arrays = wait_for(lambda: [json.loads(g) for g in rx.wait(0) if g.startswith(b"[")], bool)
     assert arrays == [[{"u": "/two", "route_id": "two"}, {"u": "/two", "route_id": "two"}]]
 
 

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 from pylon.pdk.testing import Kit
 
+from .log_receivers import UdpReceiver
+
 
 @pytest.fixture(scope="module")
 def rx():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(8)
-    yield s
-    s.close()
+    with UdpReceiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
 def kit(rx):
-    port = rx.getsockname()[1]
+    port = rx.port
     doc = {"routes": [
         {"id": "one", "uri": "/one", "plugins": {"udp-logger": {
             "host": "127.0.0.1", "port": port, "batch_max_size": 1}}},
@@ -36,7 +34,7 @@ def kit(rx):
 
 def test_entry_arrives_as_one_datagram(kit, rx):
     kit.get("/one", headers={"X-A": "b"})
-    e = json.loads(rx.recv(65536))
+    e = json.loads(rx.recv())
     assert e["route_id"] == "one" and e["request"]["headers"]["x-a"] == "b"
     assert e["response"]["status"] == 200 and e["upstream"] == kit.upstream.addr
 
@@ -45,7 +43,7 @@ def test_partial_batch_is_sent_after_inactive_timeout(kit, rx):
     t0 = time.monotonic()
     kit.get("/idle")
     kit.post("/idle", body="x")
-    got = json.loads(rx.recv(65536))
+    got = json.loads(rx.recv())
     assert time.monotonic() - t0 >= 0.9
     assert got == [{"m": "GET", "s": "200", "route_id": "idle"},
                    {"m": "POST", "s": "200", "route_id": "idle"}]

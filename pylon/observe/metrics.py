@@ -1,0 +1,468 @@
+"""Metrics counted in shared memory by every worker of a node, rendered by the master.
+
+APISIX keeps its Prometheus counters in an nginx shared dict that every request updates
+under a lock, and renders them on scrape in a worker (or the privileged agent): users see
+scrapes take seconds with many routes, and the request path pays for the lock.  Here:
+
+* **Per request** a worker only adds to plain Python numbers in its own memory (the
+  prometheus plugin's aggregate, ``plugins/prometheus.py``).  Once a second, when the
+  master asks before a scrape, and when the worker drains, the worker *flushes*: it adds
+  what changed to the shared store.  Cost per request: a dict lookup and a few additions.
+* **The store** is one file mapping (``metrics`` in the node's shared-memory directory)::
+
+      header | index: max_keys x (key offset, value base/count) | key arena | value slots
+
+  A *series* is its exposition text without the value (``apisix_http_status{code="200",
+  route="1",...}``); it owns ``n`` consecutive values (a histogram: its cumulative buckets,
+  ``+Inf``, sum and count).  The index is append-only and shared: a writer adds a series
+  under a POSIX record lock (released by the kernel if the writer dies), writes the key and
+  the entry first and publishes it by bumping ``nkeys`` last, so a reader or a writer never
+  sees half an entry.  Families (HELP, TYPE) are entries too, so the master needs no other
+  channel to learn what exists.
+* **Values** live in *writer slots*: one array of float64 per slot; a worker claims a free
+  slot with a record lock on the slot's byte and is its only writer, so an update is a
+  plain aligned 8-byte store -- no compare-and-swap, no lock, nothing torn when a worker is
+  killed.  The master sums the slots.  A worker that exits (or is killed) releases its
+  slot; the next worker to claim it *adds to* what is there: a restarted worker's counts
+  are neither lost nor doubled (unflushed counts of a SIGKILLed worker -- at most the last
+  second's -- are lost).
+* **Rendering** (master): new index entries are decoded once into per-family lists of line
+  prefixes and value positions; a scrape sums the slots' arrays and formats them with
+  C-level ``map`` / ``join`` -- no per-series Python loop.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import mmap
+import os
+import struct
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from itertools import accumulate
+from operator import add
+from typing import Any
+
+log = logging.getLogger("pylon.metrics")
+
+_MAGIC = 0x31544D4E4C5950            # "PYLNMT1"
+_HEADER = 4096
+_W = struct.Struct("<Q")
+_E = struct.Struct("<QQ")
+_L = struct.Struct("<I")
+# header words
+_H_MAGIC, _H_KEYS, _H_ARENA, _H_VALUES, _H_SLOTS, _H_NKEYS, _H_VUSED, _H_AUSED = range(8)
+_H_SLOT_USED = 16                    # one word per slot: ever claimed
+MAX_SLOTS = 64
+NAME = "metrics"
+
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+
+def escape(v: Any) -> str:
+    """A label value as the exposition format wants it."""
+    s = "" if v is None else str(v)
+    if "\\" in s or '"' in s or "\n" in s:
+        s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return s
+
+
+def labels(pairs: Iterable[tuple[str, Any]]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
+
+
+def fmt_bound(b: float) -> str:
+    return repr(float(b)) if b != int(b) else str(int(b))
+
+
+class StoreFull(Exception):
+    pass
+
+
+class MetricStore:
+    """The shared file; opened (and created, the first time) by any process of the node."""
+
+    def __init__(self, directory: str, max_values: int = 1 << 21) -> None:
+        self.path = os.path.join(directory, NAME)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+            try:
+                head = os.pread(fd, 64, 0)
+                if len(head) == 64 and _W.unpack_from(head)[0] == _MAGIC:
+                    w = struct.unpack_from("<8Q", head)
+                    max_keys, arena, max_values = w[_H_KEYS], w[_H_ARENA], w[_H_VALUES]
+                else:
+                    max_keys = max(max_values // 2, 1024)
+                    arena = max_keys * 192
+                    size = _HEADER + max_keys * 16 + arena + MAX_SLOTS * max_values * 8
+                    os.ftruncate(fd, size)               # sparse: pages appear when used
+                    os.pwrite(fd, struct.pack("<8Q", 0, max_keys, arena, max_values,
+                                              MAX_SLOTS, 0, 0, 0), 0)
+                    os.pwrite(fd, _W.pack(_MAGIC), 0)
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+            self.max_keys, self.arena_size, self.max_values = max_keys, arena, max_values
+            self.index_off = _HEADER
+            self.arena_off = _HEADER + max_keys * 16
+            self.values_off = self.arena_off + arena
+            size = self.values_off + MAX_SLOTS * max_values * 8
+            self.mm = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd            # record locks: byte 0 the index, byte 1 + i writer slot i
+
+    def word(self, i: int) -> int:
+        return _W.unpack_from(self.mm, i * 8)[0]
+
+    def set_word(self, i: int, v: int) -> None:
+        _W.pack_into(self.mm, i * 8, v)
+
+    def entries(self, start: int) -> Iterable[tuple[int, str, int, int]]:
+        """Published index entries from ``start``: (i, key, value base, value count)."""
+        mm = self.mm
+        for i in range(start, self.word(_H_NKEYS)):
+            off, vb = _E.unpack_from(mm, self.index_off + i * 16)
+            (n,) = _L.unpack_from(mm, self.arena_off + off)
+            key = mm[self.arena_off + off + 4:self.arena_off + off + 4 + n].decode()
+            yield i, key, vb >> 8, vb & 0xFF
+
+    def slot_values(self, slot: int) -> memoryview:
+        off = self.values_off + slot * self.max_values * 8
+        return memoryview(self.mm)[off:off + self.max_values * 8].cast("d")
+
+    def used_slots(self) -> list[int]:
+        return [i for i in range(MAX_SLOTS) if self.word(_H_SLOT_USED + i)]
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:            # a memoryview still alive (a reader's)
+            pass
+        os.close(self.fd)
+
+
+class Writer:
+    """One process's writer slot and its view of the index."""
+
+    def __init__(self, store: MetricStore) -> None:
+        self.store = store
+        self.slot = -1
+        for i in range(MAX_SLOTS):
+            try:
+                fcntl.lockf(store.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 1 + i)
+            except OSError:
+                continue
+            self.slot = i
+            break
+        if self.slot < 0:
+            raise StoreFull(f"all {MAX_SLOTS} metric writer slots are taken")
+        store.set_word(_H_SLOT_USED + self.slot, 1)
+        self.values = store.slot_values(self.slot)
+        self.known: dict[str, int] = {}
+        self.seen = 0
+        self.full = False
+
+    def _sync(self) -> None:
+        for i, key, base, _n in self.store.entries(self.seen):
+            self.known[key] = base
+            self.seen = i + 1
+
+    def series(self, key: str, n: int = 1) -> int:
+        """The value base of series ``key`` (``n`` values), added to the index if new.
+        Raises StoreFull when the store has no room (the caller counts and drops)."""
+        base = self.known.get(key)
+        if base is not None:
+            return base
+        st = self.store
+        fcntl.lockf(st.fd, fcntl.LOCK_EX, 1, 0)
+        try:
+            self._sync()
+            base = self.known.get(key)
+            if base is not None:
+                return base
+            nkeys, vused, aused = (st.word(_H_NKEYS), st.word(_H_VUSED), st.word(_H_AUSED))
+            raw = key.encode()
+            need = (4 + len(raw) + 7) & ~7
+            if nkeys >= st.max_keys or vused + n > st.max_values or \
+                    aused + need > st.arena_size or n > 0xFF:
+                if not self.full:
+                    self.full = True
+                    log.error("the metric store is full (%d series); new series are dropped"
+                              " -- raise plugin_attr.prometheus.max_values", nkeys)
+                raise StoreFull(key)
+            mm = st.mm
+            _L.pack_into(mm, st.arena_off + aused, len(raw))
+            mm[st.arena_off + aused + 4:st.arena_off + aused + 4 + len(raw)] = raw
+            _E.pack_into(mm, st.index_off + nkeys * 16, aused, (vused << 8) | n)
+            st.set_word(_H_VUSED, vused + n)
+            st.set_word(_H_AUSED, aused + need)
+            st.set_word(_H_NKEYS, nkeys + 1)            # published: complete from here on
+            self.known[key] = vused
+            self.seen = nkeys + 1
+            return vused
+        finally:
+            fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+
+    def family(self, name: str, kind: str, help_text: str,
+               bounds: Iterable[float] = ()) -> None:
+        """Declare a family (HELP / TYPE / histogram bounds) before its series."""
+        b = ",".join(fmt_bound(x) for x in bounds)
+        self.series(f"#{name}\t{kind}\t{b}\t{help_text}", 0)
+
+    def add(self, base: int, delta: float) -> None:
+        self.values[base] += delta
+
+    def close(self) -> None:
+        self.values.release()
+        try:
+            fcntl.lockf(self.store.fd, fcntl.LOCK_UN, 1, 1 + self.slot)
+        except OSError:
+            pass
+
+
+# ----------------------------------------------------------------------------- process side
+class Histogram:
+    """Bucket bounds and one series' local (non-cumulative) deltas."""
+
+    __slots__ = ("bounds",)
+
+    def __init__(self, bounds: Iterable[float]) -> None:
+        self.bounds = tuple(sorted(float(b) for b in bounds))
+
+
+def flush_histogram(w: Writer, base: int, counts: list[int], total: float) -> None:
+    """Add one histogram's local deltas (``counts``: per bucket, last = above every bound)
+    to its cumulative values, highest bucket first: a reader never sees a lower bucket
+    above a higher one."""
+    vals = w.values
+    nb = len(counts)
+    cum = list(accumulate(counts))
+    for i in range(nb - 1, -1, -1):
+        if cum[i]:
+            vals[base + i] += cum[i]
+    vals[base + nb] += total
+    vals[base + nb + 1] += cum[-1]
+
+
+class Local:
+    """This process's metrics: simple counters (``inc``) plus flush callbacks of hot-path
+    aggregates (the prometheus plugin's); ``flush()`` moves everything into the store."""
+
+    def __init__(self) -> None:
+        self.writer: Writer | None = None
+        self.failed = False
+        self.counters: dict[str, float] = {}
+        self.families: dict[str, tuple[str, str, tuple[float, ...]]] = {}
+        self.declared: set[str] = set()
+        self.sources: list[Callable[[Local], None]] = []
+        self.dropped = 0
+
+    def open(self) -> Writer | None:
+        if self.writer is None and not self.failed:
+            try:
+                from ..ratelimit.local import node_dir
+                self.writer = Writer(MetricStore(node_dir(), _max_values()))
+            except Exception:
+                self.failed = True
+                log.exception("metrics: the shared store could not be opened; metrics off")
+        return self.writer
+
+    def declare(self, name: str, kind: str, help_text: str,
+                bounds: Iterable[float] = ()) -> None:
+        self.families[name] = (kind, help_text, tuple(bounds))
+
+    def inc(self, family: str, label_text: str = "", n: float = 1) -> None:
+        """A counter (declared with ``declare``): cheap, flushed later."""
+        key = f"{family}{{{label_text}}}" if label_text else family
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def series(self, family: str, key: str, n: int = 1) -> int | None:
+        """The store base of ``key`` in ``family`` (declared first), None if it is full."""
+        w = self.writer
+        if w is None:
+            return None
+        if family not in self.declared:
+            kind, help_text, bounds = self.families[family]
+            try:
+                w.family(family, kind, help_text, bounds)
+            except StoreFull:
+                return None
+            self.declared.add(family)
+        try:
+            return w.series(key, n)
+        except StoreFull:
+            self.dropped += 1
+            return None
+
+    def flush(self) -> None:
+        w = self.open()
+        if w is None:
+            return
+        for src in self.sources:
+            try:
+                src(self)
+            except Exception:
+                log.exception("metrics: flush failed")
+        if self.counters:
+            counters, self.counters = self.counters, {}
+            for key, n in counters.items():
+                family = key.split("{", 1)[0]
+                base = self.series(family, key)
+                if base is not None:
+                    w.values[base] += n
+
+
+_local: Local | None = None
+
+
+def local() -> Local:
+    """This process's metrics (created on first use)."""
+    global _local
+    if _local is None:
+        _local = Local()
+        _declare_pylon(_local)
+    return _local
+
+
+def flush() -> None:
+    if _local is not None:
+        _local.flush()
+
+
+def inc(family: str, label_text: str = "", n: float = 1) -> None:
+    local().inc(family, label_text, n)
+
+
+def _max_values() -> int:
+    from .. import pdk
+    v = pdk.plugin_attr("prometheus").get("max_values")
+    return int(v) if isinstance(v, int) and v >= 1024 else 1 << 21
+
+
+# Pylon's own counters, in every process that counts them
+PYLON_COUNTERS = {
+    "pylon_log_entries_dropped_total": "Log entries dropped by a log sink (queue full or "
+                                       "retries exhausted), by plugin",
+    "pylon_ratelimit_degraded_total": "Requests let through because the rate-limit store "
+                                      "(Redis) was unavailable (allow_degradation), by plugin",
+    "pylon_ratelimit_store_errors_total": "Rate-limit decisions that failed because the store "
+                                          "(Redis) was unavailable, by plugin",
+    "pylon_metrics_series_dropped_total": "Metric series not counted because the metric store "
+                                          "was full",
+}
+
+
+def _declare_pylon(lc: Local) -> None:
+    for name, text in PYLON_COUNTERS.items():
+        lc.declare(name, COUNTER, text)
+
+
+# ----------------------------------------------------------------------------- reader
+class _Family:
+    __slots__ = ("bounds", "help", "kind", "name", "positions", "prefixes")
+
+    def __init__(self, name: str, kind: str, bounds: tuple[str, ...], help_text: str) -> None:
+        self.name, self.kind, self.bounds, self.help = name, kind, bounds, help_text
+        self.prefixes: list[str] = []
+        self.positions: list[int] = []
+
+
+class Reader:
+    """The master's view: decodes new index entries once, renders the exposition text."""
+
+    def __init__(self, store: MetricStore) -> None:
+        self.store = store
+        self.seen = 0
+        self.families: dict[str, _Family] = {}
+        self.order: list[_Family] = []
+        self.orphans: list[tuple[str, int, int]] = []
+
+    def _family(self, key: str) -> None:
+        name, kind, bounds, help_text = key[1:].split("\t", 3)
+        if name in self.families:
+            return
+        f = _Family(name, kind, tuple(bounds.split(",")) if bounds else (), help_text)
+        self.families[name] = f
+        self.order.append(f)
+
+    def _series(self, key: str, base: int, n: int) -> bool:
+        brace = key.find("{")
+        name = key if brace < 0 else key[:brace]
+        f = self.families.get(name)
+        if f is None:
+            return False
+        if f.kind == HISTOGRAM:
+            lab = key[brace + 1:-1] if brace >= 0 else ""
+            sep = "," if lab else ""
+            for i, b in enumerate((*f.bounds, "+Inf")):
+                f.prefixes.append(f'\n{name}_bucket{{{lab}{sep}le="{b}"}} ')
+                f.positions.append(base + i)
+            suffix = "{" + lab + "}" if lab else ""
+            f.prefixes.append(f"\n{name}_sum{suffix} ")
+            f.positions.append(base + len(f.bounds) + 1)
+            f.prefixes.append(f"\n{name}_count{suffix} ")
+            f.positions.append(base + len(f.bounds) + 2)
+        else:
+            f.prefixes.append("\n" + key + " ")
+            f.positions.append(base)
+        return True
+
+    def refresh(self) -> None:
+        for _i, key, base, n in self.store.entries(self.seen):
+            self.seen = _i + 1
+            if key.startswith("#"):
+                self._family(key)
+                pending, self.orphans = self.orphans, []
+                for k, b, m in pending:
+                    if not self._series(k, b, m):
+                        self.orphans.append((k, b, m))
+            elif not self._series(key, base, n):
+                self.orphans.append((key, base, n))
+
+    def values(self) -> list[float]:
+        used = self.store.word(_H_VUSED)
+        total: list[float] | None = None
+        for slot in self.store.used_slots():
+            mv = self.store.slot_values(slot)
+            try:
+                vals = mv[:used].tolist()
+            finally:
+                mv.release()
+            total = vals if total is None else list(map(add, total, vals))
+        return total or []
+
+    def render(self, extra: Iterable[tuple[str, str, str, list[tuple[str, float]]]] = ()
+               ) -> str:
+        """The exposition text: the store's families, then ``extra`` families given as
+        (name, type, help, [(label text, value)]) (the master's own gauges)."""
+        self.refresh()
+        vals = self.values()
+        out: list[str] = []
+        get = vals.__getitem__
+        for f in self.order:
+            if not f.prefixes:
+                continue
+            out.append(f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.kind}")
+            out.append("".join(map(add, f.prefixes, map(_fmt, map(get, f.positions)))))
+            out.append("\n")
+        for name, kind, help_text, rows in extra:
+            if not rows:
+                continue
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            for lab, v in rows:
+                out.append(f"{name}{{{lab}}} {_fmt(v)}\n" if lab else f"{name} {_fmt(v)}\n")
+        return "".join(out)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else repr(v)
+
+
+DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+
+__all__ = ["COUNTER", "DEFAULT_BUCKETS", "GAUGE", "HISTOGRAM", "Histogram", "Local",
+           "MetricStore", "Reader", "StoreFull", "Writer", "bisect_left", "escape", "flush",
+           "flush_histogram", "inc", "labels", "local"]
