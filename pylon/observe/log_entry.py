@@ -317,6 +317,17 @@ def _bodies(ctx: Any) -> _Bodies:
     return st  # type: ignore[no-any-return]
 
 
+def phases(conf: dict[str, Any]) -> set[str]:
+    """A logger's hooks for this configuration: ``log`` always; the body capture hooks
+    only when the conf includes bodies (a route without them pays nothing)."""
+    out = {"log"}
+    if conf["_req"] is not None:
+        out.add("access")
+    if conf["_resp"] is not None:
+        out.add("body_filter")
+    return out
+
+
 def access(conf: dict[str, Any], ctx: Any) -> None:
     """Start copying the request body when the conf asks for it (before it streams)."""
     want = conf["_req"]
@@ -326,11 +337,6 @@ def access(conf: dict[str, Any], ctx: Any) -> None:
     if pred is not None and not pred(ctx):
         return
     _bodies(ctx).req_for.add(id(conf))
-    cap = ctx.captured
-    if cap is not None and limit > ctx.capture_limit and len(cap) >= ctx.capture_limit:
-        # ctx.capture_body keeps an earlier, shorter capture as it is: start again from the
-        # body received so far, which in a request hook has not gone upstream yet (pending)
-        ctx.captured = None
     ctx.capture_body(limit)
 
 

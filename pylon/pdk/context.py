@@ -195,8 +195,16 @@ class Context:
         """Keep a copy of the first ``limit`` bytes of the request body as it streams
         upstream (loggers' ``include_req_body``): nothing is buffered or delayed; the copy is
         ``ctx.captured_body()`` by the log phase.  Call it from a request hook."""
-        if self.captured is not None:
-            self.capture_limit = max(self.capture_limit, limit)
+        cap = self.captured
+        if cap is not None:
+            if limit > self.capture_limit:
+                # an earlier, shorter capture stopped at its limit: take again what has not
+                # gone upstream yet (a request hook runs before anything is sent)
+                if len(cap) >= self.capture_limit and \
+                        not self.head_sent:  # type: ignore[attr-defined]
+                    pending = self.pending  # type: ignore[attr-defined]
+                    self.captured = bytearray(b"".join(pending)[:limit] if pending else b"")
+                self.capture_limit = limit
             return
         pending = self.pending  # type: ignore[attr-defined]
         self.captured = bytearray(b"".join(pending)[:limit] if pending else b"")

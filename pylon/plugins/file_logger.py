@@ -16,7 +16,8 @@ import os
 from typing import Any
 
 from pylon.observe import batch, log_entry
-from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
+from pylon.observe.log_entry import (  # noqa: F401
+    access, body_filter, check, phases, prepare_metadata)
 
 name = "file-logger"
 priority = 399

@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from pylon.observe import batch, log_entry
-from pylon.observe.log_entry import access, body_filter, check, prepare_metadata  # noqa: F401
+from pylon.observe.log_entry import (  # noqa: F401
+    access, body_filter, check, phases, prepare_metadata)
 from pylon.plugins.tcp_logger import send_tcp
 from pylon.plugins.udp_logger import send_udp
 

@@ -172,8 +172,10 @@ def chain_of(entries: list[tuple[Any, ...]], confs: dict[str, Any]) -> Chain:
     phases: dict[str, list[Hook]] = {ph: [] for ph in PHASES}
     upstreams: dict[str, Any] = {}
     for spec, prepared, prio, flt, err, ups in entries:
+        wanted = spec.phases(prepared) if spec.phases is not None else None
         for ph, fn in spec.hooks.items():
-            phases[ph].append(Hook(fn, prepared, spec, ph, prio, flt, err))
+            if wanted is None or ph in wanted:
+                phases[ph].append(Hook(fn, prepared, spec, ph, prio, flt, err))
         if ups:
             upstreams.update(ups)
     return Chain(**{ph: tuple(hs) for ph, hs in phases.items()}, confs=confs,

@@ -87,6 +87,9 @@ class PluginSpec:
     prepare: Callable[[dict[str, Any]], Any] | None = None
     prepare_consumer: Callable[[dict[str, Any]], Any] | None = None
     prepare_metadata: Callable[[dict[str, Any]], Any] | None = None
+    #: ``phases(prepared conf)`` -> the phases this configuration needs (None: all hooks);
+    #: a hook its configuration does not need is left out of the chain -- zero cost
+    phases: Callable[[Any], Any] | None = None
     source: str = "builtin"
     _validators: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
@@ -108,7 +111,8 @@ class PluginSpec:
                    consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
-                   prepare_metadata=getattr(mod, "prepare_metadata", None), source=source)
+                   prepare_metadata=getattr(mod, "prepare_metadata", None),
+                   phases=getattr(mod, "phases", None), source=source)
         for st in SCHEMA_TYPES:                 # a broken schema fails the load, not a request
             spec.validator(st)
         return spec

@@ -231,6 +231,7 @@ class Master:
                                       reload=True)
         if reg.errors:
             raise RuntimeError("; ".join(reg.errors))
+        reg.attrs = dict(settings.plugin_attr or {})
         registry.use(reg)
         log.warning("plugins reloaded: %d loaded", len(reg.plugins))
         self._doc_msg = None
