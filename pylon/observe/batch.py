@@ -13,7 +13,8 @@ A failed send (the sender raises) is retried ``max_retry_count`` times (default 
 one processor are sent one after the other.  Everything waiting (the open batch and the
 batches queued for sending) is bounded by ``max_pending`` entries: beyond it an entry is
 dropped and counted in ``dropped`` — a request never waits for a sink and memory never grows
-without bound.
+without bound.  Both kinds of loss are also counted node-wide in the Prometheus counter
+``pylon_log_entries_dropped_total{plugin}`` (``observe/metrics.py``).
 
 ``processor(plugin, route_id, key, conf, make_sender)`` returns the one processor for that (plugin,
 route, configuration) in this process, as APISIX's ``batch-processor-manager`` does.
@@ -28,6 +29,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from . import metrics
 
 log = logging.getLogger("pylon.batch")
 
@@ -61,9 +64,12 @@ class BatchProcessor:
                  inactive_timeout: float = 5, buffer_duration: float = 60,
                  max_retry_count: int = 0, retry_delay: float = 1,
                  max_pending: int = MAX_PENDING,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, plugin: str | None = None
+                 ) -> None:
         self.sender = sender
         self.name = name
+        #: the label of this processor's drops in ``pylon_log_entries_dropped_total``
+        self.drop_labels = f'plugin="{metrics.escape(plugin or name)}"'
         self.batch_max_size = max(1, int(batch_max_size))
         self.inactive_timeout = float(inactive_timeout)
         self.buffer_duration = float(buffer_duration)
@@ -89,6 +95,7 @@ class BatchProcessor:
         """Add an entry; never blocks.  False when it was dropped (too much pending)."""
         if len(self.entries) + self.queued >= self.max_pending:
             self.dropped += 1
+            metrics.inc("pylon_log_entries_dropped_total", self.drop_labels)
             return False
         loop = self.loop
         if loop is None:
@@ -149,6 +156,7 @@ class BatchProcessor:
                 await self.sender(batch)
             except asyncio.CancelledError:
                 self.failed += len(batch)
+                self.count_dropped(len(batch))
                 raise
             except Exception as e:  # noqa: BLE001 - any sink failure fails the batch
                 if attempt < self.max_retry_count:
@@ -158,12 +166,17 @@ class BatchProcessor:
                     await asyncio.sleep(self.retry_delay)
                     continue
                 self.failed += len(batch)
+                self.count_dropped(len(batch))
                 log.error("batch processor[%s] exceeded the max_retry_count[%d], dropping "
                           "%d entries: %s", self.name, self.max_retry_count, len(batch), e)
                 return
             self.sent += len(batch)
             self.batches += 1
             return
+
+    def count_dropped(self, n: int) -> None:
+        """``n`` entries lost (retries exhausted, or cancelled): counted node-wide."""
+        metrics.inc("pylon_log_entries_dropped_total", self.drop_labels, n)
 
     async def flush(self) -> None:
         """Send what is buffered now and wait until every queued batch is done."""
@@ -209,7 +222,7 @@ def processor(plugin: str, route_id: Any, key: str, conf: dict[str, Any],
                        inactive_timeout=conf.get("inactive_timeout", 5),
                        buffer_duration=conf.get("buffer_duration", 60),
                        max_retry_count=conf.get("max_retry_count", 0),
-                       retry_delay=conf.get("retry_delay", 1))
+                       retry_delay=conf.get("retry_delay", 1), plugin=plugin)
     _processors[k] = p
     return p
 

@@ -28,7 +28,13 @@ scrapes take seconds with many routes, and the request path pays for the lock.  
   second's -- are lost).
 * **Rendering** (master): new index entries are decoded once into per-family lists of line
   prefixes and value positions; a scrape sums the slots' arrays and formats them with
-  C-level ``map`` / ``join`` -- no per-series Python loop.
+  C-level ``map`` / slices / ``join`` -- no per-series Python loop.  Values that did not
+  change since the last scrape keep their text (when most changed, all are formatted
+  again, C-level).
+* **Full or conflicting**: a series that does not fit (``max_values``), or whose shape
+  differs from what the store has (a histogram family declared again with other buckets by
+  a worker of a reload), is not counted, logged once and counted once in
+  ``pylon_metrics_series_dropped_total``; the store is never overwritten out of shape.
 """
 
 from __future__ import annotations
@@ -37,11 +43,12 @@ import fcntl
 import logging
 import mmap
 import os
+import re
 import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, compress
+from operator import add, ne
 from typing import Any
 
 log = logging.getLogger("pylon.metrics")
@@ -161,28 +168,50 @@ class Writer:
             raise StoreFull(f"all {MAX_SLOTS} metric writer slots are taken")
         store.set_word(_H_SLOT_USED + self.slot, 1)
         self.values = store.slot_values(self.slot)
+        #: series key -> value base << 8 | value count
         self.known: dict[str, int] = {}
+        #: family name -> its declaration key (kind, bounds, help)
+        self.specs: dict[str, str] = {}
         self.seen = 0
         self.full = False
+        self.conflicts: set[str] = set()
 
     def _sync(self) -> None:
-        for i, key, base, _n in self.store.entries(self.seen):
-            self.known[key] = base
+        for i, key, base, n in self.store.entries(self.seen):
+            self.known[key] = (base << 8) | n
+            if key.startswith("#"):
+                self.specs.setdefault(key[1:].split("\t", 1)[0], key)
             self.seen = i + 1
 
     def series(self, key: str, n: int = 1) -> int:
         """The value base of series ``key`` (``n`` values), added to the index if new.
-        Raises StoreFull when the store has no room (the caller counts and drops)."""
-        base = self.known.get(key)
-        if base is not None:
-            return base
+        Raises StoreFull when the store has no room (the caller counts and drops), or when
+        the series (or, for a family, its name) exists with another shape: a histogram
+        whose buckets changed while the node ran (a reload) keeps the shape it has."""
+        v = self.known.get(key)
+        if v is not None:
+            if v & 0xFF != n:
+                raise StoreFull(f"{key} exists with {v & 0xFF} values, not {n}")
+            return v >> 8
         st = self.store
         fcntl.lockf(st.fd, fcntl.LOCK_EX, 1, 0)
         try:
             self._sync()
-            base = self.known.get(key)
-            if base is not None:
-                return base
+            v = self.known.get(key)
+            if v is not None:
+                if v & 0xFF != n:
+                    raise StoreFull(f"{key} exists with {v & 0xFF} values, not {n}")
+                return v >> 8
+            if key.startswith("#"):
+                name = key[1:].split("\t", 1)[0]
+                if name in self.specs:              # declared before, differently
+                    if name not in self.conflicts:
+                        self.conflicts.add(name)
+                        log.error("metric family %s exists in the node's store as %r, not "
+                                  "%r: its series are not counted by this process until "
+                                  "the node restarts", name, self.specs[name][1:],
+                                  key[1:])
+                    raise StoreFull(key)
             nkeys, vused, aused = (st.word(_H_NKEYS), st.word(_H_VUSED), st.word(_H_AUSED))
             raw = key.encode()
             need = (4 + len(raw) + 7) & ~7
@@ -200,7 +229,9 @@ class Writer:
             st.set_word(_H_VUSED, vused + n)
             st.set_word(_H_AUSED, aused + need)
             st.set_word(_H_NKEYS, nkeys + 1)            # published: complete from here on
-            self.known[key] = vused
+            self.known[key] = (vused << 8) | n
+            if key.startswith("#"):
+                self.specs[key[1:].split("\t", 1)[0]] = key
             self.seen = nkeys + 1
             return vused
         finally:
@@ -247,6 +278,12 @@ def flush_histogram(w: Writer, base: int, counts: list[int], total: float) -> No
     vals[base + nb + 1] += cum[-1]
 
 
+DROPPED_SERIES = "pylon_metrics_series_dropped_total"
+#: distinct refused series remembered (not retried, counted once); beyond it, every refusal
+#: counts
+_REFUSED_MAX = 100_000
+
+
 class Local:
     """This process's metrics: simple counters (``inc``) plus flush callbacks of hot-path
     aggregates (the prometheus plugin's); ``flush()`` moves everything into the store."""
@@ -258,17 +295,29 @@ class Local:
         self.families: dict[str, tuple[str, str, tuple[float, ...]]] = {}
         self.declared: set[str] = set()
         self.sources: list[Callable[[Local], None]] = []
+        #: series refused because the store was full (each counted once)
+        self.refused: set[str] = set()
         self.dropped = 0
+        self._dropped_base: int | None = None
 
     def open(self) -> Writer | None:
         if self.writer is None and not self.failed:
             try:
                 from ..ratelimit.local import node_dir
-                self.writer = Writer(MetricStore(node_dir(), _max_values()))
+                self.attach(Writer(MetricStore(node_dir(), _max_values())))
             except Exception:
                 self.failed = True
                 log.exception("metrics: the shared store could not be opened; metrics off")
         return self.writer
+
+    def attach(self, writer: Writer) -> None:
+        """Write through ``writer`` from now on.  The dropped-series counter gets its place
+        first, so that a full store can still say how much it drops."""
+        self.writer = writer
+        if DROPPED_SERIES not in self.families:
+            self.declare(DROPPED_SERIES, COUNTER, PYLON_COUNTERS[DROPPED_SERIES])
+        self._dropped_base = None
+        self._dropped_base = self.series(DROPPED_SERIES, DROPPED_SERIES)
 
     def declare(self, name: str, kind: str, help_text: str,
                 bounds: Iterable[float] = ()) -> None:
@@ -280,21 +329,26 @@ class Local:
         self.counters[key] = self.counters.get(key, 0) + n
 
     def series(self, family: str, key: str, n: int = 1) -> int | None:
-        """The store base of ``key`` in ``family`` (declared first), None if it is full."""
+        """The store base of ``key`` in ``family`` (declared first); None when the store
+        has no room for it -- the series is counted in ``pylon_metrics_series_dropped_total``
+        once and not tried again."""
         w = self.writer
         if w is None:
             return None
-        if family not in self.declared:
-            kind, help_text, bounds = self.families[family]
-            try:
-                w.family(family, kind, help_text, bounds)
-            except StoreFull:
-                return None
-            self.declared.add(family)
+        if key in self.refused:
+            return None
         try:
+            if family not in self.declared:
+                kind, help_text, bounds = self.families[family]
+                w.family(family, kind, help_text, bounds)
+                self.declared.add(family)
             return w.series(key, n)
         except StoreFull:
+            if len(self.refused) < _REFUSED_MAX:
+                self.refused.add(key)
             self.dropped += 1
+            if self._dropped_base is not None:
+                w.values[self._dropped_base] += 1
             return None
 
     def flush(self) -> None:
@@ -310,6 +364,9 @@ class Local:
             counters, self.counters = self.counters, {}
             for key, n in counters.items():
                 family = key.split("{", 1)[0]
+                if family not in self.families:
+                    log.error("metrics: counter %s was never declared; dropped", family)
+                    continue
                 base = self.series(family, key)
                 if base is not None:
                     w.values[base] += n
@@ -334,6 +391,46 @@ def flush() -> None:
 
 def inc(family: str, label_text: str = "", n: float = 1) -> None:
     local().inc(family, label_text, n)
+
+
+def family_bounds(name: str) -> tuple[float, ...] | None:
+    """The bucket bounds histogram family ``name`` has in this node's store, if the node
+    (a process started by a master) has declared it already: a worker started by a reload
+    keeps counting with the buckets the node started with."""
+    from ..ratelimit.local import ENV
+    d = os.environ.get(ENV)
+    path = os.path.join(d, NAME) if d else ""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        store = MetricStore(d, _max_values())
+    except (OSError, ValueError):
+        return None
+    try:
+        prefix = f"#{name}\t{HISTOGRAM}\t"
+        for _i, key, _b, _n in store.entries(0):
+            if key.startswith(prefix):
+                b = key[len(prefix):].split("\t", 1)[0]
+                return tuple(float(x) for x in b.split(",")) if b else ()
+            if key.startswith(f"#{name}\t"):
+                return None
+        return None
+    finally:
+        store.close()
+
+
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+
+def valid_name(s: str) -> bool:
+    """A valid metric name (or prefix) of the exposition format."""
+    return bool(_NAME_RE.match(s))
+
+
+def valid_label(s: str) -> bool:
+    """A valid label name (``__`` names are reserved)."""
+    return bool(_LABEL_RE.match(s)) and not s.startswith("__")
 
 
 def _max_values() -> int:
@@ -362,12 +459,49 @@ def _declare_pylon(lc: Local) -> None:
 
 # ----------------------------------------------------------------------------- reader
 class _Family:
-    __slots__ = ("bounds", "help", "kind", "name", "positions", "prefixes")
+    """One family as the reader renders it: per value, its line prefix (``\\nname{labels} ``)
+    and its position in the store; the last scrape's values and their text (unchanged
+    values are not formatted again) and the output parts (prefixes and value texts,
+    interleaved, joined once)."""
+
+    __slots__ = ("bounds", "head", "help", "kind", "name", "parts", "positions", "prefixes",
+                 "texts", "vals")
 
     def __init__(self, name: str, kind: str, bounds: tuple[str, ...], help_text: str) -> None:
         self.name, self.kind, self.bounds, self.help = name, kind, bounds, help_text
+        self.head = f"# HELP {name} {help_text}\n# TYPE {name} {kind}"
         self.prefixes: list[str] = []
         self.positions: list[int] = []
+        self.vals: list[float] | None = None
+        self.texts: list[str] = []
+        self.parts: list[str] | None = None
+
+    def added(self) -> None:
+        """Series were added: the caches start over."""
+        self.vals = None
+        self.parts = None
+
+    def body(self, values: list[float]) -> str:
+        """The family's sample lines for the store's summed ``values``."""
+        v = list(map(values.__getitem__, self.positions))
+        old = self.vals
+        texts = self.texts
+        if old is not None and len(old) == len(v):
+            changed = list(compress(range(len(v)), map(ne, v, old)))
+            if len(changed) * 4 < len(v):         # mostly idle series: patch the changes
+                for i in changed:
+                    texts[i] = _fmt(v[i])
+            else:
+                texts = _format(self, v)
+        else:
+            texts = _format(self, v)
+        self.vals, self.texts = v, texts
+        parts = self.parts
+        if parts is None:
+            parts = self.parts = [""] * (2 * len(v))
+            parts[::2] = self.prefixes
+        parts[1::2] = texts
+        return "".join(parts)
 
 
 class Reader:
@@ -394,6 +528,7 @@ class Reader:
         f = self.families.get(name)
         if f is None:
             return False
+        f.added()
         if f.kind == HISTOGRAM:
             lab = key[brace + 1:-1] if brace >= 0 else ""
             sep = "," if lab else ""
@@ -441,12 +576,11 @@ class Reader:
         self.refresh()
         vals = self.values()
         out: list[str] = []
-        get = vals.__getitem__
         for f in self.order:
             if not f.prefixes:
                 continue
-            out.append(f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.kind}")
-            out.append("".join(map(add, f.prefixes, map(_fmt, map(get, f.positions)))))
+            out.append(f.head)
+            out.append(f.body(vals))
             out.append("\n")
         for name, kind, help_text, rows in extra:
             if not rows:
@@ -458,7 +592,26 @@ class Reader:
 
 
 def _fmt(v: float) -> str:
+    """One value as text (the master's own gauges; a few changed values)."""
     return str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else repr(v)
+
+
+_INT = "%d".__mod__            # bucket counts and counts: integral
+_NUM = "%.17g".__mod__         # exact, integral values without ".0", C-level
+
+
+def _format(f: _Family, v: list[float]) -> list[str]:
+    """A family's values as text, C-level (``map``, slices): a histogram's counts as
+    integers and its sums as ``repr``; counters and gauges with ``%.17g`` (exact)."""
+    try:
+        if f.kind != HISTOGRAM:
+            return list(map(_NUM, v))
+        out = list(map(_INT, v))
+        nb = len(f.bounds) + 1              # buckets with +Inf; then sum, count
+        out[nb::nb + 2] = list(map(repr, v[nb::nb + 2]))
+        return out
+    except (ValueError, OverflowError):     # NaN / inf: never counted, but stay valid
+        return list(map(_fmt, v))
 
 
 DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)

@@ -372,6 +372,7 @@ class _SpanBatches(BatchProcessor):
                 await self.sender(batch)
             except asyncio.CancelledError:
                 self.failed += len(batch)
+                self.count_dropped(len(batch))
                 raise
             except Exception as e:  # noqa: BLE001 - any collector failure fails the attempt
                 self.notes.attempt_failed(e)
@@ -380,6 +381,7 @@ class _SpanBatches(BatchProcessor):
                     attempt += 1
                     continue
                 self.failed += len(batch)
+                self.count_dropped(len(batch))
                 self.notes.batch_dropped(len(batch))
                 return
             self.sent += len(batch)

@@ -96,11 +96,15 @@ def check_redis(conf: dict[str, Any]) -> None:
 
 def degraded(plugin: str, allow: bool, error: Exception) -> Any:
     """Redis is unreachable: let the request through (``allow_degradation``) or 500, and
-    say so in the log either way."""
+    say so in the log either way (and count it: ``pylon_ratelimit_degraded_total`` /
+    ``pylon_ratelimit_store_errors_total``)."""
+    from pylon.observe import metrics
     if allow:
+        metrics.inc("pylon_ratelimit_degraded_total", f'plugin="{plugin}"')
         pdk.log.error("%s: redis unavailable, letting the request through "
                       "(allow_degradation): %s", plugin, error)
         return None
+    metrics.inc("pylon_ratelimit_store_errors_total", f'plugin="{plugin}"')
     pdk.log.error("%s: redis unavailable: %s", plugin, error)
     return 500, {"error_msg": f"failed to {plugin.replace('-', ' ')}"}
 

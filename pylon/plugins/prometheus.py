@@ -54,20 +54,37 @@ def _setup() -> None:
     """Node-wide attributes, read once per process (they change only with a restart)."""
     global _B, _NB, _EXTRA, _VAR_NAMES, _prefix, _ready
     attr = pdk.plugin_attr(name)
-    b = attr.get("default_buckets")
-    if isinstance(b, list) and b and all(isinstance(x, (int, float)) for x in b):
-        _B = tuple(sorted(float(x) for x in b))
-    _NB = len(_B) + 1
     _prefix = str(attr.get("metric_prefix") or "apisix_")
+    if not metrics.valid_name(_prefix):
+        pdk.log.error("prometheus: metric_prefix %r is not a valid metric name prefix; "
+                      "using apisix_", _prefix)
+        _prefix = "apisix_"
+    b = attr.get("default_buckets")
+    if isinstance(b, list) and b and all(isinstance(x, (int, float)) and
+                                         not isinstance(x, bool) for x in b):
+        _B = tuple(sorted({float(x) for x in b}))       # a bound given twice: one bucket
+    have = metrics.family_bounds(_prefix + "http_latency")
+    if have is not None and have != _B:
+        pdk.log.warning("prometheus: default_buckets changed while the node runs; its "
+                        "latency histograms keep the buckets they started with until a "
+                        "restart")
+        _B = have
+    _NB = len(_B) + 1
     names: list[str] = []
     extra = []
-    for metric in ("http_status", "http_latency", "bandwidth"):
+    for metric, builtin in (("http_status", _STATUS_LABELS), ("http_latency", _LAT_LABELS),
+                            ("bandwidth", _LAT_LABELS)):
         rows = ((attr.get("metrics") or {}).get(metric) or {}).get("extra_labels") or []
-        pairs = []
+        pairs: list[tuple[str, str]] = []
         for row in rows:
-            for label, var in (row or {}).items():
-                var = str(var)
-                pairs.append((str(label), var[1:] if var.startswith("$") else var))
+            for label, var in (row or {}).items() if isinstance(row, dict) else ():
+                label, var = str(label), str(var)
+                if not metrics.valid_label(label) or label in builtin or \
+                        any(label == p[0] for p in pairs):
+                    pdk.log.error("prometheus: metrics.%s.extra_labels: %r is not a valid "
+                                  "label name or is taken; ignored", metric, label)
+                    continue
+                pairs.append((label, var.removeprefix("$")))
                 if pairs[-1][1] not in names:
                     names.append(pairs[-1][1])
         extra.append((metric, tuple(pairs)))
@@ -83,6 +100,11 @@ def _setup() -> None:
     if _flush not in lc.sources:
         lc.sources.append(_flush)
     _ready = True
+
+
+_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer",
+                  "node")
+_LAT_LABELS = ("type", "route", "service", "consumer", "node", "le")
 
 
 def prepare(conf: dict[str, Any]) -> bool:
@@ -166,9 +188,10 @@ def _keys(e: list[Any], key: tuple[Any, ...]) -> list[Any]:
               f'node="{esc(node)}"')
     st, lat, bw = _prefix + "http_status", _prefix + "http_latency", _prefix + "bandwidth"
     lx, bx, n = _extra(1, key), _extra(2, key), _NB + 2
-    return [[st, f'{st}{{code="{code}",route="{esc(rid)}",matched_uri="{esc(muri)}",'
-                 f'matched_host="{esc(mhost)}",service="{esc(svc)}",consumer="{esc(consumer)}",'
-                 f'node="{esc(node)}"{_extra(0, key)}}}', 1, None],
+    status = (f'{st}{{code="{code}",route="{esc(rid)}",matched_uri="{esc(muri)}",'
+              f'matched_host="{esc(mhost)}",service="{esc(svc)}",consumer="{esc(consumer)}",'
+              f'node="{esc(node)}"{_extra(0, key)}}}')
+    return [[st, status, 1, None],
             [lat, f'{lat}{{type="request",{common}{lx}}}', n, None],
             [lat, f'{lat}{{type="upstream",{common}{lx}}}', n, None],
             [lat, f'{lat}{{type="apisix",{common}{lx}}}', n, None],

@@ -138,7 +138,9 @@ async def start_exporter(loop: asyncio.AbstractEventLoop, app: ExportApp, host: 
 def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:
     """(enabled, ip, port, uri, metric prefix) from ``plugin_attr.prometheus``."""
     addr = attr.get("export_addr") or {}
+    prefix = str(attr.get("metric_prefix") or "apisix_")
+    if not metrics.valid_name(prefix):              # the plugin says so in its log
+        prefix = "apisix_"
     return (attr.get("enable_export_server", True) is not False,
             str(addr.get("ip") or "127.0.0.1"), int(addr.get("port") or 9091),
-            str(attr.get("export_uri") or "/apisix/prometheus/metrics"),
-            str(attr.get("metric_prefix") or "apisix_"))
+            str(attr.get("export_uri") or "/apisix/prometheus/metrics"), prefix)
