@@ -15,18 +15,15 @@ second (exactness: it should be the rate, to the request).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-HARNESS = os.path.join(ROOT, "..", "shared", "bench", "run.py")
+sys.path.insert(0, HERE)
+from common import HARNESS, Gateway, free_port, node_config  # noqa: E402
 
 
 def cost(a: argparse.Namespace) -> int:
@@ -46,25 +43,14 @@ def cost(a: argparse.Namespace) -> int:
 
 def held(a: argparse.Namespace) -> int:
     """wrk against a route limited to ``rate`` per second: admitted per second."""
-    from pylon.pdk.testing import EchoUpstream, free_port
+    from pylon.pdk.testing import EchoUpstream
     echo = EchoUpstream()
-    port = free_port()
-    prefix = tempfile.mkdtemp(prefix="pylon-held-")
-    os.makedirs(os.path.join(prefix, "conf"))
-    node = {"pylon": {"node_listen": [{"ip": "127.0.0.1", "port": port}],
-                      "workers": a.workers, "enable_admin": False, "enable_control": False},
-            "nginx_config": {"error_log_level": "warn", "http": {"enable_access_log": False}}}
     doc = {"routes": [{"id": "r", "uri": "/*", "upstream": {"nodes": {echo.addr: 1}},
                        "plugins": {"limit-count": {
                            "count": a.rate, "time_window": 1, "key_type": "constant",
                            "key": "all", "rejected_code": 429}}}]}
-    with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
-        json.dump(node, f)
-    with open(os.path.join(prefix, "conf", "pylon.yaml"), "w") as f:
-        json.dump(doc, f)
-    proc = subprocess.Popen([sys.executable, "-m", "pylon.cli", "start", "-p", prefix],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    port = free_port()
+    gw = Gateway(node_config(port, workers=a.workers), doc)
     try:
         time.sleep(2)
         t0 = time.time()
@@ -88,8 +74,7 @@ def held(a: argparse.Namespace) -> int:
         else:
             print("exact" if 0 <= rest <= a.rate else "NOT EXACT")
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(15)
+        gw.stop()
         echo.close()
     return 0
 

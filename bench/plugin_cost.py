@@ -20,44 +20,23 @@ import jwt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pylon_target import BENCH_KEY, BENCH_SECRET  # noqa: E402
-
-HARNESS = os.path.join(HERE, "..", "..", "shared", "bench", "run.py")
+from common import HARNESS, Gateway, free_port, http_get, node_config  # noqa: E402
+from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc  # noqa: E402
 
 
 def preflight(plugin: str, headers: dict[str, str]) -> None:
     """The benchmark requests must authenticate as "bench" (not pass as the anonymous
     consumer the readiness probe uses): check once against an echo upstream."""
-    import http.client
-    import signal
-    import time
-
-    from pylon.pdk.testing import EchoUpstream, free_port
+    from pylon.pdk.testing import EchoUpstream
     echo = EchoUpstream()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, f"{HERE}/pylon_target.py", "--port", str(port),
-                             "--upstream", echo.addr, "--plugin", plugin],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/", headers=headers)
-                r = c.getresponse()
-                r.read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        who = echo.requests[-1]["headers"].get("x-consumer-username")
-        if r.status != 200 or who != "bench":
-            raise SystemExit(f"{plugin}: benchmark request answered {r.status} as {who!r}")
+        with Gateway(node_config(free_port()), routes_doc(echo.addr, 1, plugin)) as gw:
+            gw.wait_ready("/", headers, timeout=30)
+            status, _h, _b = http_get("127.0.0.1", gw.port, "/", headers)
+            who = echo.requests[-1]["headers"].get("x-consumer-username")
+            if status != 200 or who != "bench":
+                raise SystemExit(f"{plugin}: benchmark request answered {status} as {who!r}")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
         echo.close()
 
 

@@ -197,45 +197,69 @@ class Writer:
         fcntl.lockf(st.fd, fcntl.LOCK_EX, 1, 0)
         try:
             self._sync()
-            v = self.known.get(key)
-            if v is not None:
-                if v & 0xFF != n:
-                    raise StoreFull(f"{key} exists with {v & 0xFF} values, not {n}")
-                return v >> 8
-            if key.startswith("#"):
-                name = key[1:].split("\t", 1)[0]
-                if name in self.specs:              # declared before, differently
-                    if name not in self.conflicts:
-                        self.conflicts.add(name)
-                        log.error("metric family %s exists in the node's store as %r, not "
-                                  "%r: its series are not counted by this process until "
-                                  "the node restarts", name, self.specs[name][1:],
-                                  key[1:])
-                    raise StoreFull(key)
-            nkeys, vused, aused = (st.word(_H_NKEYS), st.word(_H_VUSED), st.word(_H_AUSED))
-            raw = key.encode()
-            need = (4 + len(raw) + 7) & ~7
-            if nkeys >= st.max_keys or vused + n > st.max_values or \
-                    aused + need > st.arena_size or n > 0xFF:
-                if not self.full:
-                    self.full = True
-                    log.error("the metric store is full (%d series); new series are dropped"
-                              " -- raise plugin_attr.prometheus.max_values", nkeys)
-                raise StoreFull(key)
-            mm = st.mm
-            _L.pack_into(mm, st.arena_off + aused, len(raw))
-            mm[st.arena_off + aused + 4:st.arena_off + aused + 4 + len(raw)] = raw
-            _E.pack_into(mm, st.index_off + nkeys * 16, aused, (vused << 8) | n)
-            st.set_word(_H_VUSED, vused + n)
-            st.set_word(_H_AUSED, aused + need)
-            st.set_word(_H_NKEYS, nkeys + 1)            # published: complete from here on
-            self.known[key] = (vused << 8) | n
-            if key.startswith("#"):
-                self.specs[key[1:].split("\t", 1)[0]] = key
-            self.seen = nkeys + 1
-            return vused
+            return self._append(key, n)
         finally:
             fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+
+    def series_many(self, items: Iterable[tuple[str, int]]) -> None:
+        """Add the series of ``items`` (key, value count) that are new, under one lock (a
+        burst of new series -- a new route table -- costs one lock, not one per series).
+        Series refused (store full, another shape) are skipped: ``series`` reports them."""
+        todo = [(k, n) for k, n in items if k not in self.known]
+        if not todo:
+            return
+        st = self.store
+        fcntl.lockf(st.fd, fcntl.LOCK_EX, 1, 0)
+        try:
+            self._sync()
+            for k, n in todo:
+                try:
+                    self._append(k, n)
+                except StoreFull:
+                    pass
+        finally:
+            fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+
+    def _append(self, key: str, n: int) -> int:
+        """The base of ``key``, added if new; the index lock is held and synced."""
+        st = self.store
+        v = self.known.get(key)
+        if v is not None:
+            if v & 0xFF != n:
+                raise StoreFull(f"{key} exists with {v & 0xFF} values, not {n}")
+            return v >> 8
+        if key.startswith("#"):
+            name = key[1:].split("\t", 1)[0]
+            if name in self.specs:              # declared before, differently
+                if name not in self.conflicts:
+                    self.conflicts.add(name)
+                    log.error("metric family %s exists in the node's store as %r, not "
+                              "%r: its series are not counted by this process until "
+                              "the node restarts", name, self.specs[name][1:],
+                              key[1:])
+                raise StoreFull(key)
+        nkeys, vused, aused = (st.word(_H_NKEYS), st.word(_H_VUSED), st.word(_H_AUSED))
+        raw = key.encode()
+        need = (4 + len(raw) + 7) & ~7
+        if nkeys >= st.max_keys or vused + n > st.max_values or \
+                aused + need > st.arena_size or n > 0xFF:
+            if not self.full:
+                self.full = True
+                log.error("the metric store is full (%d series); new series are dropped"
+                          " -- raise plugin_attr.prometheus.max_values", nkeys)
+            raise StoreFull(key)
+        mm = st.mm
+        _L.pack_into(mm, st.arena_off + aused, len(raw))
+        mm[st.arena_off + aused + 4:st.arena_off + aused + 4 + len(raw)] = raw
+        _E.pack_into(mm, st.index_off + nkeys * 16, aused, (vused << 8) | n)
+        st.set_word(_H_VUSED, vused + n)
+        st.set_word(_H_AUSED, aused + need)
+        st.set_word(_H_NKEYS, nkeys + 1)            # published: complete from here on
+        self.known[key] = (vused << 8) | n
+        if key.startswith("#"):
+            self.specs[key[1:].split("\t", 1)[0]] = key
+        self.seen = nkeys + 1
+        return vused
 
     def family(self, name: str, kind: str, help_text: str,
                bounds: Iterable[float] = ()) -> None:
@@ -350,6 +374,26 @@ class Local:
             if self._dropped_base is not None:
                 w.values[self._dropped_base] += 1
             return None
+
+    def prefetch(self, items: Iterable[tuple[str, str, int]]) -> None:
+        """Add many (family, key, value count) series at once (one lock); ``series`` then
+        finds them known."""
+        w = self.writer
+        if w is None:
+            return
+        todo = []
+        for family, key, n in items:
+            if key in self.refused or key in w.known:
+                continue
+            if family not in self.declared:
+                try:
+                    kind, help_text, bounds = self.families[family]
+                    w.family(family, kind, help_text, bounds)
+                    self.declared.add(family)
+                except StoreFull:
+                    continue
+            todo.append((key, n))
+        w.series_many(todo)
 
     def flush(self) -> None:
         w = self.open()

@@ -25,6 +25,7 @@ health, Pylon's own) are added by the master at scrape time (``server/exporter.p
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import add
 from typing import Any
 
 from pylon import pdk
@@ -205,7 +206,11 @@ def _base(lc: metrics.Local, s: list[Any]) -> int | None:
     return s[3]
 
 
-def _flush_entry(lc: metrics.Local, key: tuple[Any, ...], e: list[Any]) -> None:
+def _flush_entry(lc: metrics.Local, key: tuple[Any, ...], e: list[Any],
+                 hists: dict[int, list[Any]]) -> None:
+    """Add an entry's counters to the store; its histograms go into ``hists`` (store base
+    -> [bucket counts, sum]) so that the entries of one route (one per status code) write
+    each histogram once."""
     w = lc.writer
     assert w is not None
     ks = e[_KEYS]
@@ -221,7 +226,12 @@ def _flush_entry(lc: metrics.Local, key: tuple[Any, ...], e: list[Any]) -> None:
         if any(h):
             b = _base(lc, ks[1 + i])
             if b is not None:
-                metrics.flush_histogram(w, b, h, total)
+                acc = hists.get(b)
+                if acc is None:
+                    hists[b] = [h, total]          # the entry gets fresh lists below
+                else:
+                    acc[0] = list(map(add, acc[0], h))
+                    acc[1] += total
     for i in (_IN, _OUT):
         b = _base(lc, ks[i - 2])
         if b is not None:
@@ -231,14 +241,42 @@ def _flush_entry(lc: metrics.Local, key: tuple[Any, ...], e: list[Any]) -> None:
     e[_IN] = e[_OUT] = 0
 
 
+#: entries seen for the first time whose series one flush resolves at most (the rest wait
+#: for the next second, counts kept): a burst of new routes never holds a worker for long
+NEW_PER_FLUSH = 5_000
+
+
 def _flush(lc: metrics.Local) -> None:
-    if lc.writer is None:
+    w = lc.writer
+    if w is None:
         return
+    hists: dict[int, list[Any]] = {}
     while _RETIRED:
         key, e = _RETIRED.pop()
-        _flush_entry(lc, key, e)
+        _flush_entry(lc, key, e, hists)
+    dirty = []
+    want = []
+    known = w.known
+    fresh = 0
     for key, e in _AGG.items():
-        if any(e[_REQ]):
-            _flush_entry(lc, key, e)
+        if not any(e[_REQ]):
+            continue
+        ks = e[_KEYS]
+        if ks is None:
+            fresh += 1
+            if fresh > NEW_PER_FLUSH:
+                continue
+            ks = e[_KEYS] = _keys(e, key)
+        for i, sr in enumerate(ks):
+            if sr[3] is None and sr[1] not in known and (
+                    i != 2 or any(e[_UP])):      # no upstream series before one answered
+                want.append((sr[0], sr[1], sr[2]))
+        dirty.append((key, e))
+    if want:
+        lc.prefetch(want)            # new series: one lock for all of them
+    for key, e in dirty:
+        _flush_entry(lc, key, e, hists)
+    for b, (counts, total) in hists.items():
+        metrics.flush_histogram(w, b, counts, total)
     if len(_AGG) > 100_000:          # keys of routes long gone: start over (all flushed)
         _AGG.clear()
