@@ -62,7 +62,7 @@ def wrap_schema(schema: dict[str, Any], default_name: str) -> dict[str, Any]:
 class BatchProcessor:
     def __init__(self, sender: Sender, *, name: str = "log buffer", batch_max_size: int = 1000,
                  inactive_timeout: float = 5, buffer_duration: float = 60,
-                 max_retry_count: int = 0, retry_delay: float = 1,
+                 max_retry_count: int = 0, retry_delay: float = 1, backoff: float = 1.0,
                  max_pending: int = MAX_PENDING,
                  loop: asyncio.AbstractEventLoop | None = None, plugin: str | None = None
                  ) -> None:
@@ -75,6 +75,8 @@ class BatchProcessor:
         self.buffer_duration = float(buffer_duration)
         self.max_retry_count = int(max_retry_count)
         self.retry_delay = float(retry_delay)
+        #: each retry waits ``backoff`` times longer than the one before (1: a fixed delay)
+        self.backoff = float(backoff)
         self.max_pending = max_pending
         self.loop = loop
         self.entries: list[Any] = []
@@ -155,24 +157,38 @@ class BatchProcessor:
             try:
                 await self.sender(batch)
             except asyncio.CancelledError:
-                self.failed += len(batch)
-                self.count_dropped(len(batch))
+                self._lost(len(batch))
                 raise
             except Exception as e:  # noqa: BLE001 - any sink failure fails the batch
-                if attempt < self.max_retry_count:
+                final = attempt >= self.max_retry_count
+                self._on_failure(e, attempt + 1, final, len(batch))
+                if not final:
                     attempt += 1
-                    log.warning("batch processor[%s] failed to process entries: %s; retry %d",
-                                self.name, e, attempt)
-                    await asyncio.sleep(self.retry_delay)
+                    await asyncio.sleep(self.retry_delay * self.backoff ** (attempt - 1))
                     continue
-                self.failed += len(batch)
-                self.count_dropped(len(batch))
-                log.error("batch processor[%s] exceeded the max_retry_count[%d], dropping "
-                          "%d entries: %s", self.name, self.max_retry_count, len(batch), e)
+                self._lost(len(batch))
                 return
             self.sent += len(batch)
             self.batches += 1
+            self._on_sent()
             return
+
+    def _lost(self, n: int) -> None:
+        self.failed += n
+        self.count_dropped(n)
+
+    def _on_failure(self, e: Exception, attempt: int, final: bool, n: int) -> None:
+        """A send failed (``final``: no retry left, the ``n`` entries are dropped).
+        Subclasses change what is logged."""
+        if final:
+            log.error("batch processor[%s] exceeded the max_retry_count[%d], dropping "
+                      "%d entries: %s", self.name, self.max_retry_count, n, e)
+        else:
+            log.warning("batch processor[%s] failed to process entries: %s; retry %d",
+                        self.name, e, attempt)
+
+    def _on_sent(self) -> None:
+        """A batch went out (subclasses: note recoveries)."""
 
     def count_dropped(self, n: int) -> None:
         """``n`` entries lost (retries exhausted, or cancelled): counted node-wide."""

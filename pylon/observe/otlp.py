@@ -27,7 +27,6 @@ configures the plugin), never when this module is imported.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -361,33 +360,18 @@ class _Notes:
 
 
 class _SpanBatches(BatchProcessor):
-    """The shared batch processor with exponential retry back-off and quiet logging."""
+    """The shared batch processor, logging through ``_Notes`` (first failure, then a
+    summary at most every LOG_EVERY seconds, then recovery) instead of once per attempt."""
 
     notes: _Notes
 
-    async def _send(self, batch: list[Any]) -> None:
-        attempt = 1
-        while True:
-            try:
-                await self.sender(batch)
-            except asyncio.CancelledError:
-                self.failed += len(batch)
-                self.count_dropped(len(batch))
-                raise
-            except Exception as e:  # noqa: BLE001 - any collector failure fails the attempt
-                self.notes.attempt_failed(e)
-                if attempt < EXPORT_ATTEMPTS:
-                    await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
-                    attempt += 1
-                    continue
-                self.failed += len(batch)
-                self.count_dropped(len(batch))
-                self.notes.batch_dropped(len(batch))
-                return
-            self.sent += len(batch)
-            self.batches += 1
-            self.notes.ok()
-            return
+    def _on_failure(self, e: Exception, attempt: int, final: bool, n: int) -> None:
+        self.notes.attempt_failed(e)
+        if final:
+            self.notes.batch_dropped(n)
+
+    def _on_sent(self) -> None:
+        self.notes.ok()
 
 
 class Exporter:
@@ -409,6 +393,7 @@ class Exporter:
                                  inactive_timeout=bsp["inactive_timeout"],
                                  buffer_duration=bsp["batch_timeout"],
                                  max_retry_count=EXPORT_ATTEMPTS - 1, retry_delay=RETRY_DELAY,
+                                 backoff=2.0,
                                  max_pending=bsp["max_queue_size"])
         self.proc.notes = self.notes = _Notes(self.url)
 
