@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Upstream, quick_gateway_factory
+from .harness import Upstream, closing_factory, quick_gateway_factory
 
 __all__ = ["quick_gateway_factory"]
 
@@ -22,16 +22,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 @pytest.fixture
 def upstream_factory() -> Iterator[Any]:
-    made: list[Upstream] = []
-
-    def make(*a: Any, **kw: Any) -> Upstream:
-        u = Upstream(*a, **kw)
-        made.append(u)
-        return u
-
-    yield make
-    for u in made:
-        u.close()
+    yield from closing_factory(Upstream)
 
 
 @pytest.fixture

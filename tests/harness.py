@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import yaml
 
@@ -529,19 +529,30 @@ class Origin(Upstream):
         self.thread.start()
 
 
-@pytest.fixture
-def origin_factory() -> Iterator[Callable[..., Origin]]:
-    """Like ``upstream_factory`` for ``Origin`` (import this fixture into a test module)."""
-    made: list[Origin] = []
+T = TypeVar("T")
 
-    def make(*a: Any, **kw: Any) -> Origin:
-        o = Origin(*a, **kw)
+
+def closing_factory(cls: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A fixture body: yields ``make(*a, **kw)`` building ``cls`` objects, and closes every
+    one it made when the test ends (``yield from closing_factory(Upstream)``)."""
+    made: list[Any] = []
+
+    def make(*a: Any, **kw: Any) -> T:
+        o = cls(*a, **kw)
         made.append(o)
         return o
 
-    yield make
-    for o in made:
-        o.close()
+    try:
+        yield make
+    finally:
+        for o in made:
+            o.close()
+
+
+@pytest.fixture
+def origin_factory() -> Iterator[Callable[..., Origin]]:
+    """Like ``upstream_factory`` for ``Origin`` (import this fixture into a test module)."""
+    yield from closing_factory(Origin)
 
 
 BLOCK = bytes(range(256)) * 256          # 64 KiB of a known pattern

@@ -21,6 +21,7 @@ import yaml
 from pylon.observe.metrics import MetricStore
 from pylon.pdk.testing import Kit, free_port
 from tests.etcd_server import EtcdServer
+from tests.harness import closing_factory
 from tests.observe.test_metric_store import samples
 
 URI = "/apisix/prometheus/metrics"
@@ -76,16 +77,7 @@ class Prom:
 
 @pytest.fixture
 def prom() -> Iterator[Callable[..., Prom]]:
-    made: list[Prom] = []
-
-    def make(*a: Any, **kw: Any) -> Prom:
-        p = Prom(*a, **kw)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
+    yield from closing_factory(Prom)
 
 
 def val(s: Samples, metric: str, /, **labels: str) -> float | None:
