@@ -45,7 +45,6 @@ import mmap
 import os
 import re
 import struct
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from itertools import accumulate, compress
 from operator import add, ne
@@ -279,15 +278,6 @@ class Writer:
 
 
 # ----------------------------------------------------------------------------- process side
-class Histogram:
-    """Bucket bounds and one series' local (non-cumulative) deltas."""
-
-    __slots__ = ("bounds",)
-
-    def __init__(self, bounds: Iterable[float]) -> None:
-        self.bounds = tuple(sorted(float(b) for b in bounds))
-
-
 def flush_histogram(w: Writer, base: int, counts: list[int], total: float) -> None:
     """Add one histogram's local deltas (``counts``: per bucket, last = above every bound)
     to its cumulative values, highest bucket first: a reader never sees a lower bucket
@@ -660,6 +650,6 @@ def _format(f: _Family, v: list[float]) -> list[str]:
 
 DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
-__all__ = ["COUNTER", "DEFAULT_BUCKETS", "GAUGE", "HISTOGRAM", "Histogram", "Local",
-           "MetricStore", "Reader", "StoreFull", "Writer", "bisect_left", "escape", "flush",
+__all__ = ["COUNTER", "DEFAULT_BUCKETS", "GAUGE", "HISTOGRAM", "Local",
+           "MetricStore", "Reader", "StoreFull", "Writer", "escape", "flush",
            "flush_histogram", "inc", "labels", "local"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +46,6 @@ class ExportApp:
         self.uri = uri
         self.prefix = prefix
         self.reader: metrics.Reader | None = None
-        self.last_ms = 0.0
 
     def _reader(self) -> metrics.Reader:
         if self.reader is None:
@@ -62,10 +60,8 @@ class ExportApp:
             return 404, {"error_msg": "404 Route Not Found"}
         if method not in ("GET", "HEAD"):
             return 405, {"error_msg": f"{method} is not allowed here"}
-        t0 = time.perf_counter()
         replies = await self.master.ask_workers("metrics", timeout=1.0)
         text = self.render(replies)
-        self.last_ms = (time.perf_counter() - t0) * 1000
         return 200, RawBody(text.encode(), CONTENT_TYPE)
 
     def render(self, replies: list[dict[str, Any]]) -> str:
@@ -141,6 +137,13 @@ def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:
     prefix = str(attr.get("metric_prefix") or "apisix_")
     if not metrics.valid_name(prefix):              # the plugin says so in its log
         prefix = "apisix_"
+    if not isinstance(addr, dict):
+        raise ValueError("plugin_attr.prometheus.export_addr must be {ip, port}")  # noqa: TRY004
+    port = addr.get("port") or 9091
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"plugin_attr.prometheus.export_addr.port {port!r} is not a port")
+    uri = str(attr.get("export_uri") or "/apisix/prometheus/metrics")
+    if not uri.startswith("/"):
+        raise ValueError(f"plugin_attr.prometheus.export_uri {uri!r} must start with '/'")
     return (attr.get("enable_export_server", True) is not False,
-            str(addr.get("ip") or "127.0.0.1"), int(addr.get("port") or 9091),
-            str(attr.get("export_uri") or "/apisix/prometheus/metrics"), prefix)
+            str(addr.get("ip") or "127.0.0.1"), port, uri, prefix)

@@ -305,8 +305,12 @@ class Master:
         from .exporter import ExportApp, export_settings, start_exporter
         if "prometheus" not in registry.current():
             return
-        on, host, port, uri, prefix = export_settings(registry.current().attrs.get(
-            "prometheus") or {})
+        try:
+            on, host, port, uri, prefix = export_settings(registry.current().attrs.get(
+                "prometheus") or {})
+        except ValueError as e:
+            log.error("Prometheus export server not started: %s", e)
+            return
         if not on:
             return
         try:

@@ -292,6 +292,15 @@ def test_export_server_is_off_with_enable_export_server_false(prom) -> None:
         socket.create_connection(("127.0.0.1", p.port), timeout=5).close()
 
 
+def test_a_bad_export_address_is_a_clear_error_and_the_gateway_serves() -> None:
+    doc = {"routes": [{"uri": "/x", "plugins": {"prometheus": {}}}]}
+    bad = {"prometheus": {"export_addr": {"ip": "127.0.0.1", "port": "abc"}}}
+    with Kit(doc, node={"plugin_attr": bad}) as kit:
+        assert kit.get("/x").status == 200
+        assert "Prometheus export server not started: plugin_attr.prometheus.export_addr" \
+               ".port 'abc' is not a port" in kit.log()
+
+
 def test_unmatched_requests_are_counted_by_a_global_rule_with_an_empty_route(prom) -> None:
     p = prom({"global_rules": [{"id": "g", "plugins": {"prometheus": {}}}],
               "routes": [{"id": "r1", "uri": "/a"}]})
