@@ -462,6 +462,18 @@ def valid_name(s: str) -> bool:
     return bool(_NAME_RE.match(s))
 
 
+def metric_prefix(attr: dict[str, Any], report: bool = False) -> str:
+    """``plugin_attr.prometheus.metric_prefix`` when it makes valid names, else ``apisix_``
+    (``report``: say so in the error log)."""
+    prefix = str(attr.get("metric_prefix") or "apisix_")
+    if valid_name(prefix):
+        return prefix
+    if report:
+        log.error("prometheus: metric_prefix %r is not a valid metric name prefix; using "
+                  "apisix_", prefix)
+    return "apisix_"
+
+
 def valid_label(s: str) -> bool:
     """A valid label name (``__`` names are reserved)."""
     return bool(_LABEL_RE.match(s)) and not s.startswith("__")

@@ -55,11 +55,7 @@ def _setup() -> None:
     """Node-wide attributes, read once per process (they change only with a restart)."""
     global _B, _NB, _EXTRA, _VAR_NAMES, _prefix, _ready
     attr = pdk.plugin_attr(name)
-    _prefix = str(attr.get("metric_prefix") or "apisix_")
-    if not metrics.valid_name(_prefix):
-        pdk.log.error("prometheus: metric_prefix %r is not a valid metric name prefix; "
-                      "using apisix_", _prefix)
-        _prefix = "apisix_"
+    _prefix = metrics.metric_prefix(attr, report=True)
     b = attr.get("default_buckets")
     if isinstance(b, list) and b and all(isinstance(x, (int, float)) and
                                          not isinstance(x, bool) for x in b):
@@ -244,6 +240,8 @@ def _flush_entry(lc: metrics.Local, key: tuple[Any, ...], e: list[Any],
 #: entries seen for the first time whose series one flush resolves at most (the rest wait
 #: for the next second, counts kept): a burst of new routes never holds a worker for long
 NEW_PER_FLUSH = 5_000
+#: aggregate entries kept in a worker before the idle ones are forgotten
+MAX_ENTRIES = 200_000
 
 
 def _flush(lc: metrics.Local) -> None:
@@ -256,10 +254,12 @@ def _flush(lc: metrics.Local) -> None:
         _flush_entry(lc, key, e, hists)
     dirty = []
     want = []
+    idle = []
     known = w.known
     fresh = 0
     for key, e in _AGG.items():
         if not any(e[_REQ]):
+            idle.append(key)
             continue
         ks = e[_KEYS]
         if ks is None:
@@ -278,5 +278,6 @@ def _flush(lc: metrics.Local) -> None:
         _flush_entry(lc, key, e, hists)
     for b, (counts, total) in hists.items():
         metrics.flush_histogram(w, b, counts, total)
-    if len(_AGG) > 100_000:          # keys of routes long gone: start over (all flushed)
-        _AGG.clear()
+    if len(_AGG) > MAX_ENTRIES:      # keys of routes long gone: forget the idle ones (their
+        for key in idle:             # counts are in the store; a new request makes a new one)
+            del _AGG[key]

@@ -134,9 +134,7 @@ async def start_exporter(loop: asyncio.AbstractEventLoop, app: ExportApp, host: 
 def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:
     """(enabled, ip, port, uri, metric prefix) from ``plugin_attr.prometheus``."""
     addr = attr.get("export_addr") or {}
-    prefix = str(attr.get("metric_prefix") or "apisix_")
-    if not metrics.valid_name(prefix):              # the plugin says so in its log
-        prefix = "apisix_"
+    prefix = metrics.metric_prefix(attr)            # the plugin logs a bad one
     if not isinstance(addr, dict):
         raise ValueError("plugin_attr.prometheus.export_addr must be {ip, port}")  # noqa: TRY004
     port = addr.get("port") or 9091

@@ -454,3 +454,55 @@ def test_pylon_counts_rate_limit_degradations_and_dropped_log_entries(prom) -> N
     assert val(s, "pylon_ratelimit_degraded_total", plugin="limit-count") == 3
     assert val(s, "pylon_ratelimit_store_errors_total", plugin="limit-count") == 2
     assert "apisix_http_status" not in {k[0] for k in s}   # no route has the plugin
+
+
+def test_a_burst_of_new_series_is_published_over_flushes_and_idle_entries_are_forgotten(
+        tmp_path, monkeypatch) -> None:
+    """In one process: more new (route, code) pairs than one flush takes, and more entries
+    than a worker keeps -- every count still reaches the store exactly."""
+    from pylon.observe import metrics
+    from pylon.plugins import prometheus as plugin
+    from pylon.proxy import registry
+
+    monkeypatch.setenv("PYLON_SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(metrics, "_local", None)
+    monkeypatch.setattr(plugin, "_AGG", {})
+    monkeypatch.setattr(plugin, "_ready", False)
+    monkeypatch.setattr(plugin, "NEW_PER_FLUSH", 7)
+    monkeypatch.setattr(plugin, "MAX_ENTRIES", 10)
+    old = registry.use(registry.load(["prometheus"]))
+    try:
+        plugin.prepare({})
+
+        class Route:
+            service_id = name = service_name = None
+
+        class Match:
+            def __init__(self, i: int) -> None:
+                self.route, self.route_id = Route(), f"r{i}"
+                self.matched_uri, self.matched_host = f"/r{i}", ""
+
+        class Down:
+            bytes_out = 5
+
+        class Ctx:
+            consumer_name = None
+            up_addr = "127.0.0.1:80"
+            t_start, t_end, t_up_start, up_status, body_in = 1.0, 1.002, 1.001, 200, 3
+            down = Down()
+
+        ctx = Ctx()
+        for i in range(20):
+            ctx.match = Match(i)
+            for code in (200, 404):
+                ctx.status = code
+                plugin.log(False, ctx)
+        lc = metrics.local()
+        for _ in range(6):                 # 40 new entries, 7 per flush
+            lc.flush()
+        assert len(plugin._AGG) <= 10      # idle entries forgotten, counts kept in the store
+        got = samples(metrics.Reader(metrics.MetricStore(str(tmp_path))).render())
+        status = {k: v for k, v in got.items() if k[0] == "apisix_http_status"}
+        assert len(status) == 40 and set(status.values()) == {1.0}
+    finally:
+        registry.use(old)
