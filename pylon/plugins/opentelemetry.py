@@ -118,38 +118,26 @@ def prepare(conf: dict[str, Any]) -> Tracer:
 def rewrite(t: Tracer, ctx: pdk.Context) -> None:
     tp = ctx.header("traceparent")
     parent = otlp.parse_traceparent(tp) if tp is not None else None
+    ts = ctx.header("tracestate")
     if parent is not None:
         trace_id, parent_id, flags = parent
         sampled = t.sampler(trace_id, bool(flags & 1))
-        span_id = otlp.new_span_id()
-        header = otlp.format_traceparent(trace_id, span_id, sampled)
-        ts = ctx.header("tracestate")
-        if ts is not None and not otlp.valid_tracestate(ts):
-            ctx.set_headers({"traceparent": header, "tracestate": None})
-            ts = None
-        else:
-            ctx.set_header("traceparent", header)   # tracestate goes on unchanged
-        if not sampled:
-            return
+        keep_ts = ts is not None and otlp.valid_tracestate(ts)
     else:
-        trace_id = 0
-        if t.request_id:
-            trace_id = otlp.trace_id_from_request_id(ctx.header("x-request-id")) or 0
-        if not trace_id:
-            trace_id = otlp.new_trace_id()
+        trace_id = (otlp.trace_id_from_request_id(ctx.header("x-request-id"))
+                    if t.request_id else 0) or otlp.new_trace_id()
         parent_id = 0
         sampled = t.sampler(trace_id, None)
-        span_id = otlp.new_span_id()
-        header = otlp.format_traceparent(trace_id, span_id, sampled)
-        ts = ctx.header("tracestate")
-        if ts is not None:            # it belonged to a trace we do not continue
-            ctx.set_headers({"traceparent": header, "tracestate": None})
-            ts = None
-        else:
-            ctx.set_header("traceparent", header)
-        if not sampled:
-            return
-    ctx.store[name] = _start_span(t, ctx, trace_id, span_id, parent_id, ts)
+        keep_ts = False               # a tracestate belongs to a trace we do not continue
+    span_id = otlp.new_span_id()
+    header = otlp.format_traceparent(trace_id, span_id, sampled)
+    if ts is not None and not keep_ts:
+        ctx.set_headers({"traceparent": header, "tracestate": None})
+        ts = None
+    else:
+        ctx.set_header("traceparent", header)   # a valid tracestate goes on unchanged
+    if sampled:
+        ctx.store[name] = _start_span(t, ctx, trace_id, span_id, parent_id, ts)
 
 
 def _start_span(t: Tracer, ctx: Any, trace_id: int, span_id: int, parent_id: int,
@@ -173,9 +161,8 @@ def _start_span(t: Tracer, ctx: Any, trace_id: int, span_id: int, parent_id: int
             span_name = f"{method} {m.matched_uri}"
         if route.service_id:
             attrs.append(("apisix.service_id", route.service_id))
-            sname = getattr(route, "service_name", None)
-            if sname:
-                attrs.append(("apisix.service_name", sname))
+            if route.service_name:
+                attrs.append(("apisix.service_name", route.service_name))
     for v in t.var_attrs:
         val = ctx.var(v)
         if val is not None:

@@ -155,6 +155,7 @@ def test_sampled_request_exports_one_server_span_with_http_and_route_attributes(
     assert a["apisix.route_id"] == "on"
     assert a["apisix.route_name"] == "traced"
     assert a["apisix.service_id"] == "svc1"
+    assert a["apisix.service_name"] == "svc-name"
     assert a["http.route"] == "/on/*"
     assert a["http.status_code"] == 200
     assert a["http.response.status_code"] == 200
