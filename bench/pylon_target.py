@@ -38,6 +38,15 @@ PLUGINS = {
                                            "policy": "redis", "redis_host": "127.0.0.1",
                                            "redis_port": 6379}}, None),
     "prometheus": ({"prometheus": {}}, None),
+    # issue 12: transformation plugins (bench/rewrite_cost.py)
+    "proxy-rewrite": ({"proxy-rewrite": {
+        "regex_uri": ["^/(.*)$", "/$1"],
+        "headers": {"set": {"X-Api-Version": "v1", "X-Client-Addr": "$remote_addr"},
+                    "remove": ["X-Unwanted"]}}}, None),
+    "response-rewrite": ({"response-rewrite": {
+        "headers": {"set": {"X-Server": "pylon", "X-Upstream-Status": "$status"}}}}, None),
+    "response-rewrite-filters": ({"response-rewrite": {
+        "filters": [{"regex": "a", "replace": "b", "scope": "global"}]}}, None),
     # seed 004's scenario: APISIX benchmarked with limit-count + prometheus (+ key-auth)
     "limit-count+prometheus": ({"limit-count": {"count": 1_000_000_000, "time_window": 3600},
                                 "prometheus": {}}, None),

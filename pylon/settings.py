@@ -53,6 +53,32 @@ class ControlListen(_S):
     router: str | None = None          # APISIX: plugin control API matching (no meaning here)
 
 
+class ProxyCacheZone(_S):
+    """A ``proxy-cache`` zone: with ``disk_path`` a disk zone (files under the path, at most
+    ``disk_size``), without one a memory zone (shared by the workers, at most
+    ``memory_size``)."""
+
+    name: Annotated[str, Meta(min_length=1)]
+    memory_size: str | int = "50m"
+    disk_size: str | int | None = None
+    disk_path: str | None = None
+    cache_levels: Annotated[str, Meta(pattern=r"^[12](:[12]){0,2}$")] = "1:2"
+
+
+def _default_cache_zones() -> list[ProxyCacheZone]:
+    return [ProxyCacheZone(name="disk_cache_one", disk_size="1G",
+                           disk_path="/tmp/disk_cache_one"),
+            ProxyCacheZone(name="memory_cache")]
+
+
+class ProxyCacheSection(_S):
+    """``apisix.proxy_cache`` (APISIX's defaults): ``cache_ttl`` is the disk zones' TTL
+    when the response carries no ``Cache-Control``/``Expires``."""
+
+    cache_ttl: str | float | int = "10s"
+    zones: list[ProxyCacheZone] = msgspec.field(default_factory=_default_cache_zones)
+
+
 class NodeSection(_S):
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
@@ -66,6 +92,14 @@ class NodeSection(_S):
     data_encryption: DataEncryption = DataEncryption()
     #: Pylon: directories of custom plugin modules (one ``.py`` file per plugin)
     extra_plugin_dirs: list[str] = msgspec.field(default_factory=list)
+    #: ``X-APISIX-Upstream-Status`` on every proxied response, not only 5xx ones
+    show_upstream_status_in_response_header: bool = False
+    #: MB of request body read to match ``post_arg.*`` route vars (0: no own limit)
+    max_post_args_readable_size: Annotated[int, Meta(ge=0)] = 64
+    #: Pylon: refuse jwt-auth HMAC secrets shorter than RFC 7518 asks (default: load them
+    #: with a warning, as APISIX accepts them)
+    reject_short_jwt_secrets: bool = False
+    proxy_cache: ProxyCacheSection = ProxyCacheSection()
 
 
 class AdminKeyRow(_S):
@@ -142,6 +176,11 @@ class HttpSection(_S):
     access_log: str = "logs/access.log"
     access_log_format: str = DEFAULT_LOG_FORMAT
     max_pending_connections: Annotated[int, Meta(ge=1)] = 4096   # listen backlog
+    #: nginx realip, APISIX's defaults: a peer in ``real_ip_from`` sets ``$remote_addr``
+    #: with ``real_ip_header`` (``[]`` trusts nobody)
+    real_ip_header: Annotated[str, Meta(min_length=1)] = "X-Real-IP"
+    real_ip_recursive: Literal["on", "off"] | bool = "off"
+    real_ip_from: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "unix:"])
 
 
 class NginxConfig(_S):
@@ -244,6 +283,14 @@ class Settings:
             h.access_log not in ("off", "") else None
         self.access_log_format = h.access_log_format
         self.backlog = h.max_pending_connections
+        self.real_ip_header = h.real_ip_header
+        self.real_ip_recursive = h.real_ip_recursive in ("on", True)
+        self.real_ip_from = h.real_ip_from
+        from .proxy.realip import ExprError, RealIp
+        try:
+            RealIp.check(h.real_ip_from, p + "real_ip_from")
+        except ExprError as e:
+            raise ConfigError(e.message, e.path) from None
         self.error_log = self.resolve(cfg.nginx_config.error_log)
         self.error_log_level = cfg.nginx_config.error_log_level
         self.shutdown_timeout = parse_duration(cfg.nginx_config.worker_shutdown_timeout,
@@ -264,7 +311,23 @@ class Settings:
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
+        self.show_upstream_status = node.show_upstream_status_in_response_header
+        self.post_args_limit = node.max_post_args_readable_size << 20 or None
+        self.reject_short_jwt_secrets = node.reject_short_jwt_secrets
         self.plugin_attr = cfg.plugin_attr
+        pc = node.proxy_cache
+        #: ``apisix.proxy_cache`` resolved: ``{"cache_ttl": s, "zones": {name: {...}}}``
+        #: (sizes in bytes, ``disk_path`` absolute; ``pdk.node_setting("proxy_cache")``)
+        self.proxy_cache: dict[str, Any] = {
+            "cache_ttl": parse_duration(pc.cache_ttl, "apisix.proxy_cache.cache_ttl"),
+            "zones": {z.name: {
+                "name": z.name,
+                "memory_size": parse_size(z.memory_size,
+                                          f"apisix.proxy_cache.zones[{i}].memory_size"),
+                "disk_size": parse_size(z.disk_size, f"apisix.proxy_cache.zones[{i}].disk_size")
+                if z.disk_size is not None else None,
+                "disk_path": self.resolve(z.disk_path) if z.disk_path else None,
+                "cache_levels": z.cache_levels} for i, z in enumerate(pc.zones)}}
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

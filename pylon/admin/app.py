@@ -21,10 +21,11 @@ import msgspec
 from ..config.encryption import Keyring
 from ..config.hub import ConfigHub
 from ..config.store import Conflict, Op, StoreError
+from ..pdk import collect_config_warnings
 from .audit import AuditLog
 from .auth import AdminKey, Auth, IPNetwork
 from .meta import MetaContext, handle_meta
-from .resources import CREDENTIALS, SPECS, Kind, Plan, Reply, Resources, View
+from .resources import CREDENTIALS, SPECS, Kind, Plan, Reply, Resources, View, ttl_arg
 
 log = logging.getLogger("pylon.admin")
 
@@ -39,6 +40,10 @@ Explain = Callable[[dict[str, str]], Awaitable[Reply]]
 
 
 class AdminApp:
+    #: answers carry APISIX's Admin API CORS headers, OPTIONS is a preflight (its
+    #: ``enable_admin_cors``, on by default)
+    cors: bool = True
+
     def __init__(self, hub: ConfigHub, keys: Iterable[AdminKey],
                  allow: Iterable[IPNetwork] | None, key_required: bool = True,
                  audit_path: str | None = None, explain: Explain | None = None,
@@ -91,6 +96,8 @@ class AdminApp:
                 conf = _decode.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError) as e:
                 return 400, {"error_msg": f"invalid request body: {e}"}
+        if ttl_arg(args)[1] is not None:       # as APISIX: before the resource is looked at
+            return 400, {"error_msg": ttl_arg(args)[1]}
         if segs[0] == "batch" and len(segs) == 1:
             if method != "POST":
                 return 405, {"error_msg": "batch takes POST"}
@@ -123,6 +130,14 @@ class AdminApp:
 
     def plan(self, view: View, method: str, spec: Kind, oid: str | None, sub_path: str,
              conf: Any, args: Mapping[str, str]) -> Plan | Reply:
+        with collect_config_warnings() as warned:     # accepted, but worth telling
+            plan = self._plan(view, method, spec, oid, sub_path, conf, args)
+        if warned and isinstance(plan, Plan) and isinstance(plan.reply[1], dict):
+            plan.reply = (plan.reply[0], {**plan.reply[1], "warning": "; ".join(warned)})
+        return plan
+
+    def _plan(self, view: View, method: str, spec: Kind, oid: str | None, sub_path: str,
+              conf: Any, args: Mapping[str, str]) -> Plan | Reply:
         r = self.resources
         if method == "PUT":
             return r.plan_put(view, spec, oid, conf, args)

@@ -113,7 +113,7 @@ def canonical_kind(name: str) -> str | None:
 ID_PATTERN = r"^[a-zA-Z0-9\-_.]+$"
 _ID: dict[str, Any] = {"anyOf": [
     {"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID_PATTERN},
-    {"type": "integer"},
+    {"type": "integer", "minimum": 1},
 ]}
 _NAME: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 256}
 _DESC: dict[str, Any] = {"type": "string", "maxLength": 256}
@@ -219,8 +219,9 @@ def _typed_definitions() -> dict[str, dict[str, Any]]:
                                    "\"host[:port]\" -> weight")
     up["required"] = ["nodes"]
     up["allOf"] = [
-        _absent_or("type", ["chash"],
-                   {"required": ["key"], "properties": {"key": {"minLength": 1}}}),
+        _absent_or("type", ["chash"], {"anyOf": [
+            {"required": ["key"], "properties": {"key": {"minLength": 1}}},
+            {"required": ["hash_on"], "properties": {"hash_on": {"enum": ["consumer"]}}}]}),
         _absent_or("pass_host", ["rewrite"], {"required": ["upstream_host"]}),
     ]
     tls = defs["UpstreamTLS"]
@@ -282,7 +283,8 @@ def _secret_schemas() -> dict[str, dict[str, Any]]:
 def _all_schemas() -> dict[str, dict[str, Any]]:
     typed = _typed_definitions()
     route, service, upstream = typed["Route"], typed["Service"], typed["Upstream"]
-    labels = route["properties"]["labels"]
+    from ..model.apisix import LABELS
+    labels = LABELS                  # APISIX's labels_def (its wording on failure)
     c = functools.partial(_common, labels)
     sni = {"type": "string", "pattern": r"^\*?[0-9a-zA-Z-.]+$"}
     out: dict[str, dict[str, Any]] = {

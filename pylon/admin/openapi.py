@@ -267,6 +267,9 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
         paths[base] = ops
         item = f"{base}/{{{pname}}}"
 
+    # as APISIX: a credential is replaced whole, never patched (405)
+    patch_answers = _errors(400, 401, 403, 405) if name == "credentials" else \
+        {"200": ok, **_errors(*_WRITE_ERRORS)}
     paths[item] = {
         "get": _op(f"get{title}", f"Get one {kind}", tags,
                    {"200": node, **_errors(*_READ_ERRORS)}, one),
@@ -274,7 +277,7 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
                    {"200": ok, "201": created, **_errors(*_WRITE_ERRORS)},
                    [*one, *write_params], _body(_ref(comp), f"the {kind}")),
         "patch": _op(f"patch{title}", f"Update fields of a {kind}", tags,
-                     {"200": ok, **_errors(*_WRITE_ERRORS)}, one, merge_body),
+                     patch_answers, one, merge_body),
         "delete": _op(f"delete{title}", f"Delete a {kind}", tags,
                       {"200": _json(_ref("Deleted"), "{deleted, key}"),
                        **_errors(400, 401, 403, 404, 503)},
@@ -282,7 +285,7 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
     }
     paths[item + "/{sub_path}"] = {
         "patch": _op(f"patch{title}SubPath", f"Replace one field of a {kind}", tags,
-                     {"200": ok, **_errors(*_WRITE_ERRORS)},
+                     patch_answers,
                      [*one, _path_param("sub_path", "field name (a/b/c for nested ones)",
                                         {"type": "string", "minLength": 1,
                                          "pattern": r"^[A-Za-z0-9_.\-]+$"})],

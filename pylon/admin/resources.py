@@ -194,12 +194,21 @@ class Resources:
         if err:
             return 400, {"error_msg": err}
         assert oid is not None
+        err = self._forbidden(spec, conf)
+        if err:
+            return 400, {"error_msg": err}
         prev = view.get(spec.name, oid)
+        err = self._check(view, spec, oid, conf)
+        if err:
+            return 400, {"error_msg": err}
+        if spec is CREDENTIALS:
+            owner = oid.split("/credentials/", 1)[0]
+            if view.get("consumers", owner) is None:
+                return 404, {"error_msg": "consumer not found"}
         if spec.timestamps:
             now = self.now()
-            if "create_time" not in conf:
-                conf["create_time"] = prev.value.get("create_time", now) if prev else now
-            conf.setdefault("update_time", now)
+            conf["create_time"] = prev.value.get("create_time", now) if prev else now
+            conf["update_time"] = now
         return self._stage_new(view, spec, oid, prev, conf, query)
 
     def plan_post(self, view: View, spec: Kind, oid: str | None, conf: Any,
@@ -212,24 +221,32 @@ class Resources:
         if oid is not None or conf.get("id") is not None:
             return 400, {"error_msg": f"wrong {spec.kind} id, do not need it"}
         conf = copy.deepcopy(conf)
+        err = self._forbidden(spec, conf)
+        if err:
+            return 400, {"error_msg": err}
         n = self.state.revision + 1 + len(view.staged)
         while view.get(spec.name, f"{n:020d}") is not None:
             n += 1
         oid = f"{n:020d}"
-        conf["id"] = oid
-        if spec.timestamps:
-            now = self.now()
-            conf.setdefault("create_time", now)
-            conf.setdefault("update_time", now)
-        return self._stage_new(view, spec, oid, None, conf, query)
-
-    def _stage_new(self, view: View, spec: Kind, oid: str, prev: Item | None,
-                   conf: dict[str, Any], query: Mapping[str, str]) -> Plan | Reply:
-        """The end of PUT and POST: check the whole object and ``?ttl``, then stage it."""
         err = self._check(view, spec, oid, conf)
         if err:
             return 400, {"error_msg": err}
-        ttl, err = _ttl(query)
+        conf["id"] = oid
+        if spec.timestamps:
+            now = self.now()
+            conf["create_time"] = now
+            conf["update_time"] = now
+        return self._stage_new(view, spec, oid, None, conf, query)
+
+    @staticmethod
+    def _forbidden(spec: Kind, conf: dict[str, Any]) -> str | None:
+        from .checks import check_forbidden
+        return check_forbidden(conf) if spec.timestamps else None
+
+    def _stage_new(self, view: View, spec: Kind, oid: str, prev: Item | None,
+                   conf: dict[str, Any], query: Mapping[str, str]) -> Plan | Reply:
+        """The end of PUT and POST (the object is checked): ``?ttl``, then stage it."""
+        ttl, err = ttl_arg(query)
         if err:
             return 400, {"error_msg": err}
         return self._stage(view, spec, oid, prev, conf, ttl,
@@ -237,6 +254,8 @@ class Resources:
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
                    conf: Any) -> Plan | Reply:
+        if spec is CREDENTIALS:
+            return 405, {"error_msg": "not supported `PATCH` method for credential"}
         if oid is None:
             return 400, {"error_msg": f"missing {spec.kind} id"}
         if conf is None:
@@ -320,56 +339,49 @@ class Resources:
                     conf: dict[str, Any]) -> tuple[str | None, str | None]:
         field_ = spec.key_field
         given = conf.get(field_)
-        if given is not None and (not isinstance(given, (str, int)) or isinstance(given, bool)):
-            return None, f"invalid configuration: {field_} must be a string or an integer"
         if spec is CREDENTIALS:
             # the URL carries "jack/credentials/c1"; the object's id is "c1"
             assert oid is not None
             if given is not None and str(given) != _last(oid):
                 return None, "wrong credential id"
-            if not ID_RE.match(_last(oid)):
-                return None, f"invalid configuration: id must match {ID_RE.pattern}"
             conf[field_] = _last(oid)
             return oid, None
+        if spec.key_field == "username":
+            # APISIX: the body names the consumer; the schema first, then the URL's name
+            from .checks import check_forbidden, schema_error
+            err = check_forbidden(conf)
+            if err is not None:
+                return None, err
+            err = schema_error(spec.name, conf)
+            if err is not None:
+                return None, "invalid configuration: " + err
+            if oid is not None and oid != given:
+                return None, "wrong username"
+            return str(given), None
         if oid is None:
             if given is None:
-                return None, (f"missing {spec.kind} id" if field_ == "id"
-                              else f"missing {spec.kind} {field_}")
+                return None, f"missing {spec.kind} id"
             oid = str(given)
+            # as APISIX: an id given only in the body keeps its JSON type (1 stays 1)
         elif given is not None and str(given) != oid:
-            return None, (f"wrong {spec.kind} id" if field_ == "id" else f"wrong {field_}")
-        if not spec.two_part_id and not ID_RE.match(oid):
+            return None, f"wrong {spec.kind} id"
+        else:
+            conf[field_] = oid
+        if spec.two_part_id and not all(ID_RE.match(p) for p in oid.split("/")):
+            # the other kinds' ids are checked by their schema
             return None, f"invalid configuration: {field_} must match {ID_RE.pattern}"
-        conf[field_] = oid
         return oid, None
 
     def _check(self, view: View, spec: Kind, oid: str, conf: dict[str, Any]) -> str | None:
-        # the same checks the schema endpoints publish: the typed models (and, for routes,
-        # what the router would refuse) or the kind's JSON Schema, and the plugins loaded
-        from ..proxy.registry import plugin_table
-        from .meta import check_object
-        problem = check_object(spec.name, conf, plugin_table(), self.router_kind)
-        if problem is not None:
-            path, message = problem
-            return f"{path}: {message}" if path else message
-        if spec is CREDENTIALS:
-            owner = oid.split("/credentials/", 1)[0]
-            if view.get("consumers", owner) is None:
-                return f"consumer [{owner}] not found"
+        """APISIX's checks of ``conf`` in its order and words (``checks.check_resource``),
+        then what Pylon refuses beyond them."""
+        from .checks import check_resource
+        dup = None
         if spec.name in ("consumers", "credentials"):
-            err = self._duplicate_key(view, spec, oid, conf)
-            if err:
-                return err
-        for fld, target in spec.refs:
-            ref = conf.get(fld)
-            if ref is None:
-                continue
-            if view.get(target, str(ref)) is None:
-                what = SPECS[target].kind
-                return (f"failed to fetch {what} info by {what} id [{ref}], "
-                        "response code: 404")
-        return None
-
+            def dup() -> str | None:
+                return self._duplicate_key(view, spec, oid, conf)
+        return check_resource(spec.name, conf, lambda k, i: view.get(k, i) is not None,
+                              self.router_kind, dup)
 
     def _duplicate_key(self, view: View, spec: Kind, oid: str,
                        conf: dict[str, Any]) -> str | None:
@@ -412,7 +424,8 @@ def _body_error(conf: Any) -> str | None:
     if conf is None:
         return "missing configurations"
     if not isinstance(conf, dict):
-        return "invalid configuration: must be an object"
+        from ..proxy.schema_errors import api7_error
+        return f"invalid configuration: {api7_error({'type': 'object'}, conf)}"
     return None
 
 
@@ -427,17 +440,18 @@ def _last(oid: str) -> str:
     return oid.rsplit("/", 1)[-1]
 
 
-def _ttl(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+def ttl_arg(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """``?ttl=`` as APISIX reads it (any number Lua's ``tonumber`` takes; checked before
+    anything else of the request); a ttl under one second keeps the object for good."""
     raw = query.get("ttl")
-    if raw is None or raw == "":
+    if raw is None:
         return None, None
-    try:
-        ttl = int(raw)
-    except ValueError:
-        return None, f"invalid ttl: {raw!r} (seconds, a positive integer)"
-    if ttl <= 0:
-        return None, f"invalid ttl: {raw!r} (seconds, a positive integer)"
-    return ttl, None
+    from ..routing.expr import lua_tonumber
+    num = lua_tonumber(raw)
+    if num is None:
+        return None, "invalid argument ttl: should be a number"
+    ttl = int(num)
+    return (ttl if ttl >= 1 else None), None
 
 
 def _passes(spec: Kind, value: dict[str, Any], query: Mapping[str, str]) -> bool:

@@ -55,7 +55,21 @@ class RawBody:
         self.content_type = content_type
 
 
-def render(status: int, body: Any, keep_alive: bool, head_only: bool = False) -> bytes:
+#: APISIX's ``cors_admin`` (``deployment.admin.enable_admin_cors``, on by default): on every
+#: Admin API answer, and an ``OPTIONS`` preflight is answered 200 before anything is checked
+CORS_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
+                (b"Access-Control-Allow-Credentials", b"true"),
+                (b"Access-Control-Expose-Headers", b"*"),
+                (b"Access-Control-Max-Age", b"3600")]
+PREFLIGHT_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
+                     (b"Access-Control-Allow-Methods", b"POST, GET, PUT, OPTIONS, DELETE, PATCH"),
+                     (b"Access-Control-Max-Age", b"3600"),
+                     (b"Access-Control-Allow-Headers", b"*"),
+                     (b"Access-Control-Allow-Credentials", b"true")]
+
+
+def render(status: int, body: Any, keep_alive: bool, head_only: bool = False,
+           cors: bool = False) -> bytes:
     if isinstance(body, RawBody):
         payload, ctype = body.data, body.content_type
     else:
@@ -65,14 +79,26 @@ def render(status: int, body: Any, keep_alive: bool, head_only: bool = False) ->
                (b"X-API-VERSION", b"v3"),
                (b"Server", b"pylon"),
                (b"Connection", b"keep-alive" if keep_alive else b"close")]
+    if cors:
+        headers += CORS_HEADERS
     return status_line(status) + encode_headers(headers) + b"\r\n" + \
         (b"" if head_only else payload)
+
+
+def render_preflight(keep_alive: bool) -> bytes:
+    headers = [*PREFLIGHT_HEADERS, (b"Content-Length", b"0"), (b"Content-Type", b"text/plain"),
+               (b"Server", b"pylon"),
+               (b"Connection", b"keep-alive" if keep_alive else b"close")]
+    return status_line(200) + encode_headers(headers) + b"\r\n"
 
 
 class AdminProtocol(asyncio.Protocol):
     def __init__(self, app: Handler, loop: asyncio.AbstractEventLoop,
                  conns: set[AdminProtocol] | None = None) -> None:
         self.app = app
+        #: the Admin API answers with APISIX's CORS headers (AdminApp.cors); other apps
+        #: served by this protocol (metrics, control) do not
+        self.cors: bool = bool(getattr(app, "cors", False))
         self.loop = loop
         self.conns: set[AdminProtocol] = conns if conns is not None else set()
         self.idle = Deadline(loop, self._close)
@@ -145,6 +171,16 @@ class AdminProtocol(asyncio.Protocol):
             req = self.queue.popleft()
             head = req.head
             keep = head.keep_alive
+            cors = self.cors and (head.path == "/apisix/admin"
+                                  or head.path.startswith("/apisix/admin/"))
+            if cors and head.method == "OPTIONS":
+                if self.transport is None:
+                    return
+                self.transport.write(render_preflight(keep))
+                if not keep:
+                    self._close()
+                    return
+                continue
             try:
                 status, body = await self.app.handle(
                     head.method, head.path, head.query.decode("latin-1"),
@@ -154,7 +190,7 @@ class AdminProtocol(asyncio.Protocol):
                 status, body = 500, {"error_msg": "internal error"}
             if self.transport is None:
                 return
-            self.transport.write(render(status, body, keep, head.method == "HEAD"))
+            self.transport.write(render(status, body, keep, head.method == "HEAD", cors))
             if not keep:
                 self._close()
                 return

@@ -12,10 +12,8 @@ IdStr = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9-_
 Id = IdStr | int
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Desc = Annotated[str, Meta(max_length=256)]
-Labels = dict[
-    Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^\S+$")],
-    Annotated[str, Meta(min_length=1, max_length=256)],
-]
+# APISIX labels_def: any key; values 1-256 characters without whitespace
+Labels = dict[str, Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^\S+$")]]
 Port = Annotated[int, Meta(ge=1, le=65535)]
 PositiveNumber = Annotated[float, Meta(gt=0)]
 NonNegInt = Annotated[int, Meta(ge=0)]

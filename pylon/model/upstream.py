@@ -72,8 +72,9 @@ class Upstream(Base):
             raise ValueError("nodes is required")
         if self.pass_host == "rewrite" and not self.upstream_host:
             raise ValueError("pass_host is 'rewrite' but upstream_host is not set")
-        if self.type == "chash" and not self.key:
-            raise ValueError("type chash needs key")
+        if self.type == "chash" and not self.key and self.hash_on != "consumer":
+            raise ValueError("missing key")         # APISIX's words; consumer needs none
+        _check_probe_port(self.checks)
         if isinstance(self.nodes, dict):
             for addr in self.nodes:
                 split_addr(addr)
@@ -87,6 +88,15 @@ class Upstream(Base):
                 out.append(NodeSpec(host=host, port=port, weight=weight))
             return out
         return list(self.nodes or ())
+
+
+def _check_probe_port(checks: dict[str, object] | None) -> None:
+    """APISIX's health checker schema: an active probe's port is 1-65535."""
+    active = checks.get("active") if isinstance(checks, dict) else None
+    port = active.get("port") if isinstance(active, dict) else None
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool)
+                             or not 1 <= port <= 65535):
+        raise ValueError(f"checks.active.port: expected {port} to be within 1..65535")
 
 
 def split_addr(addr: str) -> tuple[str, int | None]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import hmac
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ..proxy.consumers import Consumer, ConsumerIndex, Credential
@@ -77,6 +80,13 @@ def anonymous_credential(ctx: Context, plugin: str, username: str) -> Credential
     return Credential(cons, None, plugin, None)
 
 
+def challenge(scheme: str, realm: str) -> dict[str, str]:
+    """The ``WWW-Authenticate`` header an auth plugin's 401 carries (APISIX 3.15's ``realm``
+    options): ``{"WWW-Authenticate": '<scheme> realm="<realm>"'}``, the realm quoted."""
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return {"WWW-Authenticate": f'{scheme} realm="{quoted}"'}
+
+
 def multi_dict(pairs: Any) -> dict[str, Any]:
     """Pairs → a dict where a repeated name holds a list of its values, in order (how
     ngx.req.get_headers / ngx.decode_args present repeated headers and arguments)."""
@@ -119,6 +129,45 @@ def plugin_attr(name: str) -> dict[str, Any]:
     return registry.current().attrs.get(name) or {}
 
 
+_warned: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "pylon_config_warnings", default=None)
+_logged: set[str] = set()
+
+
+def config_warning(message: str) -> None:
+    """A configuration that is accepted but deserves attention (``check`` may call it): the
+    error log has it (once per process), and an Admin API write that carries it answers
+    with it in a ``warning`` field next to ``key`` / ``value``."""
+    if message not in _logged and len(_logged) < 1024:
+        _logged.add(message)
+        log.warning("%s", message)
+    collected = _warned.get()
+    if collected is not None and message not in collected:
+        collected.append(message)
+
+
+@contextlib.contextmanager
+def collect_config_warnings() -> Iterator[list[str]]:
+    """The ``config_warning`` messages raised inside the block (the Admin API's checks)."""
+    collected: list[str] = []
+    token = _warned.set(collected)
+    try:
+        yield collected
+    finally:
+        _warned.reset(token)
+
+
+def node_setting(name: str) -> Any:
+    """A resolved setting of the node config (``pylon.settings.Settings.<name>``, e.g.
+    ``proxy_cache`` for ``apisix.proxy_cache``); None in a process without a node config."""
+    from ..proxy import registry
+    settings = registry.current().settings
+    return getattr(settings, name, None) if settings is not None else None
+
+
 __all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "anonymous_credential",
            "attach_consumer",
-           "b64decode", "compile_expr", "log", "multi_dict", "plugin_attr", "secure_equal"]
+           "b64decode", "challenge", "collect_config_warnings", "compile_expr",
+           "config_warning", "log", "multi_dict", "node_setting",
+           "plugin_attr",
+           "secure_equal"]

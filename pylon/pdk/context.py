@@ -9,13 +9,20 @@ are case-insensitive, values are latin-1 as on the wire.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 from .. import errors
 
 if TYPE_CHECKING:
     from ..proxy.consumers import Consumer, ConsumerIndex, Credential
+
+
+#: bytes a request-target must not hold (they would end or split the request line)
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+_METHOD = re.compile(r"[A-Z][A-Z_-]{0,31}")
+_HOST = re.compile(r"[0-9A-Za-z.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
 
 class Context:
@@ -32,12 +39,25 @@ class Context:
     added_resp: list[tuple[bytes, bytes]] | None = None
     #: response headers while header_filter hooks run (mutable list of byte pairs)
     resp_headers: list[tuple[bytes, bytes]] | None = None
+    #: the response body length its head announces (Content-Length; None: not known, e.g.
+    #: chunked), for header_filter hooks
+    resp_length: int | None = None
     body_changed = False
+    #: set by ``encode_body``; run (and cleared) once every header_filter hook has run
+    body_encoder: Any = None
     body_waiter: asyncio.Future[bytes] | None = None
     body_limit = 0
     #: the request body kept by ``capture_body`` (at most ``capture_limit`` bytes)
     captured: bytearray | None = None
     capture_limit = 0
+    #: the upstream request's method and Host when a plugin changed them (``set_method``,
+    #: ``set_upstream_host``), and the client's request-target once ``set_upstream_uri``
+    #: replaced it (``$request_uri`` keeps it)
+    up_method: str | None = None
+    up_host: bytes | None = None
+    #: the scheme the upstream is reached over when a plugin changed it (``set_upstream_scheme``)
+    up_scheme: str | None = None
+    orig_target: bytes | None = None
 
     # -- request ---------------------------------------------------------------------------
     @property
@@ -120,6 +140,16 @@ class Context:
     def remove_header(self, name: str) -> None:
         self.set_header(name, None)
 
+    def add_header(self, name: str, value: str) -> None:
+        """Add a request header sent upstream, keeping those of the same name."""
+        head = self.head  # type: ignore[attr-defined]
+        head.headers = [*head.headers, (name.encode("latin-1"), str(value).encode("latin-1"))]
+        head._lower = None
+        if self._mid is not None:
+            self._mid = None
+        if name.lower() == "cookie":
+            self._cookies = None
+
     def set_headers(self, changes: dict[str, str | None]) -> None:
         """Several ``set_header`` calls in one pass over the headers."""
         head = self.head  # type: ignore[attr-defined]
@@ -152,6 +182,53 @@ class Context:
         head.target = raw + (b"?" + head.query if head.query else b"")
         if self._mid is not None:
             self._mid = None
+
+    def set_upstream_uri(self, target: str) -> None:
+        """Send ``target`` upstream as the request-target exactly as given: already
+        percent-encoded, query included (APISIX ``ctx.var.upstream_uri``).  ``$uri`` and the
+        arguments follow it; ``$request_uri`` keeps the client's.  A target that is not a
+        path or holds a space or control character is refused (ValueError)."""
+        try:
+            raw = target.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = target.encode("utf-8")
+        if raw[:1] != b"/" or _UNSAFE_TARGET.search(raw):
+            raise ValueError(f"bad upstream uri {target!r}")
+        head = self.head  # type: ignore[attr-defined]
+        if self.orig_target is None:
+            self.orig_target = head.target
+        path, _, query = raw.partition(b"?")
+        head.target = raw
+        head.path = unquote_to_bytes(path).decode("latin-1") if b"%" in path else \
+            path.decode("latin-1")
+        head.query = query
+        self._args = None
+        if self._mid is not None:
+            self._mid = None
+
+    def set_method(self, method: str) -> None:
+        """The upstream request's method (APISIX ``ngx.req.set_method``); ``$request_method``
+        follows.  ``ctx.method`` stays the client's, and the response is framed for it."""
+        if not _METHOD.fullmatch(method):
+            raise ValueError(f"bad method {method!r}")
+        self.up_method = method
+        if self._mid is not None:
+            self._mid = None
+
+    def set_upstream_host(self, host: str | None) -> None:
+        """The Host header sent upstream whatever the upstream's ``pass_host`` says
+        (APISIX ``ctx.var.upstream_host``); None: the upstream's rule again."""
+        if host is not None and not _HOST.fullmatch(host):
+            raise ValueError(f"bad upstream host {host!r}")
+        self.up_host = None if host is None else host.encode("ascii")
+
+    def set_upstream_scheme(self, scheme: str | None) -> None:
+        """Reach the upstream over ``"http"`` or ``"https"`` whatever its ``scheme`` says
+        (APISIX 2.x proxy-rewrite ``scheme``): the same nodes, ports, balancer and health
+        state, connections of that scheme; None: the upstream's own scheme again."""
+        if scheme is not None and scheme not in ("http", "https"):
+            raise ValueError(f"bad upstream scheme {scheme!r}")
+        self.up_scheme = scheme
 
     def set_args(self, args: dict[str, str]) -> None:
         """Replace the query string sent upstream."""
@@ -284,3 +361,15 @@ class Context:
         """Called from ``header_filter`` by a plugin whose ``body_filter`` changes the body:
         the response goes out without its Content-Length."""
         self.body_changed = True
+
+    def encode_body(self, start: Any) -> bool:
+        """From ``header_filter``: a content encoding (gzip, brotli) applied after every
+        plugin's header_filter and body_filter, as nginx's gzip filter runs after the Lua
+        ones (other plugins see the plain body).  ``start(ctx)`` runs once the headers are
+        final; it returns ``encode(chunk, last) -> bytes`` for this response (which then
+        goes out without Content-Length) or None to leave the body as it is.  One per
+        response: the first (highest priority) plugin's; False when one is already set."""
+        if self.body_encoder is not None:
+            return False
+        self.body_encoder = start
+        return True

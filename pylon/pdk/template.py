@@ -5,6 +5,8 @@ plugin's ``prepare``); ``t.render(ctx)`` fills it per request.  ``$name`` and ``
 are variables (``ctx.var``), an unknown one is the empty string; a ``$`` after a backslash
 is not a variable (the text stays as written, backslash included, as APISIX's pattern
 ``(?<!\\)\\$(\\{(\\w+)\\}|(\\w+))`` leaves it).  A string without variables renders to itself at no cost.
+``compile_replacement("[$1]")`` is the other kind of template APISIX plugins take: the
+replacement of ``ngx.re.sub`` / ``ngx.re.gsub`` (regex captures, not variables).
 """
 
 from __future__ import annotations
@@ -58,3 +60,52 @@ def compile_template(text: str) -> Template:
     if not any(isinstance(p, tuple) for p in parts):
         return Template(None, "".join(parts))
     return Template(tuple(p for p in parts if p != ""), text)
+
+
+def compile_replacement(tmpl: str) -> Callable[[re.Match[str]], str]:
+    """An ``ngx.re.sub`` / ``ngx.re.gsub`` replacement template (``$0``, ``$1``, ``${1}``,
+    ``$$`` for a dollar) → a function for ``pattern.sub``.  A group the pattern does not have
+    expands to the empty string, as in nginx; ``.groups`` is the highest group named.  A ``$``
+    followed by anything else is a ValueError, as ``ngx.re.sub`` refuses it."""
+    parts: list[str | int] = []
+    i, n = 0, len(tmpl)
+    lit: list[str] = []
+    while i < n:
+        c = tmpl[i]
+        if c == "$" and i + 1 < n:
+            d = tmpl[i + 1]
+            if d == "$":
+                lit.append("$")
+                i += 2
+                continue
+            if d.isdigit():
+                j = i + 1
+                while j < n and tmpl[j].isdigit():
+                    j += 1
+                parts.append("".join(lit))
+                lit = []
+                parts.append(int(tmpl[i + 1:j]))
+                i = j
+                continue
+            if d == "{":
+                end = tmpl.find("}", i + 2)
+                if end > 0 and tmpl[i + 2:end].isdigit():
+                    parts.append("".join(lit))
+                    lit = []
+                    parts.append(int(tmpl[i + 2:end]))
+                    i = end + 1
+                    continue
+            raise ValueError(f"invalid capturing variable name at {tmpl[i:]!r}")
+        if c == "$":
+            raise ValueError("the $ at the end of the replacement")
+        lit.append(c)
+        i += 1
+    parts.append("".join(lit))
+    groups = [p for p in parts if isinstance(p, int)]
+
+    def expand(m: re.Match[str]) -> str:
+        have = m.re.groups
+        return "".join(p if isinstance(p, str) else (m.group(p) or "") if p <= have else ""
+                       for p in parts)
+    expand.groups = max(groups) if groups else 0  # type: ignore[attr-defined]
+    return expand

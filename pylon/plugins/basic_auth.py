@@ -66,8 +66,7 @@ class _Route:
     def __init__(self, conf: dict[str, Any]) -> None:
         self.hide = conf["hide_credentials"]
         self.anonymous = conf.get("anonymous_consumer")
-        realm = conf["realm"].replace("\\", "\\\\").replace('"', '\\"')
-        self.challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
+        self.challenge = pdk.challenge("Basic", conf["realm"])
 
 
 def prepare(conf: dict[str, Any]) -> _Route:

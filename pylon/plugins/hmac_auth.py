@@ -14,9 +14,12 @@ not carry is left out); lines are joined with ``\\n`` and the string ends with `
 Consumer / credential: ``key_id`` (unique, the lookup key) and ``secret_key`` (stored
 encrypted).  Route / service: ``allowed_algorithms`` (default hmac-sha1, hmac-sha256,
 hmac-sha512), ``clock_skew`` (default 300 s: ``Date`` -- or ``X-Date`` -- must be that close to
-the gateway's clock), ``signed_headers`` (names that must be among the signed ones),
+the gateway's clock), ``signed_headers`` (names that must be among the signed ones; default
+``["date"]`` as in APISIX >= 3.16, so the ``Date`` checked against the clock is also bound
+into the signature -- ``[]`` turns that off),
 ``validate_request_body`` (the ``Digest: SHA-256=<base64 of the body's SHA-256>`` header must
-match the body), ``hide_credentials`` (drop ``Authorization``) and ``anonymous_consumer``.
+match the body; a body over ``max_req_body_size``, default 64 MiB, is refused with 413),
+``hide_credentials`` (drop ``Authorization``) and ``anonymous_consumer``.
 
 Answers (APISIX 3.x texts): no ``Authorization`` → 401 ``client request can't be validated:
 missing Authorization header``; not a ``Signature`` → 401 ``client request can't be
@@ -66,8 +69,10 @@ schema = {
         "signed_headers": {
             "type": "array",
             "items": {"type": "string", "minLength": 1, "maxLength": 50},
+            "default": ["date"],
         },
         "validate_request_body": {"type": "boolean", "default": False},
+        "max_req_body_size": {"type": "integer", "minimum": 1, "default": 64 * 1024 * 1024},
         "hide_credentials": {"type": "boolean", "default": False},
         "anonymous_consumer": {"type": "string", "minLength": 1},
     },
@@ -91,13 +96,14 @@ _FIELD = re.compile(r'(\w+)="([^"]*)"')
 
 
 class _Route:
-    __slots__ = ("algorithms", "anonymous", "body", "hide", "signed", "skew")
+    __slots__ = ("algorithms", "anonymous", "body", "hide", "max_body", "signed", "skew")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.algorithms = frozenset(conf["allowed_algorithms"])
         self.skew = conf["clock_skew"]
         self.signed = tuple(h.lower() for h in conf.get("signed_headers") or ())
         self.body = conf["validate_request_body"]
+        self.max_body: int = conf["max_req_body_size"]
         self.hide = conf["hide_credentials"]
         self.anonymous = conf.get("anonymous_consumer")
 
@@ -207,7 +213,7 @@ def _finish(conf: _Route, ctx: pdk.Context, cred: pdk.Credential | None, err: st
 
 async def _check_body(conf: _Route, ctx: pdk.Context, cred: pdk.Credential,
                       digest: str) -> Any:
-    body = await ctx.read_body()
+    body = await ctx.read_body(conf.max_body)          # larger: 413 (APISIX >= 3.17)
     want = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
     if not hmac.compare_digest(digest.encode("latin-1"), want.encode()):
         return _finish(conf, ctx, None, PREFIX, "Invalid digest")

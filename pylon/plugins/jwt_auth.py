@@ -37,12 +37,14 @@ Deliberate differences from APISIX:
   is refused.  (APISIX's 3.x JWT parser picks the verifier from the token's ``alg`` header
   and feeds it the consumer's key, so an HS256 token MACed with an RS256 consumer's public
   key PEM can pass there -- algorithm confusion.)  ``none`` never passes.
-* HMAC secrets shorter than the hash output are refused when the configuration is checked
-  (RFC 7518 3.2: at least 32 bytes for HS256, 48 for HS384, 64 for HS512, counted after
-  base64 decoding with ``base64_secret``).  APISIX and PyJWT accept short secrets (PyJWT only
-  warns): an APISIX consumer with ``"secret": "my-secret-key"`` is therefore rejected by Pylon
-  with ``secret is too short for HS256 ...`` (the Admin API refuses the write; a config file
-  that has it reports the consumer as rejected and serves the others).
+* HMAC secrets shorter than the hash output (RFC 7518 3.2: at least 32 bytes for HS256, 48
+  for HS384, 64 for HS512, counted after base64 decoding with ``base64_secret``) load, as in
+  APISIX, so an APISIX data set with ``"secret": "my-secret-key"`` loads unchanged -- but
+  with a warning in the error log and a ``warning`` field in the Admin API's answer to the
+  write.  A node with ``reject_short_jwt_secrets: true`` (``apisix:`` / ``pylon:`` section)
+  refuses them instead: ``secret is too short for HS256 ...`` (the Admin API refuses the
+  write; a config file that has one reports that consumer as rejected and serves the
+  others).
 * A consumer with an HS algorithm and no ``secret`` is refused (APISIX invents a random one,
   usable only through its signing endpoint, which Pylon does not have).
 * The token is removed (``hide_credentials``) only when authentication succeeds or the
@@ -166,10 +168,14 @@ def _load(conf: dict[str, Any]) -> _Cred:
         raw = _secret_bytes(conf)
         need = MIN_SECRET[alg]
         if len(raw) < need:
-            raise ValueError(
-                f"secret is too short for {alg}: {len(raw)} bytes, at least {need} are "
-                f"required (RFC 7518 3.2; Pylon refuses short HMAC secrets that APISIX "
-                f"accepts)")
+            if pdk.node_setting("reject_short_jwt_secrets"):
+                raise ValueError(
+                    f"secret is too short for {alg}: {len(raw)} bytes, at least {need} are "
+                    f"required (RFC 7518 3.2; the node sets reject_short_jwt_secrets)")
+            pdk.config_warning(
+                f"jwt-auth: the secret of key {conf.get('key')!r} is too short for {alg}: "
+                f"{len(raw)} bytes, RFC 7518 3.2 asks for at least {need} (accepted as "
+                f"APISIX accepts it; reject_short_jwt_secrets refuses such secrets)")
         try:
             key = algo.prepare_key(raw)
         except Exception as e:  # noqa: BLE001 - jwt.InvalidKeyError and friends
@@ -254,8 +260,7 @@ class _Route:
         self.store = conf["store_in_ctx"]
         self.anonymous = conf.get("anonymous_consumer")
         self.claims = tuple(conf["claims_to_verify"])
-        realm = conf["realm"].replace("\\", "\\\\").replace('"', '\\"')
-        self.challenge = {"WWW-Authenticate": f'Bearer realm="{realm}"'}
+        self.challenge = pdk.challenge("Bearer", conf["realm"])
 
 
 def prepare(conf: dict[str, Any]) -> _Route:

@@ -1,8 +1,12 @@
 """key-auth: a consumer identified by an API key in a header or the query string (APISIX).
 
 Route: ``header`` (default ``apikey``), ``query`` (default ``apikey``, looked at when the
-header is absent), ``hide_credentials``, ``anonymous_consumer``.  Consumer / credential:
-``key`` (unique across consumers, stored encrypted).
+header is absent), ``hide_credentials``, ``anonymous_consumer``, ``realm`` (APISIX >= 3.15,
+default ``key``: every 401 carries ``WWW-Authenticate: apikey realm="<realm>"``).  Consumer /
+credential: ``key`` (unique across consumers, stored encrypted).
+
+With ``hide_credentials``, the key is removed before proxying also when authentication failed
+and the anonymous consumer is used instead (a wrong key is not forwarded upstream either).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ schema = {
         "query": {"type": "string", "default": "apikey"},
         "hide_credentials": {"type": "boolean", "default": False},
         "anonymous_consumer": {"type": "string", "minLength": 1},
+        "realm": {"type": "string", "minLength": 1, "default": "key"},
     },
 }
 consumer_schema = {
@@ -33,12 +38,13 @@ consumer_schema = {
 encrypt_fields = ("key",)
 consumer_key = "key"
 
-MISSING = (401, {"message": "Missing API key in request"})
-INVALID = (401, {"message": "Invalid API key in request"})
+MISSING = "Missing API key in request"
+INVALID = "Invalid API key in request"
 
 
 def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_header_b": conf["header"].lower().encode("latin-1")}
+    return {**conf, "_header_b": conf["header"].lower().encode("latin-1"),
+            "_challenge": pdk.challenge("apikey", conf["realm"])}
 
 
 def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
@@ -48,28 +54,20 @@ def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
         key: str | None = raw.decode("latin-1")
     else:
         key = ctx.arg(conf["query"])
-    if key is None:
-        return _anonymous(conf, ctx, MISSING)
-    cred = ctx.consumers.find(name, key)
+    cred = None if key is None else ctx.consumers.find(name, key)
     if cred is None:
-        return _anonymous(conf, ctx, INVALID)
-    if conf["hide_credentials"]:
+        anon = conf.get("anonymous_consumer")
+        if anon is None:
+            return 401, {"message": MISSING if key is None else INVALID}, conf["_challenge"]
+        cred = pdk.anonymous_credential(ctx, name, anon)
+        if cred is None:
+            return 401, {"message": "Invalid user authorization"}, conf["_challenge"]
+    if conf["hide_credentials"] and key is not None:
         if from_header:
             ctx.remove_header(conf["header"])
         else:
             args = dict(ctx.args())
             args.pop(conf["query"], None)
             ctx.set_args(args)
-    pdk.attach_consumer(ctx, cred)
-    return None
-
-
-def _anonymous(conf: dict[str, Any], ctx: pdk.Context, reply: Any) -> Any:
-    anon = conf.get("anonymous_consumer")
-    if anon is None:
-        return reply
-    cred = pdk.anonymous_credential(ctx, name, anon)
-    if cred is None:
-        return 401, {"message": "Invalid user authorization"}
     pdk.attach_consumer(ctx, cred)
     return None

@@ -154,6 +154,27 @@ def log(prefer_name: bool, ctx: Any) -> None:
     e[7] += ctx.down.bytes_out
 
 
+# ----------------------------------------------------------------------------- api
+def api() -> list[dict[str, Any]]:
+    """``GET <export_uri>`` for ``public-api`` when the export server is off (APISIX: the
+    endpoint exists only then): the node's metrics exactly as the export server renders
+    them (the master renders, every worker flushed first)."""
+    from pylon.server.exporter import export_settings
+    try:
+        on, _, _, uri, _ = export_settings(pdk.plugin_attr(name))
+    except ValueError:                    # logged by the master
+        return []
+    return [] if on else [{"methods": ["GET"], "uri": uri, "handler": _collect}]
+
+
+async def _collect(ctx: Any) -> tuple[int, Any, dict[str, str]]:
+    from pylon.server.worker import ask_master
+    text = await ask_master("scrape")
+    if text is None:
+        return 500, {"message": "An unexpected error occurred"}, {}
+    return 200, text.encode(), {"Content-Type": "text/plain"}
+
+
 # ----------------------------------------------------------------------------- flush
 def _labels(key: tuple[Any, ...], route: Any) -> tuple[str, str, str, str, str, str, str]:
     rid, muri, mhost, consumer, addr, status, prefer = key[:7]

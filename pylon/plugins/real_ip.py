@@ -8,18 +8,21 @@ X-Forwarded-For list from the right skipping trusted addresses and take the firs
 one (the leftmost when all are trusted), as nginx's ``real_ip_recursive``; otherwise the
 last address of the (last) X-Forwarded-For header is taken.
 
-A missing or malformed address changes nothing.  The new address is ``$remote_addr`` from
+A missing or malformed address changes nothing.  (The node itself already trusts
+``X-Real-IP`` from ``nginx_config.http.real_ip_from`` -- 127.0.0.1 by default, as APISIX's
+nginx does -- before routing; this plugin then works from that address.  The parsing is
+shared: ``pylon.proxy.realip``.)  The new address is ``$remote_addr`` from
 here on: ``ip-restriction``, ``vars`` on ``remote_addr``, logs, and the X-Real-IP /
 X-Forwarded-For sent upstream all follow.  Runs first of all (rewrite, priority 23000).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pylon import pdk
 from pylon.plugins.ip_restriction import valid_cidr
+from pylon.proxy.realip import forwarded_addr, parse_addr
 from pylon.routing.expr import IpMatcher
 
 name = "real-ip"
@@ -68,40 +71,7 @@ def _from_xff(conf: Prepared, ctx: pdk.Context) -> str | None:
             value = v
     if value is None:
         return None
-    addrs = value.decode("latin-1")
-    if "," not in addrs:
-        return addrs
-    if conf.recursive:
-        parts = addrs.split(",")
-        matcher = conf.matcher
-        assert matcher is not None
-        for p in reversed(parts[1:]):
-            p = p.strip()
-            if not matcher.match(_host_of(p)):
-                return p
-        return parts[0].strip()
-    return addrs.rpartition(",")[2].lstrip(" ")
-
-
-def _host_of(addr: str) -> str:
-    """The address part of ``addr`` (``1.2.3.4:80``, ``[::1]:80``, ``::1``...)."""
-    host, _ = split_addr(addr)
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def split_addr(addr: str) -> tuple[str, str | None]:
-    """APISIX ``core.utils.parse_addr``: host (IPv6 brackets kept) and port text or None."""
-    if addr.startswith("["):
-        if addr.endswith("]"):
-            return addr, None
-        pos = addr.rfind(":")
-        if pos <= 0 or addr[pos - 1] != "]":
-            return addr, None
-        return addr[:pos], addr[pos + 1:]
-    if addr.count(":") > 1:                 # a bare IPv6 address: no port
-        return addr, None
-    host, sep, port = addr.rpartition(":")
-    return (host, port) if sep else (addr, None)
+    return forwarded_addr(value.decode("latin-1"), conf.matcher, conf.recursive)
 
 
 def rewrite(conf: Prepared, ctx: pdk.Context) -> None:
@@ -112,15 +82,8 @@ def rewrite(conf: Prepared, ctx: pdk.Context) -> None:
     if not addr:
         pdk.log.debug("real-ip: missing real address in %s", conf.source)
         return
-    host, port = split_addr(addr)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = parse_addr(addr)
+    if ip is None:
         pdk.log.info("real-ip: bad address: %r", addr[:64])
         return
-    if port is not None and port.isascii() and port.isdigit() and not 1 <= int(port) <= 65535:
-        pdk.log.info("real-ip: bad port: %r", port[:16])
-        return
-    ctx.set_remote_addr(str(ip))
+    ctx.set_remote_addr(ip)

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk.template import compile_replacement as _replacement
 from pylon.routing.expr import compile_pcre
 
 name = "redirect"
@@ -69,50 +70,6 @@ def parse_template(uri: str) -> Template:
 
 
 _HTTPS: Template = parse_template("https://$host$request_uri")
-
-
-def _replacement(tmpl: str) -> Any:
-    """ngx.re.sub's template (``$0``, ``$1``, ``${1}``, ``$$``) → a match → str function."""
-    parts: list[str | int] = []
-    i, n = 0, len(tmpl)
-    lit: list[str] = []
-    while i < n:
-        c = tmpl[i]
-        if c == "$" and i + 1 < n:
-            d = tmpl[i + 1]
-            if d == "$":
-                lit.append("$")
-                i += 2
-                continue
-            if d.isdigit():
-                j = i + 1
-                while j < n and tmpl[j].isdigit():
-                    j += 1
-                parts.append("".join(lit))
-                lit = []
-                parts.append(int(tmpl[i + 1:j]))
-                i = j
-                continue
-            if d == "{":
-                end = tmpl.find("}", i + 2)
-                if end > 0 and tmpl[i + 2:end].isdigit():
-                    parts.append("".join(lit))
-                    lit = []
-                    parts.append(int(tmpl[i + 2:end]))
-                    i = end + 1
-                    continue
-            raise ValueError(f"invalid capturing variable name at {tmpl[i:]!r}")
-        if c == "$":
-            raise ValueError("the $ at the end of the replacement")
-        lit.append(c)
-        i += 1
-    parts.append("".join(lit))
-    groups = [p for p in parts if isinstance(p, int)]
-
-    def expand(m: re.Match[str]) -> str:
-        return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
-    expand.groups = max(groups) if groups else 0  # type: ignore[attr-defined]
-    return expand
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:

@@ -1,8 +1,10 @@
 """request-id: give every request an id, upstream and in the response (APISIX).
 
 ``header_name`` (``X-Request-Id``), ``include_in_response`` (true), ``algorithm``: ``uuid``
-(default, random v4), ``nanoid`` (21 URL-safe characters), ``range_id`` (``range_id.length``
-characters, default 16, drawn from ``range_id.char_set``) or ``ksuid``.
+(default, random v4), ``uuidv7`` (RFC 9562 version 7: 48 bits of Unix milliseconds, then a
+12-bit counter that keeps the ids one worker makes in the same millisecond in order, then 62
+random bits -- ids sort by creation time), ``nanoid`` (21 URL-safe characters), ``range_id``
+(``range_id.length`` characters, default 16, drawn from ``range_id.char_set``) or ``ksuid``.
 
 An id the client sent in the header is kept; otherwise one is made and set on the request
 sent upstream.  The response gets the header unless the upstream already answered with it.
@@ -32,7 +34,8 @@ schema = {
     "properties": {
         "header_name": {"type": "string", "default": "X-Request-Id"},
         "include_in_response": {"type": "boolean", "default": True},
-        "algorithm": {"type": "string", "enum": ["uuid", "nanoid", "range_id", "ksuid"],
+        "algorithm": {"type": "string", "enum": ["uuid", "uuidv7", "nanoid", "range_id",
+                                                       "ksuid"],
                       "default": "uuid"},
         "range_id": {
             "type": "object",
@@ -57,6 +60,37 @@ def _uuid() -> str:
     b[8] = (b[8] & 0x3F) | 0x80
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class _UUIDv7:
+    """RFC 9562 UUIDv7 with a counter in ``rand_a`` (section 6.2, method 1): strictly
+    increasing in one process, also when several ids fall in one millisecond or the clock
+    steps back (the last millisecond is kept until the clock passes it)."""
+
+    __slots__ = ("ms", "seq")
+
+    def __init__(self) -> None:
+        self.ms = 0
+        self.seq = 0
+
+    def __call__(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        rnd = os.urandom(10)
+        if ms > self.ms:
+            self.ms = ms
+            self.seq = rnd[0] << 3 | rnd[1] >> 5      # a random start below 2048
+        else:
+            self.seq += 1
+            if self.seq > 0xFFF:                     # counter spent: borrow the next ms
+                self.ms += 1
+                self.seq = 0
+        b = self.ms.to_bytes(6, "big") + (0x7000 | self.seq).to_bytes(2, "big") + \
+            bytes([0x80 | rnd[2] & 0x3F]) + rnd[3:]
+        h = b.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_uuidv7 = _UUIDv7()
 
 
 def _nanoid() -> str:
@@ -96,6 +130,8 @@ class Prepared:
             self.gen = _nanoid
         elif algo == "ksuid":
             self.gen = _ksuid
+        elif algo == "uuidv7":
+            self.gen = _uuidv7
         elif algo == "range_id":
             r = conf.get("range_id") or {}
             self.gen = _range_id(r.get("char_set") or DEFAULT_CHAR_SET,

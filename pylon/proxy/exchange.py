@@ -26,6 +26,7 @@ import msgspec
 
 from .. import errors
 from ..pdk.context import Context
+from ..routing.expr import post_arg_path, post_arg_value
 from ..upstream.pool import NodePool, UpstreamConnection
 from ..wire.h1 import chunk, last_chunk
 from ..wire.head import _FWD, FWD_XFF, HOP_BY_HOP, RequestHead, forward_kind
@@ -47,6 +48,13 @@ _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 _json = msgspec.json.Encoder()
 HOSTNAME = socket.gethostname()
 _STEP_PROXY = 7
+#: ``post_body`` when the body has nothing for ``post_arg.*`` (none, too large, not JSON)
+_NO_BODY = object()
+
+
+class NeedBody(Exception):
+    """Raised by a ``post_arg.*`` lookup while routing before the body has arrived: the
+    exchange reads it (bounded) and routes again."""
 
 
 class Exchange(Context):
@@ -67,8 +75,12 @@ class Exchange(Context):
     error: errors.GatewayError | None = None
     status = 0
     up_status = 0
+    #: statuses of the failed attempts so far ("502, 504"): X-APISIX-Upstream-Status
+    up_tried = ""
     up_addr = ""
     up_keep = False
+    #: the upstream response's headers as it sent them (``$upstream_http_*``)
+    up_headers: list[tuple[bytes, bytes]] | None = None
     #: request body kept for a retry; () = nothing yet, None = too large to replay
     replay: list[bytes] | tuple[()] | None = ()
     pending: list[bytes] | tuple[()] = ()
@@ -114,6 +126,8 @@ class Exchange(Context):
     plugin_task: asyncio.Task[None] | None = None
     #: set by a plugin (traffic-split) to send this request to another upstream
     upstream_key: str | None = None
+    #: the body as ``post_arg.*`` sees it, parsed once (``_post_args``)
+    post_body: Any = None
 
     def __init__(self, down: Any, head: RequestHead, snap: Any, now: float) -> None:
         self.down = down
@@ -148,9 +162,23 @@ class Exchange(Context):
             self.reply_error(head.error)
             return
         compiled = self.snap.compiled
-        m = compiled.router.match(head.method, head.host, head.path, self,
-                                  self.down.client_addr)
-        g = compiled.global_chain
+        down = self.down
+        realip = down.realip            # the peer is in nginx_config.http.real_ip_from
+        if realip is not None:
+            raw = head.header(realip.header_b)
+            if raw is not None:
+                self._remote_addr = realip.addr(raw)
+        try:
+            m = compiled.router.match(head.method, head.host, head.path, self,
+                                      self._remote_addr or down.client_addr)
+        except NeedBody:            # a route's vars look into the body (post_arg.*)
+            self.plugin_task = self.loop.create_task(self._match_with_body())
+            return
+        self._matched(m)
+
+    def _matched(self, m: Any) -> None:
+        """After routing: run the phases of the route (or of the global rules only)."""
+        g = self.snap.compiled.global_chain
         if m is None:
             if g.empty:
                 self.reply_error(errors.RouteNotFound())
@@ -176,6 +204,65 @@ class Exchange(Context):
             return
         self._proxy()
 
+    async def _match_with_body(self) -> None:
+        """Route again once the body is read (at most ``apisix.max_post_args_readable_size``;
+        a larger body leaves ``post_arg.*`` nil, as in APISIX, and is still sent upstream)."""
+        try:
+            await self.read_body(self.down.w.settings.post_args_limit)
+        except errors.BodyTooLarge:
+            self.post_body = _NO_BODY
+        except errors.GatewayError as e:      # the client's body was bad (the parser says)
+            self.plugin_task = None
+            self.reply_error(e)
+            return
+        self.plugin_task = None
+        if self.finished:
+            return
+        head = self.head
+        try:
+            self._matched(self.snap.compiled.router.match(
+                head.method, head.host, head.path, self,
+                self._remote_addr or self.down.client_addr))
+        except Exception:
+            log.exception("internal error routing %s %s", head.method, head.path)
+            self.reply_error(errors.InternalError())
+
+    def _post_args(self) -> Any:
+        """The request body parsed for ``post_arg.*`` / ``post_arg_*`` (a dict from a form,
+        any JSON value), ``_NO_BODY`` when there is none to look at; raises ``NeedBody``
+        while routing when the body has not arrived yet."""
+        pb = self.post_body
+        if pb is not None:
+            return pb
+        head = self.head
+        ctype = head.header(b"content-type")
+        ct = ctype.lstrip().lower() if ctype else b""
+        form = ct.startswith(b"application/x-www-form-urlencoded")
+        if not (form or ct.startswith(b"application/json")) or \
+                (not head.chunked and not head.content_length):
+            pb = _NO_BODY
+        elif not self.req_done or self.head_sent:
+            limit = self.down.w.settings.post_args_limit
+            if limit and (head.content_length or 0) > limit:
+                pb = _NO_BODY
+            elif self.route is None and self.gchain is EMPTY and not self.req_done:
+                raise NeedBody                 # routing: read it first (_match_with_body)
+            else:
+                return _NO_BODY                # not read by anyone: nothing to look at now
+        else:
+            body = b"".join(self.pending) if self.pending else b""
+            if form:
+                pb = {}
+                for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+                    pb.setdefault(k, v)            # a repeated field: its first value
+            else:
+                try:
+                    pb = msgspec.json.decode(body)
+                except msgspec.DecodeError:
+                    pb = _NO_BODY
+        self.post_body = pb
+        return pb
+
     def _proxy(self) -> None:
         """After the request phases: resolve the upstream and send the request."""
         route = self.route
@@ -185,6 +272,9 @@ class Exchange(Context):
         if rt is None:
             self.reply_error(errors.NoUpstream("missing upstream configuration in Route or Service"))
             return
+        scheme = self.up_scheme
+        if scheme is not None and scheme != rt.plan.scheme:      # a plugin's (proxy-rewrite)
+            rt = self.down.w.runtimes.with_scheme(rt, scheme)
         self.rt = rt
         if head.upgrade is not None and route.websocket and b"upgrade" in head.conn_tokens:
             self.upgrading = True
@@ -249,7 +339,7 @@ class Exchange(Context):
         conn.got_bytes = False
         conn.close_delimited = False
         parser = conn.parser
-        parser.head_request = head.method == "HEAD"
+        parser.head_request = (self.up_method or head.method) == "HEAD"
         parser._sink = self                # response events come straight here
         if conn.requests > 1:
             self.reused = True
@@ -285,7 +375,8 @@ class Exchange(Context):
         mid = self._mid
         head = self.head
         if mid is None:
-            parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1\r\n"]
+            parts = [(self.up_method or head.method).encode(), b" ", head.target,
+                     b" HTTP/1.1\r\n"]
             xff = None
             # names listed in Connection beyond the usual ones are hop-by-hop too (rare)
             drop = head.conn_tokens - _USUAL_TOKENS if head.conn_tokens else None
@@ -319,7 +410,9 @@ class Exchange(Context):
             if self.attempts > 1 or self.retry_deadline:   # kept for another attempt
                 self._mid = mid
         plan = self.rt.plan
-        if plan.pass_host == "pass":
+        if self.up_host is not None:           # a plugin's (proxy-rewrite ``host``)
+            host = self.up_host
+        elif plan.pass_host == "pass":
             host = head.authority
         elif plan.pass_host == "node":
             host = self.rt.host_headers[self.node.addr]
@@ -521,6 +614,7 @@ class Exchange(Context):
             try:
                 if self.hf:
                     self.resp_headers = list(headers)
+                    self.resp_length = len(body)
                     self._header_filter()
                     headers = self.resp_headers
                 if self.bf:
@@ -537,6 +631,18 @@ class Exchange(Context):
             if h.filter is not None and not h.filter(self):
                 continue
             h.fn(h.conf, self)
+        if self.body_encoder is not None:
+            self._start_encoder()
+
+    def _start_encoder(self) -> None:
+        """``ctx.encode_body``: with the headers final, the encoding (if it still applies)
+        becomes the last body filter, as nginx's gzip filter runs after the Lua ones."""
+        start = self.body_encoder
+        self.body_encoder = None
+        encode = start(self)
+        if encode is not None:
+            self.body_changed = True
+            self.bf = (*self.bf, _EncodeHook(encode))
 
     def _body_filter(self, data: bytes, last: bool) -> bytes:
         for h in self.bf:
@@ -652,10 +758,17 @@ class Exchange(Context):
         self.up_status = self.status = status
         self.up_keep = keep_alive
         self.resp_started = True
+        if status >= 500 or self.down.w.settings.show_upstream_status:
+            headers.append(self._upstream_status_header(status))
+        self.up_headers = headers
+        if length is None and not chunked and self.conn is not None and not (
+                status == 204 or status == 304 or (self.up_method or self.head.method) == "HEAD"):
+            self.conn.close_delimited = True   # by the upstream's framing, whatever plugins do
         if self.extra_resp or self.added_resp:
             headers = self._with_extra(headers)
         if self.hf:
-            self.resp_headers = headers
+            self.resp_headers = list(headers)  # (up_headers stay as the upstream sent them)
+            self.resp_length = length
             try:
                 self._header_filter()
             except Exception:
@@ -667,8 +780,8 @@ class Exchange(Context):
         elif self.lg:
             self.resp_headers = headers       # what the log phase reports as sent
         no_body = status == 204 or status == 304 or self.head.method == "HEAD"
-        if length is None and not chunked and not no_body and self.conn is not None:
-            self.conn.close_delimited = True
+        if self.up_method == "HEAD" and not no_body:   # the client's GET was sent as HEAD
+            length = 0
         self.down.send_head(status, headers, length, no_body)
 
     def on_body(self, data: bytes) -> None:
@@ -746,7 +859,7 @@ class Exchange(Context):
             if (self.reused and not self.stale_retried and not self.resp_started
                     and not self.finished and isinstance(error, errors.UpstreamReset)
                     and not conn.got_bytes and self._replayable()
-                    and self.head.method in IDEMPOTENT):
+                    and (self.up_method or self.head.method) in IDEMPOTENT):
                 # the server closed an idle keep-alive connection as we reused it: one more
                 # try on a fresh connection to the same node, not counted as a retry (nginx)
                 self.stale_retried = True
@@ -776,6 +889,9 @@ class Exchange(Context):
             self.down.abort()
             self.finish()
             return
+        if node is not None and isinstance(error, errors.UpstreamError):
+            tried = self.up_tried
+            self.up_tried = f"{tried}, {error.status}" if tried else str(error.status)
         if self._may_retry(error):
             log.info("retrying %s %s after %s on %s", self.head.method, self.head.path,
                      error.code, self.up_addr)
@@ -792,14 +908,26 @@ class Exchange(Context):
             return False
         if not self._replayable():
             return False
-        return isinstance(error, _CONNECT_ERRORS) or self.head.method in IDEMPOTENT
+        return isinstance(error, _CONNECT_ERRORS) or \
+            (self.up_method or self.head.method) in IDEMPOTENT
 
     def reply_error(self, error: errors.GatewayError) -> None:
         if self.finished:
             return
         self.error = error
         self.detail = error.code
-        self.reply_local(error.status, _JSON, errors.error_body(error.message), error.close)
+        headers = _JSON
+        if self.up_tried:            # every node tried failed: what nginx's $upstream_status says
+            headers = [*_JSON, (b"X-APISIX-Upstream-Status", self.up_tried.encode())]
+        self.reply_local(error.status, headers, errors.error_body(error.message), error.close)
+
+    def _upstream_status_header(self, status: int) -> tuple[bytes, bytes]:
+        """``X-APISIX-Upstream-Status`` (APISIX's header_filter): every status tried, comma
+        separated as nginx's ``$upstream_status``; sent when the last one is a 5xx, or always
+        with ``apisix.show_upstream_status_in_response_header``."""
+        tried = self.up_tried
+        return (b"X-APISIX-Upstream-Status",
+                f"{tried}, {status}".encode() if tried else str(status).encode())
 
     def finish(self) -> None:
         if self.finished:
@@ -845,12 +973,39 @@ class Exchange(Context):
         if name.startswith("arg_"):
             return self.args().get(name[4:])
         if name.startswith("http_"):
-            v = self.head.header(name[5:].replace("_", "-").encode("latin-1"))
+            want = name[5:].replace("_", "-").encode("latin-1")
+            v = self.head.header(want)
+            if v is None and b"-" in want:
+                # nginx (APISIX: underscores_in_headers on) reads ``$http_no_cache`` from a
+                # ``no_cache`` header too: "_" and "-" in header names match alike
+                v = next((hv for hn, hv in self.head.headers
+                          if hn.lower().replace(b"_", b"-") == want), None)
             return None if v is None else v.decode("latin-1")
         if name.startswith("cookie_"):
             return self.cookies().get(name[7:])
         if name.startswith("sent_http_"):
             return self.resp_header(name[10:].replace("_", "-"))
+        if name.startswith("upstream_http_"):
+            ln = name[14:].replace("_", "-").encode("latin-1")
+            for k, v in self.up_headers or ():
+                if k.lower() == ln:
+                    return v.decode("latin-1")
+        if name.startswith("post_arg"):
+            return self._post_arg(name)
+        return None
+
+    def _post_arg(self, name: str) -> Any:
+        """``post_arg.<JSON path>`` (a JSON or urlencoded body, APISIX 3.x) and
+        ``post_arg_<name>`` (an urlencoded form only)."""
+        if name.startswith("post_arg."):
+            data = self._post_args()
+            return None if data is _NO_BODY else post_arg_value(data, post_arg_path(name))
+        if name.startswith("post_arg_"):
+            ctype = self.head.header(b"content-type") or b""
+            if not ctype.lower().startswith(b"application/x-www-form-urlencoded"):
+                return None
+            data = self._post_args()
+            return data.get(name[9:]) if isinstance(data, dict) else None
         return None
 
     def args(self) -> dict[str, str]:
@@ -875,6 +1030,21 @@ class Exchange(Context):
                         c.setdefault(k, v)
             self._cookies = c
         return c
+
+
+class _EncodeHook:
+    """A content encoding (``ctx.encode_body``) as the last body_filter hook."""
+
+    __slots__ = ("conf",)
+    filter = None
+    name = "content-encoding"
+
+    def __init__(self, encode: Any) -> None:
+        self.conf = encode
+
+    @staticmethod
+    def fn(encode: Any, ctx: Any, data: bytes, last: bool) -> bytes:
+        return encode(data, last)  # type: ignore[no-any-return]
 
 
 def _slotted(cls: type) -> type:
@@ -925,7 +1095,9 @@ def _upstream_status(x: Exchange) -> str | None:
 
 _VARS: dict[str, Any] = {
     "uri": lambda x: x.head.path,
-    "request_uri": lambda x: x.head.target.decode("latin-1"),
+    "request_uri": lambda x: (x.orig_target or x.head.target).decode("latin-1"),
+    "real_request_uri": lambda x: (x.orig_target or x.head.target).decode("latin-1"),
+    "upstream_uri": lambda x: x.head.target.decode("latin-1"),
     "host": lambda x: x.head.host,
     "remote_addr": lambda x: x._remote_addr or x.down.client_addr,
     "remote_port": lambda x: x._remote_port or str(x.down.client_port),
@@ -934,7 +1106,7 @@ _VARS: dict[str, Any] = {
     "server_port": lambda x: x.down.server_port_s,
     "server_addr": lambda x: x.down.server_addr,
     "scheme": lambda x: x.down.scheme,
-    "request_method": lambda x: x.head.method,
+    "request_method": lambda x: x.up_method or x.head.method,
     "query_string": lambda x: x.head.query.decode("latin-1"),
     "args": lambda x: x.head.query.decode("latin-1"),
     "server_protocol": lambda x: "HTTP/" + x.head.version,
@@ -950,6 +1122,9 @@ _VARS: dict[str, Any] = {
     "bytes_sent": lambda x: str(x.down.bytes_out),
     "body_bytes_sent": lambda x: str(x.down.bytes_out),
     "upstream_addr": lambda x: x.up_addr or None,
+    # APISIX's ctx.var.balancer_ip / balancer_port: the node picked for the request
+    "balancer_ip": lambda x: x.node.host if x.node is not None else None,
+    "balancer_port": lambda x: str(x.node.port) if x.node is not None else None,
     "upstream_status": _upstream_status,
     "upstream_response_time": lambda x: f"{max((x.t_end or x.loop.time()) - x.t_up_start, 0):.3f}"
     if x.up_status else None,
@@ -960,7 +1135,7 @@ _VARS: dict[str, Any] = {
                                             time.localtime(x.wall_start())),
     "time_local": lambda x: time.strftime("%d/%b/%Y:%H:%M:%S %z",
                                           time.localtime(x.wall_start())),
-    "request": lambda x: f"{x.head.method} {x.head.target.decode('latin-1')} "
+    "request": lambda x: f"{x.head.method} {(x.orig_target or x.head.target).decode('latin-1')} "
                          f"HTTP/{x.head.version}",
     "hostname": lambda x: HOSTNAME,
     "pid": lambda x: str(os.getpid()),

@@ -90,6 +90,8 @@ class PluginSpec:
     #: ``phases(prepared conf)`` -> the phases this configuration needs (None: all hooks);
     #: a hook its configuration does not need is left out of the chain -- zero cost
     phases: Callable[[Any], Any] | None = None
+    #: ``api()`` -> the HTTP endpoints the plugin exposes (``[{methods, uri, handler}]``)
+    api: Callable[[], Any] | None = None
     source: str = "builtin"
     _validators: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
@@ -112,7 +114,9 @@ class PluginSpec:
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
                    prepare_metadata=getattr(mod, "prepare_metadata", None),
-                   phases=getattr(mod, "phases", None), source=source)
+                   phases=getattr(mod, "phases", None),
+                   api=mod.api if callable(getattr(mod, "api", None)) else None,
+                   source=source)
         for st in SCHEMA_TYPES:                 # a broken schema fails the load, not a request
             spec.validator(st)
         return spec
@@ -142,21 +146,24 @@ class PluginSpec:
         """The configuration with schema defaults filled in (a copy), or PluginConfigError
         with APISIX's wording."""
         if not isinstance(conf, dict):
-            raise PluginConfigError(self._err("wrong type: expected object, got "
-                                              f"{type(conf).__name__}"))
+            raise PluginConfigError(_bad_conf(self.name, conf))
         conf = copy.deepcopy(conf)
         meta = conf.pop("_meta", None) if schema_type == "route" else None
         if meta is not None:
             try:
                 _meta_validator(meta)
             except fastjsonschema.JsonSchemaValueException as e:
-                raise PluginConfigError(self._err("_meta " + _fastjson_msg(e))) from None
+                from .schema_errors import schema_message
+                raise PluginConfigError(self._err('property "_meta" validation failed: '
+                                                  + schema_message(META_SCHEMA, meta, e))
+                                        ) from None
             if meta.get("filter") is not None:
                 from ..routing.expr import ExprError, compile_expr
                 try:
                     compile_expr(meta["filter"], "_meta.filter")
-                except ExprError as e:
-                    raise PluginConfigError(self._err(str(e))) from None
+                except ExprError as e:      # as APISIX: no plugin prefix
+                    raise PluginConfigError("failed to validate the 'vars' expression: "
+                                            + e.message) from None
         v = self.validator(schema_type)
         if v is None:
             if schema_type == "route":
@@ -166,8 +173,9 @@ class PluginSpec:
         try:
             conf = v(conf)
         except fastjsonschema.JsonSchemaValueException as e:
-            from .schema_errors import lua_error
-            raise PluginConfigError(self._err(lua_error(e, conf))) from None
+            from .schema_errors import schema_message
+            raise PluginConfigError(self._err(schema_message(self.schema_for(schema_type),
+                                                             conf, e))) from None
         if self.check is not None:
             try:
                 self.check(conf, schema_type)
@@ -203,13 +211,10 @@ def _any_object(conf: Any) -> Any:
     return conf
 
 
-def _fastjson_msg(e: fastjsonschema.JsonSchemaValueException) -> str:
-    name = e.name or "data"
-    msg = e.message
-    if msg.startswith(name + " "):
-        msg = msg[len(name) + 1:]
-    prop = name[len("data"):].lstrip(".") if name.startswith("data") else name
-    return f'property "{prop}" validation failed: {msg}' if prop else msg
+def _bad_conf(name: str, conf: Any) -> str:
+    """APISIX's text for a plugin configuration that is not an object."""
+    import json
+    return f"invalid plugin conf {json.dumps(conf, separators=(',', ':'))} for plugin [{name}]"
 
 
 class Registry:
@@ -220,6 +225,11 @@ class Registry:
         self.errors: list[str] = []
         #: the node config's ``plugin_attr`` (name -> attributes), set by ``load_for``
         self.attrs: dict[str, dict[str, Any]] = {}
+        #: the node's resolved settings (``pylon.settings.Settings``), set by ``configure``
+        self.settings: Any = None
+        #: the plugins' endpoints (``api()``): exact URIs, and ``prefix*`` ones longest first;
+        #: built at the first lookup (``api()`` may read ``plugin_attr``)
+        self._api: tuple[dict[str, list[ApiRoute]], list[ApiRoute]] | None = None
 
     def get(self, name: str) -> PluginSpec | None:
         return self.plugins.get(name)
@@ -230,6 +240,21 @@ class Registry:
     def table(self) -> dict[str, dict[str, Any]]:
         return {n: s.info() for n, s in self.plugins.items()}
 
+    def api_match(self, method: str, path: str) -> ApiRoute | None:
+        """The plugin endpoint serving ``method path`` (APISIX ``api_router.match``, what
+        ``public-api`` exposes): an exact URI before the longest ``prefix*`` one."""
+        table = self._api
+        if table is None:
+            table = self._api = _api_table(self.plugins.values())
+        exact, prefixed = table
+        for r in exact.get(path, ()):
+            if r.methods is None or method in r.methods:
+                return r
+        for r in prefixed:
+            if path.startswith(r.uri[:-1]) and (r.methods is None or method in r.methods):
+                return r
+        return None
+
     def check_plugins(self, plugins: Any, schema_type: str = "route") -> str | None:
         """APISIX's error text for the first plugin entry that is unknown or invalid."""
         if not plugins:
@@ -237,6 +262,8 @@ class Registry:
         if not isinstance(plugins, dict):
             return "plugins must be an object"
         for name, conf in plugins.items():
+            if not isinstance(conf, dict):
+                return _bad_conf(name, conf)
             spec = self.plugins.get(name)
             if spec is None:
                 return f"unknown plugin [{name}]"
@@ -249,6 +276,45 @@ class Registry:
             except PluginConfigError as e:
                 return str(e)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """One endpoint of a plugin's ``api()``: ``handler(ctx)`` answers like a hook does (a
+    status, ``(status, body[, headers])``, or None to let the request go on; may be async)."""
+
+    plugin: str
+    uri: str
+    methods: frozenset[str] | None
+    handler: Callable[[Any], Any]
+
+
+def _api_table(specs: Iterable[PluginSpec]) -> tuple[dict[str, list[ApiRoute]], list[ApiRoute]]:
+    exact: dict[str, list[ApiRoute]] = {}
+    prefixed: list[ApiRoute] = []
+    for spec in specs:
+        if spec.api is None:
+            continue
+        try:
+            rows = list(spec.api())
+            routes = []
+            for row in rows:
+                uri, handler, methods = row["uri"], row["handler"], row.get("methods")
+                if not isinstance(uri, str) or not uri.startswith("/") or not callable(handler):
+                    raise ValueError(f"bad endpoint {row!r}: needs a uri starting with '/' "
+                                     "and a callable handler")
+                routes.append(ApiRoute(spec.name, uri, frozenset(m.upper() for m in methods)
+                                       if methods else None, handler))
+        except Exception as e:  # noqa: BLE001 - one broken plugin must not hide the others
+            log.error("plugin %s: api() failed: %s: %s", spec.name, type(e).__name__, e)
+            continue
+        for r in routes:
+            if r.uri.endswith("*"):
+                prefixed.append(r)
+            else:
+                exact.setdefault(r.uri, []).append(r)
+    prefixed.sort(key=lambda r: -len(r.uri))
+    return exact, prefixed
 
 
 # ----------------------------------------------------------------------------- loading
@@ -372,9 +438,15 @@ def use(reg: Registry) -> Registry:
 def load_for(settings: Any, *, reload: bool = False) -> Registry:
     """Load what the node config asks for and make it current."""
     reg = load(settings.plugins, settings.plugin_dirs, reload=reload)
-    reg.attrs = dict(getattr(settings, "plugin_attr", None) or {})
+    configure(reg, settings)
     use(reg)
     return reg
+
+
+def configure(reg: Registry, settings: Any) -> None:
+    """Give the plugins of ``reg`` the node config: ``plugin_attr`` and the settings."""
+    reg.attrs = dict(getattr(settings, "plugin_attr", None) or {})
+    reg.settings = settings
 
 
 def check_plugins(plugins: dict[str, Any] | None, path: str) -> str | None:

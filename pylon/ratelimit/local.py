@@ -32,6 +32,7 @@ import hashlib
 import math
 import mmap
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -106,15 +107,8 @@ def _remove_stale(base: str) -> None:
 
 
 def remove_node_dir(d: str) -> None:
-    for fn in os.listdir(d) if os.path.isdir(d) else ():
-        try:
-            os.unlink(os.path.join(d, fn))
-        except OSError:
-            pass
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass
+    """The directory and what it holds (tables, and the proxy-cache memory zones' files)."""
+    shutil.rmtree(d, ignore_errors=True)
 
 
 class SharedTable:

@@ -105,6 +105,85 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# --------------------------------------------------------------------------- post_arg.*
+# ``post_arg.<path>`` names a value of the request body (APISIX 3.x ``core/ctx.lua``): the
+# path is the JSONPath ``$.<path>`` -- names joined by dots, ``[n]`` array indexes (from 0),
+# ``['name']`` / ``["name"]`` for names with other characters, ``*`` / ``[*]`` for any member
+# (the first value found is taken).
+
+_PATH_NAME = re.compile(r"[A-Za-z_$@\-][\w$@\-]*")
+_PATH_BRACKET = re.compile(r"\[\s*(?:(\d+)|\*|'([^']*)'|\"([^\"]*)\")\s*\]")
+_STAR = object()
+_paths: dict[str, tuple[Any, ...]] = {}
+
+
+def post_arg_path(name: str, where: str = "vars") -> tuple[Any, ...]:
+    """The steps of ``post_arg.<path>`` (str: member, int: index, ``_STAR``: any); raises
+    ``ExprError`` for a path APISIX's JSONPath parser refuses."""
+    steps = _paths.get(name)
+    if steps is not None:
+        return steps
+    text = name[9:]
+    out: list[Any] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "[":
+            m = _PATH_BRACKET.match(text, i)
+            if m is None:
+                raise ExprError(f"bad JSON path '$.{text}' at character {i + 3}", where)
+            if m.group(1) is not None:
+                out.append(int(m.group(1)))
+            elif m.group(2) is not None or m.group(3) is not None:
+                out.append(m.group(2) if m.group(2) is not None else m.group(3))
+            else:
+                out.append(_STAR)
+            i = m.end()
+            continue
+        if out:
+            if text[i] != ".":
+                raise ExprError(f"bad JSON path '$.{text}' at character {i + 3}", where)
+            i += 1
+        if i < n and text[i] == "*":
+            out.append(_STAR)
+            i += 1
+            continue
+        m = _PATH_NAME.match(text, i)
+        if m is None:
+            raise ExprError(f"bad JSON path '$.{text}' at character {i + 3}", where)
+        out.append(m.group(0))
+        i = m.end()
+    if not out:
+        raise ExprError("empty JSON path after 'post_arg.'", where)
+    steps = tuple(out)
+    if len(_paths) < 4096:          # names come from the configuration: a bounded set
+        _paths[name] = steps
+    return steps
+
+
+def post_arg_value(data: Any, steps: tuple[Any, ...]) -> Any:
+    """The value at ``steps`` in a parsed body, or None."""
+    for k, step in enumerate(steps):
+        if step is _STAR:
+            members = data.values() if isinstance(data, dict) else \
+                data if isinstance(data, list) else ()
+            for v in members:
+                found = post_arg_value(v, steps[k + 1:])
+                if found is not None:
+                    return found
+            return None
+        if isinstance(step, int):
+            if not isinstance(data, list) or step >= len(data):
+                return None
+            data = data[step]
+        elif isinstance(data, dict):
+            data = data.get(step)
+            if data is None:
+                return None
+        else:
+            return None
+    return data
+
+
 # --------------------------------------------------------------------------- IPs
 
 
@@ -426,6 +505,8 @@ def _compile_cond(expr: Any, path: str) -> Predicate:
 
     if not isinstance(name, str) or not name:
         raise ExprError("variable name must be a non-empty string", f"{path}[0]")
+    if name.startswith("post_arg."):
+        post_arg_path(name, f"{path}[0]")       # APISIX checks the JSON path at write time
 
     if op is not None and not isinstance(op, str) and not _is_number(op):
         raise ExprError(f"operator must be a string, got {op!r}", f"{path}[{op_idx}]")
@@ -536,6 +617,14 @@ def _build_eq(name: str, value: Any) -> Predicate:
 
         return is_nil
 
+    if isinstance(value, bool):
+        b = value
+
+        def bool_eq(src: VarSource) -> bool:     # only a JSON body's post_arg.* is a boolean
+            return src.var(name) is b
+
+        return bool_eq
+
     if _is_number(value):
         target = value
         tonumber = lua_tonumber
@@ -554,7 +643,7 @@ def _build_eq(name: str, value: Any) -> Predicate:
 
         return str_eq
 
-    # booleans, tables: never equal to a string (or nil) variable
+    # tables: never equal to a string (or nil) variable
     return _false
 
 

@@ -60,9 +60,12 @@ class ExportApp:
             return 404, {"error_msg": "404 Route Not Found"}
         if method not in ("GET", "HEAD"):
             return 405, {"error_msg": f"{method} is not allowed here"}
-        replies = await self.master.ask_workers("metrics", timeout=1.0)
-        text = self.render(replies)
-        return 200, RawBody(text.encode(), CONTENT_TYPE)
+        return 200, RawBody((await self.scrape()).encode(), CONTENT_TYPE)
+
+    async def scrape(self) -> str:
+        """The node's metrics now: every serving worker flushes its counts first (the export
+        server, and a worker's ``public-api`` route asking the master)."""
+        return self.render(await self.master.ask_workers("metrics", timeout=1.0))
 
     def render(self, replies: list[dict[str, Any]]) -> str:
         m = self.master

@@ -91,6 +91,7 @@ class H1Connection(asyncio.Protocol):
         "paused",
         "queue",
         "reading",
+        "realip",
         "req_complete",
         "requests",
         "scheme",
@@ -133,6 +134,7 @@ class H1Connection(asyncio.Protocol):
         self.lingering = False
         self.linger_until = 0.0
         self.tunnel: Tunnel | None = None
+        self.realip: Any = None
 
     # ---------------------------------------------------------------- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -140,10 +142,14 @@ class H1Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
+        realip = self.w.realip
         if isinstance(peer, tuple):
             self.client_addr, self.client_port = peer[0], peer[1]
+            #: the node's real_ip_from trusts this peer: X-Real-IP sets $remote_addr
+            self.realip = realip if realip is not None and realip.trusts(peer[0]) else None
         else:                                    # unix socket
             self.client_addr, self.client_port = "127.0.0.1", 0
+            self.realip = realip if realip is not None and realip.trusts(None) else None
         self.client_addr_b = self.client_addr.encode()
         if isinstance(sock, tuple):
             self.server_addr, port = sock[0], sock[1]

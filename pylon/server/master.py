@@ -44,6 +44,8 @@ from .control import (STATUS_ITEMS, ControlApp, changed_plans, checked_plans, no
 from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
+#: the directory holding the ``pylon`` package this master runs (workers import it from there)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 clog = logging.getLogger("pylon.config")
 
 
@@ -96,6 +98,8 @@ class Master:
         self.admin_server: asyncio.base_events.Server | None = None
         self.control_server: asyncio.base_events.Server | None = None
         self.export_server: asyncio.base_events.Server | None = None
+        #: renders the metrics a worker asks for (``scrape``), made at the first question
+        self._scraper: Any = None
         #: workers that exited unexpectedly and were replaced (a metric)
         self.restarts = 0
         #: upstream health checks (created in ``run``, inside the loop)
@@ -231,7 +235,7 @@ class Master:
                                       reload=True)
         if reg.errors:
             raise RuntimeError("; ".join(reg.errors))
-        reg.attrs = dict(settings.plugin_attr or {})
+        registry.configure(reg, settings)
         registry.use(reg)
         log.warning("plugins reloaded: %d loaded", len(reg.plugins))
         self._doc_msg = None
@@ -321,6 +325,23 @@ class Master:
             return
         log.info("Prometheus metrics on http://%s:%d%s", host, port, uri)
 
+    async def _scrape(self, w: WorkerProc, seq: Any) -> None:
+        """A worker's ``scrape`` question: the node's metrics as the export server renders
+        them (prometheus' ``api()``, exposed with ``public-api``), answered as ``reply``."""
+        from ..proxy import registry
+        from .exporter import ExportApp, export_settings
+        text = None
+        try:
+            if self._scraper is None:
+                _, _, _, uri, prefix = export_settings(registry.current().attrs.get(
+                    "prometheus") or {})
+                self._scraper = ExportApp(self, uri, prefix)
+            text = await self._scraper.scrape()
+        except Exception:
+            log.exception("metrics for worker %d failed", w.slot)
+        if w.writer is not None and not w.writer.is_closing():
+            w.writer.write(encode_msg({"t": "reply", "seq": seq, "body": text}))
+
     # -- workers -----------------------------------------------------------------------------
     def open_slots(self) -> None:
         s = self.settings
@@ -334,10 +355,18 @@ class Master:
         parent, child = socket.socketpair()
         child.set_inheritable(True)
         fds = [sk.fileno() for sk in self.slots[slot]]
-        cmd = [sys.executable, "-m", "pylon.cli", "_worker", "--prefix", self.settings.prefix,
+        # -P: the current directory stays off sys.path, so a folder named like a module the
+        # worker imports (a "pylon" directory where the node was started) cannot shadow it;
+        # the directory this master's package came from goes first instead (a source tree)
+        cmd = [sys.executable, "-P", "-m", "pylon.cli", "_worker", "--prefix",
+               self.settings.prefix,
                "-c", self.config_path, "--slot", str(slot),
                "--fds", ",".join(map(str, fds)), "--ctl", str(child.fileno())]
-        proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[*fds, child.fileno()])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT,
+                                                          env.get("PYTHONPATH"))))
+        proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[*fds, child.fileno()],
+                                                    env=env)
         child.close()
         w = WorkerProc(slot, proc, parent)
         w.reader, w.writer = await asyncio.open_connection(sock=parent)
@@ -368,6 +397,8 @@ class Master:
                 fut = self._asks.get(msg.get("seq"))
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif t == "scrape":         # a worker serves the metrics (public-api route)
+                self.loop.create_task(self._scrape(w, msg.get("seq")))
             elif t == "hreport" and self.health is not None:    # passive health reports
                 try:
                     for key, addr, kind in msg["r"]:

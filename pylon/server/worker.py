@@ -27,6 +27,7 @@ from ..config.compiler import Compiled, ConfigModel
 from ..config.snapshot import Snapshot, SnapshotHolder
 from ..observe import metrics
 from ..observe.access_log import AccessLog
+from ..proxy.realip import RealIp
 from ..settings import Settings
 from ..upstream.runtime import Runtimes
 from ..wire.h1 import Limits
@@ -71,6 +72,8 @@ class Worker:
         self.limits = Limits(settings.max_uri, settings.max_header_bytes, settings.max_headers,
                              settings.max_body)
         self.timeouts = Timeouts(settings)
+        #: nginx_config.http.real_ip_*: who may set the client address (None: nobody)
+        self.realip = RealIp.from_settings(settings)
         self.connections: set[H1Connection] = set()
         self.draining = False
         self.runtimes = Runtimes(loop)
@@ -241,11 +244,51 @@ async def read_msg(reader: asyncio.StreamReader) -> Any:
     return msgspec.json.decode(await reader.readexactly(n))
 
 
+class MasterLink:
+    """Questions this worker asks its master on the control channel, answered with
+    ``{"t": "reply", "seq", "body"}`` (a plugin endpoint that needs the node's view:
+    prometheus' metrics served through ``public-api``)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.seq = 0
+        self.asks: dict[int, asyncio.Future[Any]] = {}
+
+    async def ask(self, t: str, timeout: float) -> Any:
+        self.seq += 1
+        seq = self.seq
+        fut = asyncio.get_running_loop().create_future()
+        self.asks[seq] = fut
+        self.writer.write(encode_msg({"t": t, "seq": seq}))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.asks.pop(seq, None)
+
+    def answered(self, msg: dict[str, Any]) -> None:
+        fut = self.asks.get(msg.get("seq"))  # type: ignore[arg-type]
+        if fut is not None and not fut.done():
+            fut.set_result(msg.get("body"))
+
+
+_link: MasterLink | None = None
+
+
+async def ask_master(t: str, timeout: float = 5.0) -> Any:
+    """Ask this process's master ``t`` (``"scrape"``: the node's metrics text) and return
+    the answer's body; RuntimeError outside a worker, TimeoutError when none comes."""
+    if _link is None:
+        raise RuntimeError("not running in a worker")
+    return await _link.ask(t, timeout)
+
+
 async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl_fd: int) -> int:
     loop = asyncio.get_running_loop()
     w = Worker(settings, loop, index)
     ctl = socket.socket(fileno=ctl_fd)
     reader, writer = await asyncio.open_connection(sock=ctl, limit=1 << 30)
+    global _link
+    link = _link = MasterLink(writer)
     socks = [socket.socket(fileno=fd) for fd in listen_fds]
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -334,6 +377,8 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                 w.runtimes.set_health(msg["key"], msg["addr"], msg.get("state"))
             elif t == "health_all":         # every known node state (this worker's start)
                 w.runtimes.reset_health(msg["table"])
+            elif t == "reply":              # the master's answer to a worker's question
+                link.answered(msg)
             elif t == "stop":
                 stop.set()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .balancer import Node, create_balancer
@@ -57,8 +57,8 @@ PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
 class UpstreamRuntime:
     """What a request needs to reach an upstream: a balancer and a pool per node."""
 
-    __slots__ = ("plan", "balancer", "pools", "retries", "host_headers", "tls", "track",
-                 "health")
+    __slots__ = ("balancer", "health", "host_headers", "plan", "pools", "retries", "tls",
+                 "track", "variants")
 
     def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool],
                  view: HealthView | None = None, health: PassiveReporter | None = None) -> None:
@@ -75,11 +75,33 @@ class UpstreamRuntime:
         usable = sum(1 for n in plan.nodes if n.weight > 0)
         # APISIX: by default a request may try every node once
         self.retries = plan.retries if plan.retries is not None else max(usable - 1, 0)
-        default = DEFAULT_PORTS.get(plan.scheme, 80)
-        self.host_headers: dict[str, bytes] = {}
-        for n in plan.nodes:
-            h = f"[{n.host}]" if ":" in n.host and not n.host.startswith("[") else n.host
-            self.host_headers[n.addr] = (h if n.port == default else f"{h}:{n.port}").encode()
+        self.host_headers = _host_headers(plan)
+        #: this upstream reached over another scheme, by scheme (``Runtimes.with_scheme``)
+        self.variants: dict[str, UpstreamRuntime] | None = None
+
+    def variant(self, plan: UpstreamPlan, pools: dict[str, NodePool]) -> UpstreamRuntime:
+        """A copy for ``plan`` (this plan with another scheme): the same balancer, retries
+        and health state, other pools."""
+        v = object.__new__(UpstreamRuntime)
+        for k in UpstreamRuntime.__slots__:
+            setattr(v, k, getattr(self, k))
+        v.plan = plan
+        v.pools = pools
+        v.tls = plan.scheme in ("https", "grpcs")
+        v.host_headers = _host_headers(plan)
+        v.variants = None
+        return v
+
+
+def _host_headers(plan: UpstreamPlan) -> dict[str, bytes]:
+    """Each node's Host header for ``pass_host: node`` (the port only when not the
+    scheme's default)."""
+    default = DEFAULT_PORTS.get(plan.scheme, 80)
+    out: dict[str, bytes] = {}
+    for n in plan.nodes:
+        h = f"[{n.host}]" if ":" in n.host and not n.host.startswith("[") else n.host
+        out[n.addr] = (h if n.port == default else f"{h}:{n.port}").encode()
+    return out
 
 
 class Runtimes:
@@ -135,24 +157,39 @@ class Runtimes:
     def reconcile(self, plans: dict[str, UpstreamPlan]) -> dict[str, UpstreamRuntime]:
         old = self.by_key
         new: dict[str, UpstreamRuntime] = {}
-        used: set[PoolKey] = set()
         for key, plan in plans.items():
             rt = old.get(key)
             if rt is None or rt.plan != plan:
                 rt = self._runtime(plan)
             new[key] = rt
-            used.update(self._pool_key(plan, n) for n in plan.nodes)
-        for pk in [pk for pk in self._pools if pk not in used]:
+        self._refs = {}
+        for rt in new.values():
+            for plan in _plans(rt):
+                for n in plan.nodes:
+                    pk = self._pool_key(plan, n)
+                    self._refs[pk] = self._refs.get(pk, 0) + 1
+        for pk in [pk for pk in self._pools if pk not in self._refs]:
             self._pools.pop(pk).close()
         self.by_key = new
         for key in [k for k in self.health if k not in new]:
             del self.health[key]
-        self._refs = {}
-        for rt in new.values():
-            for n in rt.plan.nodes:
-                pk = self._pool_key(rt.plan, n)
-                self._refs[pk] = self._refs.get(pk, 0) + 1
         return new
+
+    def with_scheme(self, rt: UpstreamRuntime, scheme: str) -> UpstreamRuntime:
+        """``rt`` reached over ``scheme`` instead of its own (proxy-rewrite ``scheme``):
+        the same balancer and health state, that scheme's pools.  Built once, kept on
+        ``rt`` (a rebuilt upstream starts without), its pools counted as ``rt``'s."""
+        variants = rt.variants
+        if variants is None:
+            variants = rt.variants = {}
+        v = variants.get(scheme)
+        if v is None:
+            plan = replace(rt.plan, scheme=scheme)
+            v = variants[scheme] = rt.variant(plan, self._pools_for(plan))
+            for n in plan.nodes:
+                pk = self._pool_key(plan, n)
+                self._refs[pk] = self._refs.get(pk, 0) + 1
+        return v
 
     def update(self, changed: dict[str, UpstreamPlan | None]) -> dict[str, UpstreamRuntime]:
         """Apply changed plans (None: gone) in place: only their runtimes are rebuilt, and
@@ -173,16 +210,17 @@ class Runtimes:
                 by_key.pop(key, None)
                 self.health.pop(key, None)
             if old is not None:
-                for n in old.plan.nodes:
-                    pk = self._pool_key(old.plan, n)
-                    left = refs.get(pk, 0) - 1
-                    if left > 0:
-                        refs[pk] = left
-                    else:
-                        refs.pop(pk, None)
-                        pool = self._pools.pop(pk, None)
-                        if pool is not None:
-                            pool.close()
+                for old_plan in _plans(old):
+                    for n in old_plan.nodes:
+                        pk = self._pool_key(old_plan, n)
+                        left = refs.get(pk, 0) - 1
+                        if left > 0:
+                            refs[pk] = left
+                        else:
+                            refs.pop(pk, None)
+                            pool = self._pools.pop(pk, None)
+                            if pool is not None:
+                                pool.close()
         return by_key
 
     def sweep(self) -> None:
@@ -226,6 +264,13 @@ class Runtimes:
                 _load_client_cert(ctx, plan.client_cert, plan.client_key)
             self._ssl[key] = ctx
         return ctx
+
+
+def _plans(rt: UpstreamRuntime) -> list[UpstreamPlan]:
+    """The plans whose pools ``rt`` holds: its own and its scheme variants'."""
+    if not rt.variants:
+        return [rt.plan]
+    return [rt.plan, *(v.plan for v in rt.variants.values())]
 
 
 def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str) -> None:

@@ -24,6 +24,8 @@ DOC = {
         {"id": "ghost", "uri": "/ghost",
          "plugins": {"basic-auth": {"anonymous_consumer": "nobody"}}},
         {"id": "realm", "uri": "/realm", "plugins": {"basic-auth": {"realm": "staff"}}},
+        {"id": "anon-hidden", "uri": "/anon-hidden",
+         "plugins": {"basic-auth": {"anonymous_consumer": "guest", "hide_credentials": True}}},
     ],
 }
 
@@ -102,6 +104,12 @@ def test_anonymous_consumer_when_credentials_missing_or_wrong(kit):
     assert r.status == 200 and r.json()["headers"]["x-consumer-username"] == "guest"
     r = kit.get("/anon", headers=basic("jack", "j-pw"))
     assert r.json()["headers"]["x-consumer-username"] == "jack"
+
+
+def test_wrong_password_under_anonymous_is_hidden_from_the_upstream(kit):
+    r = kit.get("/anon-hidden", headers=basic("jack", "wrong"))
+    assert r.status == 200 and r.json()["headers"]["x-consumer-username"] == "guest"
+    assert "authorization" not in r.json()["headers"]
 
 
 def test_missing_anonymous_consumer_is_401_invalid_user(kit):

@@ -27,8 +27,13 @@ DOC = {
          "plugins": {"hmac-auth": {"allowed_algorithms": ["hmac-sha512"], "clock_skew": 10,
                                    "signed_headers": ["date", "x-custom-a"]}}},
         {"id": "body", "uri": "/body", "plugins": {"hmac-auth": {"validate_request_body": True}}},
+        {"id": "small", "uri": "/small", "plugins": {"hmac-auth": {
+            "validate_request_body": True, "max_req_body_size": 16}}},
         {"id": "hidden", "uri": "/hidden", "plugins": {"hmac-auth": {"hide_credentials": True}}},
         {"id": "anon", "uri": "/anon", "plugins": {"hmac-auth": {"anonymous_consumer": "guest"}}},
+        {"id": "anon-hidden", "uri": "/anon-hidden",
+         "plugins": {"hmac-auth": {"anonymous_consumer": "guest", "hide_credentials": True}}},
+        {"id": "nodate", "uri": "/nodate", "plugins": {"hmac-auth": {"signed_headers": []}}},
         {"id": "ghost", "uri": "/ghost", "plugins": {"hmac-auth": {"anonymous_consumer": "x"}}},
     ],
 }
@@ -131,10 +136,23 @@ def test_date_is_required_and_checked_against_clock_skew(kit):
     assert who(kit.get("/plain", headers=signed("GET", "/plain", date=near))) == "john"
 
 
-def test_x_date_is_accepted_for_the_clock(kit):
-    h = signed("GET", "/plain", names=("@request-target",))
-    h["X-Date"] = h.pop("Date")
+def test_date_must_be_signed_by_default(kit):
+    rejected(kit.get("/plain", headers=signed("GET", "/plain", names=("@request-target",))))
+    h = signed("GET", "/plain", names=("@request-target", "date"))
     assert who(kit.get("/plain", headers=h)) == "john"
+    h["Date"] = email.utils.formatdate(time.time() - 30, usegmt=True)    # replayed, re-dated
+    rejected(kit.get("/plain", headers=h))
+
+
+def test_empty_signed_headers_turns_the_date_binding_off(kit):
+    h = signed("GET", "/nodate", names=("@request-target",))
+    assert who(kit.get("/nodate", headers=h)) == "john"
+
+
+def test_x_date_is_accepted_for_the_clock(kit):
+    h = signed("GET", "/nodate", names=("@request-target",))
+    h["X-Date"] = h.pop("Date")
+    assert who(kit.get("/nodate", headers=h)) == "john"
 
 
 def test_route_limits_algorithms_skew_and_mandatory_headers(kit):
@@ -162,6 +180,15 @@ def test_body_digest_is_validated(kit):
     assert who(kit.post("/body", body=b"", headers=signed("POST", "/body", body=b""))) == "john"
 
 
+def test_body_over_max_req_body_size_is_413(kit):
+    body = b"x" * 16
+    assert who(kit.post("/small", body=body, headers=signed("POST", "/small", body=body))) \
+        == "john"
+    body = b"x" * 17
+    r = kit.post("/small", body=body, headers=signed("POST", "/small", body=body))
+    assert r.status == 413
+
+
 def test_bad_signature_with_a_valid_digest_is_401(kit):
     body = b"x" * 10
     rejected(kit.post("/body", body=body, headers=signed("POST", "/body", secret="no",
@@ -179,3 +206,7 @@ def test_anonymous_consumer(kit):
     assert who(kit.get("/anon", headers=signed("GET", "/anon"))) == "john"
     rejected(kit.get("/ghost"), "Invalid user authorization")
 
+
+def test_failed_signature_under_anonymous_is_hidden_from_the_upstream(kit):
+    r = kit.get("/anon-hidden", headers=signed("GET", "/anon-hidden", secret="bad"))
+    assert who(r) == "guest" and "authorization" not in r.json()["headers"]

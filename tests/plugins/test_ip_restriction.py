@@ -36,7 +36,9 @@ DOC = {
 
 @pytest.fixture(scope="module")
 def kit():
-    with Kit(DOC) as k:
+    # the node's own X-Real-IP trust of 127.0.0.1 (APISIX's real_ip_from default) is off
+    # here: the addresses arrive through the real-ip plugin and its trusted_addresses
+    with Kit(DOC, node={"nginx_config": {"http": {"real_ip_from": []}}}) as k:
         yield k
 
 

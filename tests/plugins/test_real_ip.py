@@ -32,7 +32,9 @@ DOC = {
 
 @pytest.fixture(scope="module")
 def kit():
-    with Kit(DOC) as k:
+    # the node itself trusts X-Real-IP from 127.0.0.1 by default (APISIX's real_ip_from,
+    # tests/behaviour/test_real_ip_default.py): turned off here so that only the plugin acts
+    with Kit(DOC, node={"nginx_config": {"http": {"real_ip_from": []}}}) as k:
         yield k
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
+import uuid
 
 import pytest
 
 from pylon.pdk.testing import EchoUpstream, Kit
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 def _answers_with_its_own_id(h, rec):
@@ -42,6 +45,7 @@ def _doc(own_id_upstream):
                              "range_id": {"char_set": "abcdef", "length": 8}}),
             _route("range-default", {"algorithm": "range_id"}),
             _route("ksuid", {"algorithm": "ksuid"}),
+            _route("uuidv7", {"algorithm": "uuidv7"}),
             _route("auth", {}, plugins={"key-auth": {}}),
             _route("upstream-id", {}, upstream={"type": "roundrobin",
                                                 "nodes": {own_id_upstream.addr: 1}}),
@@ -110,6 +114,24 @@ def test_range_id_uses_char_set_and_length(kit):
 def test_ksuid(kit):
     rid = kit.get("/ksuid").headers["x-request-id"]
     assert re.fullmatch(r"[0-9A-Za-z]{27}", rid)
+
+
+def test_uuidv7_has_version_and_variant_bits_and_the_time(kit):
+    before = time.time_ns() // 1_000_000
+    r = kit.get("/uuidv7")
+    after = time.time_ns() // 1_000_000
+    rid = r.headers["x-request-id"]
+    assert UUID7.match(rid) and r.json()["headers"]["x-request-id"] == rid
+    u = uuid.UUID(rid)
+    assert u.version == 7 and u.variant == uuid.RFC_4122
+    assert before - 5 <= u.int >> 80 <= after + 5          # 48-bit Unix milliseconds
+
+
+def test_uuidv7_ids_sort_in_creation_order(kit):
+    ids = [kit.get("/uuidv7").headers["x-request-id"] for _ in range(60)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)              # many fall in the same millisecond: the counter
+    assert [uuid.UUID(i).int for i in ids] == sorted(uuid.UUID(i).int for i in ids)
 
 
 def test_a_plugin_reply_carries_the_id(kit):

@@ -41,6 +41,8 @@ DOC = {
                             "properties": {"n": {"type": "number"}}}}}},
         {"id": "array", "uri": "/array", "plugins": {"request-validation": {
             "body_schema": {"type": "array", "uniqueItems": True, "maxItems": 3}}}},
+        {"id": "small", "uri": "/small", "plugins": {"request-validation": {
+            "body_schema": PAYLOAD_SCHEMA, "max_req_body_size": 64}}},
     ],
 }
 
@@ -202,6 +204,40 @@ def test_duplicated_content_type_is_rejected(kit):
         c.close()
     assert r.status == 400
     assert text == "duplicated Content-Type header"
+
+
+def test_body_over_max_req_body_size_is_413(kit):
+    ok = {"required_payload": "x" * 20}
+    assert len(json.dumps(ok)) <= 64
+    assert _post(kit, "/small", ok).status == 200
+    seen = len(kit.upstream.requests)
+    r = _post(kit, "/small", {"required_payload": "x" * 100})
+    assert r.status == 413
+    assert len(kit.upstream.requests) == seen               # never sent upstream
+    c = http.client.HTTPConnection("127.0.0.1", kit.port, timeout=10)
+    try:                                    # chunked: no Content-Length to look at first
+        c.putrequest("POST", "/small")
+        c.putheader("Content-Type", "application/json")
+        c.putheader("Transfer-Encoding", "chunked")
+        c.endheaders()
+        for part in (b'{"required_payload": "', b"y" * 80, b'"}'):
+            c.send(b"%x\r\n%s\r\n" % (len(part), part))
+        c.send(b"0\r\n\r\n")
+        assert c.getresponse().status == 413
+    finally:
+        c.close()
+    assert len(kit.upstream.requests) == seen
+
+
+def test_default_max_req_body_size_is_64_mib_and_must_be_positive():
+    from importlib import import_module
+
+    from pylon.proxy.registry import PluginSpec
+    spec = PluginSpec.from_module(import_module("pylon.plugins.request_validation"), "builtin")
+    conf = spec.check_conf({"body_schema": {"type": "object"}})
+    assert conf["max_req_body_size"] == 67108864
+    with pytest.raises(Exception, match="max_req_body_size"):
+        spec.check_conf({"body_schema": {"type": "object"}, "max_req_body_size": 0})
 
 
 def test_config_needs_a_schema_and_valid_schemas(kit):
