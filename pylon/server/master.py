@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import signal
+import site
 import socket
 import sys
 import time
@@ -39,13 +40,19 @@ from ..errors import ConfigError
 from ..logs import setup_logging
 from ..settings import Settings
 from ..upstream.health import UP_STATES, HealthManager
-from .control import (STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id,
-                      start_control)
+from .control import STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id, start_control
 from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
-#: the directory holding the ``pylon`` package this master runs (workers import it from there)
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: the directory holding the ``pylon`` package this master runs, when it is a source tree
+#: (workers import it from there); None when the package is installed in site-packages,
+#: which a worker finds anyway (putting site-packages on PYTHONPATH would rank it above the
+#: standard library)
+_PACKAGE_ROOT: str | None = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _PACKAGE_ROOT in {os.path.abspath(p) for p in
+                     (*site.getsitepackages(), site.getusersitepackages())}:
+    _PACKAGE_ROOT = None
 clog = logging.getLogger("pylon.config")
 
 
