@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -58,17 +59,38 @@ def _init_defaults(prefix: str, conf: str) -> None:
 
 
 def _read_pid(settings: Any) -> int | None:
+    """The pid of the node's live master: the pid file's, while a master holds its lock (a
+    pid file left by a killed master may name a recycled pid, which must not count)."""
     try:
-        pid = int(open(settings.pid_file).read().strip())
+        fd = os.open(settings.pid_file, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None                  # nobody holds it: no master
+        except BlockingIOError:
+            pass
+        return int(os.read(fd, 64).strip())
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
+
+
+def _lock_pid_file(path: str) -> int | None:
+    """The pid file, locked (``flock``, held for the master's life) and holding our pid;
+    None when another master holds it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         return None
-    except PermissionError:
-        pass
-    return pid
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -88,28 +110,32 @@ def cmd_start(args: argparse.Namespace) -> int:
     setup_logging(settings, "master")
     for w in warnings:
         print(f"pylon: warning: {conf}: {w}", file=sys.stderr)
-    running = _read_pid(settings)
-    if running is not None and running != os.getpid():
-        print(f"pylon: already running (pid {running}, {settings.pid_file})", file=sys.stderr)
+    lock = _lock_pid_file(settings.pid_file)
+    if lock is None:
+        print(f"pylon: already running (pid {_read_pid(settings)}, {settings.pid_file})",
+              file=sys.stderr)
         return 1
-    master = Master(settings, conf, args.workers)
-    os.makedirs(os.path.dirname(settings.pid_file), exist_ok=True)
-    with open(settings.pid_file, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    from .ratelimit.local import node_dir, remove_node_dir
-    shm = node_dir(create_for_pid=os.getpid())   # shared counters; workers inherit the env
+    # workers of a master that died, still serving: we take their sockets, then drain them
+    from .server.takeover import find_orphans
+    orphans = find_orphans(settings.pid_file)
+    master = Master(settings, conf, args.workers, orphans)
+    from .ratelimit.local import node_dir, release_node_dir
+    # shared counters (the orphans' when taking over); workers inherit the env
+    shm = node_dir(create_for_pid=os.getpid(),
+                   adopt=next((o.shm for o in orphans if o.shm), None))
     try:
         return uvloop.run(master.run())
     except OSError as e:
         print(f"pylon: cannot start: {e}", file=sys.stderr)
         return 1
     finally:
-        remove_node_dir(shm)
+        release_node_dir(shm)
         try:
             if _read_pid(settings) in (os.getpid(), None):
                 os.unlink(settings.pid_file)
         except OSError:
             pass
+        os.close(lock)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -163,8 +189,35 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return rc
 
 
+def _stop_orphans(settings: Any, timeout: float) -> int:
+    """No master: drain the node's orphaned workers (those of a master that was killed),
+    if any; how many."""
+    import asyncio
+
+    from .server.takeover import find_orphans
+    orphans = find_orphans(settings.pid_file)
+    for o in orphans:
+        for sock in o.socks:
+            sock.close()
+    told = [o for o in orphans if o.drain()]
+
+    async def wait() -> list[bool]:
+        return await asyncio.gather(*(o.gone(timeout) for o in told))
+
+    left = sum(not ok for ok in asyncio.run(wait())) if told else 0
+    if left:
+        print(f"pylon: {left} orphaned workers still draining after {timeout:.0f} s",
+              file=sys.stderr)
+    return len(told)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     rc, pid, settings = _signal(args, signal.SIGTERM)
+    if rc and settings is not None:
+        n = _stop_orphans(settings, args.timeout)
+        if n:
+            print(f"pylon: no master; drained {n} orphaned workers")
+            return 0
     if rc or pid is None:
         return rc
     deadline = time.monotonic() + args.timeout

@@ -55,6 +55,13 @@ class UnsupportedTransferCoding(GatewayError):
     status, code, message, close = 501, "unsupported_transfer_coding", "501 Not Implemented", True
 
 
+class VersionNotSupported(GatewayError):
+    """An HTTP major version other than 1 on the HTTP/1.1 port (HTTP/2.0, HTTP/0.9)."""
+
+    status, code, message, close = (
+        505, "http_version_not_supported", "505 HTTP Version Not Supported", True)
+
+
 class RequestTimeout(GatewayError):
     status, code, message, close = 408, "request_timeout", "408 Request Timeout", True
 

@@ -45,7 +45,25 @@ class DataEncryption(_S):
     keyring: list[str] | None = None
 
 
-class ControlListen(_S):
+class ServerLimits(_S):
+    """Pylon: bounds of the master's own HTTP servers (APISIX has none: its Admin API port
+    shares nginx's ``http`` settings), as ``nginx_config.http`` bounds the proxy port.  In
+    ``deployment.admin`` for the Admin API, in ``apisix.control`` for the Control API and
+    the Prometheus export server."""
+
+    #: a whole request head (not one read), from the connection's start or its first byte
+    #: after an answer; later: 408 and the connection closes
+    client_header_timeout: str | float | int = "10s"
+    #: the longest pause between two reads of a request body (408)
+    client_body_timeout: str | float | int = "10s"
+    #: an idle keep-alive connection closes after this (0: no keep-alive)
+    keepalive_timeout: str | float | int = "60s"
+    #: connections open at once; when full, the one that waited longest for its client
+    #: (idle, or with an unfinished request) is closed to let a new one in
+    max_connections: Annotated[int, Meta(ge=1)] = 256
+
+
+class ControlListen(ServerLimits):
     """``apisix.control``: the Control API (``/v1/healthcheck``), served by the master."""
 
     ip: str = "127.0.0.1"
@@ -113,7 +131,7 @@ class AdminListen(_S):
     port: Annotated[int, Meta(ge=0, le=65535)] = 9180
 
 
-class AdminSection(_S):
+class AdminSection(ServerLimits):
     admin_listen: AdminListen = AdminListen()
     admin_key: list[AdminKeyRow] | None = None
     admin_key_required: bool = True
@@ -121,6 +139,9 @@ class AdminSection(_S):
     #: Pylon: every admin write (key name, method, resource, before/after) as JSON lines;
     #: "" or null turns it off
     audit_log: str | None = "logs/admin-audit.log"
+    #: Pylon: what a viewer key reads in place of secrets (declared plugin fields, ...):
+    #: "******" (masked), or what an admin key reads (clear, APISIX's behaviour)
+    viewer_secrets: Literal["masked", "clear"] = "masked"
 
 
 class RoleSection(_S):
@@ -228,6 +249,29 @@ def parse_size(v: Size, path: str) -> int:
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
 
 
+class ConnLimits:
+    """``ServerLimits`` resolved (seconds): what ``admin.server`` applies."""
+
+    __slots__ = ("body_timeout", "header_timeout", "idle_timeout", "max_connections")
+
+    def __init__(self, header_timeout: float = 10.0, body_timeout: float = 10.0,
+                 idle_timeout: float = 60.0, max_connections: int = 256) -> None:
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+
+    @classmethod
+    def of(cls, s: ServerLimits, path: str) -> ConnLimits:
+        def timeout(name: str, zero_ok: bool = False) -> float:
+            got = parse_duration(getattr(s, name), path + name)
+            if got <= 0 and not zero_ok:
+                raise ConfigError("must be more than 0", path + name)
+            return got
+        return cls(timeout("client_header_timeout"), timeout("client_body_timeout"),
+                   timeout("keepalive_timeout", zero_ok=True), s.max_connections)
+
+
 class Settings:
     """Resolved, typed node settings (what the processes actually use)."""
 
@@ -302,12 +346,16 @@ class Settings:
         self.admin_keys = [{"name": k.name, "key": k.key, "role": k.role}
                            for k in admin.admin_key or ()]
         self.admin_key_required = admin.admin_key_required
+        self.admin_limits = ConnLimits.of(admin, "deployment.admin.")
         self.allow_admin = admin.allow_admin
         self.control_enabled = node.enable_control
         self.control_listen = (node.control.ip, node.control.port)
+        #: the Control API's, also the Prometheus export server's
+        self.control_limits = ConnLimits.of(node.control, "apisix.control.")
         self.encrypt_fields = node.data_encryption.enable_encrypt_fields
         self.keyring = node.data_encryption.keyring
         self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None
+        self.admin_viewer_secrets = admin.viewer_secrets
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]

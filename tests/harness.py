@@ -135,10 +135,14 @@ class Gateway:
         self.log_path = os.path.join(tmp, "stderr.log")
 
     def write(self, doc: dict[str, Any] | str) -> None:
-        """Replace the standalone file atomically (as an editor or a deploy would)."""
+        """Replace the standalone file atomically (as an editor or a deploy would), ending
+        with APISIX's ``#END`` (added when missing: without it the file is not applied)."""
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
+        if not text.rstrip().endswith("#END"):
+            text += "#END\n"
         tmp = self.doc_path + ".tmp"
         with open(tmp, "w") as f:
-            f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+            f.write(text)
         os.replace(tmp, self.doc_path)
 
     def start(self, wait: bool = True) -> "Gateway":

@@ -84,14 +84,21 @@ routes:
 
 
 def test_validate_reports_a_yaml_syntax_error_with_line_and_column(prefix):
-    (prefix / "conf" / "pylon.yaml").write_text("routes:\n  - id: r\n    uri: [/a,\n")
+    (prefix / "conf" / "pylon.yaml").write_text("routes:\n  - id: r\n    uri: [/a,\n#END\n")
     r = run("validate", "-p", str(prefix))
     assert r.returncode == 1
-    assert "pylon.yaml line 4 column 1" in r.stdout
+    assert "pylon.yaml line 5 column 1" in r.stdout
+
+
+def test_validate_reports_a_yaml_file_without_end_mark(prefix):
+    (prefix / "conf" / "pylon.yaml").write_text("routes: []\n")
+    r = run("validate", "-p", str(prefix))
+    assert r.returncode == 1
+    assert "missing valid end flag" in r.stdout
 
 
 def test_validate_reports_a_duplicate_yaml_key_with_its_line(prefix):
-    (prefix / "conf" / "pylon.yaml").write_text("routes: []\nupstreams: []\nroutes: []\n")
+    (prefix / "conf" / "pylon.yaml").write_text("routes: []\nupstreams: []\nroutes: []\n#END\n")
     r = run("validate", "-p", str(prefix))
     assert r.returncode == 1
     assert "line 3: duplicate key 'routes'" in r.stdout
@@ -209,7 +216,7 @@ def test_start_with_a_missing_explicit_config_fails_without_writing_defaults(tmp
 
 def test_start_with_an_unparseable_standalone_file_fails_with_the_location(tmp_path):
     write_node(tmp_path)
-    (tmp_path / "conf" / "pylon.yaml").write_text("routes:\n  - uri: [\n")
+    (tmp_path / "conf" / "pylon.yaml").write_text("routes:\n  - uri: [\n#END\n")
     r = run("start", "-p", str(tmp_path))
     assert r.returncode == 1
     assert "pylon.yaml line" in r.stderr

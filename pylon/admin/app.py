@@ -16,21 +16,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-import msgspec
-
 from ..config.encryption import Keyring
 from ..config.hub import ConfigHub
 from ..config.store import Conflict, Op, StoreError
 from ..pdk import collect_config_warnings
 from .audit import AuditLog
 from .auth import AdminKey, Auth, IPNetwork
-from .meta import MetaContext, handle_meta
+from .meta import MetaContext, decode_body, handle_meta
 from .resources import CREDENTIALS, SPECS, Kind, Plan, Reply, Resources, View, ttl_arg
 
 log = logging.getLogger("pylon.admin")
 
 PREFIX = "/apisix/admin"
-_decode = msgspec.json.Decoder()
 #: most operations one batch may carry
 BATCH_MAX = 1000
 #: times a single write is planned again after a concurrent change before answering 503
@@ -49,11 +46,15 @@ class AdminApp:
                  audit_path: str | None = None, explain: Explain | None = None,
                  keyring: Keyring | None = None,
                  router_kind: str = "radixtree_host_uri",
-                 reload_plugins: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 reload_plugins: Callable[[], Awaitable[Any]] | None = None,
+                 viewer_secrets: str = "masked") -> None:
         self.hub = hub
         self.auth = Auth(keys, allow, key_required)
         self.resources = Resources(hub.state, keyring=keyring, router_kind=router_kind)
         self.audit = AuditLog(audit_path) if audit_path else None
+        #: what a viewer key reads in place of secrets: "masked" ("******") or "clear"
+        #: (decrypted, as an admin key and as APISIX -- which has no viewer role)
+        self.mask_for_viewers = viewer_secrets != "clear"
         from ..proxy.registry import plugin_table
         self.meta = MetaContext(explain=explain, router_kind=router_kind, plugins=plugin_table,
                                 reload_plugins=reload_plugins)
@@ -79,7 +80,8 @@ class AdminApp:
             return 200, {}
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
             return 404, {"error_msg": "not found"}
-        who, why = self.auth.authenticate(method, args, headers)
+        key, why = self.auth.identify(method, args, headers)
+        who = key.name if key is not None else None
         if why is not None:
             log.warning("admin API: failed to check token: %s", why)
             return 401, {"error_msg": "failed to check token", "description": why}
@@ -90,12 +92,9 @@ class AdminApp:
         meta = await handle_meta(method, segs, args, body, self.meta, headers=headers)
         if meta is not None:
             return meta
-        conf: Any = None
-        if body.strip():
-            try:
-                conf = _decode.decode(body)
-            except (msgspec.DecodeError, UnicodeDecodeError) as e:
-                return 400, {"error_msg": f"invalid request body: {e}"}
+        conf, err = decode_body(body)
+        if err is not None:
+            return 400, {"error_msg": err}
         if ttl_arg(args)[1] is not None:       # as APISIX: before the resource is looked at
             return 400, {"error_msg": ttl_arg(args)[1]}
         if segs[0] == "batch" and len(segs) == 1:
@@ -111,7 +110,8 @@ class AdminApp:
         if sub_path and method != "PATCH":
             return 404, {"error_msg": "not found"}
         if method == "GET":
-            return self.resources.get(spec, oid, args, parent)
+            masked = key is not None and key.role == "viewer" and self.mask_for_viewers
+            return self.resources.get(spec, oid, args, parent, masked)
         for attempt in range(CONFLICT_RETRIES + 1):
             # a write made by someone else between this plan and its commit (another admin
             # client, a ttl expiring) is a conflict; the request itself states no version,

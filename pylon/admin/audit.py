@@ -2,9 +2,10 @@
 
 Each line names who wrote (the admin key's ``name``), from where, the method and path, the
 store revision, and every key the request changed with its value before and after.  Secret
-material is never written: private keys of ssls and credential fields (``key``,
-``password``, ``secret``, ``private_key`` ...) are masked, so the audit log can be shipped
-like any other log.
+material is never written, neither in plain text nor encrypted: what each plugin declares
+secret (its ``encrypt_fields``) and the resources' own secrets (SSL private keys, ...: see
+``pylon.config.encryption.RESOURCE_SECRET_FIELDS``) read ``"******"``, so the audit log can be
+shipped like any other log.  ``mask_secrets`` is also what a viewer key reads.
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ import msgspec
 
 log = logging.getLogger("pylon.admin")
 
-#: field names whose values are never logged (APISIX's encrypted fields and the like)
-SECRET_FIELDS = frozenset({"key", "keys", "password", "secret", "private_key", "client_secret",
-                           "secret_key", "access_key", "token", "api_key"})
 MASK = "******"
 
 
-def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: (MASK if k in SECRET_FIELDS and isinstance(v, (str, list)) else redact(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+def _mask(value: Any) -> str:
+    return MASK
+
+
+def mask_secrets(kind: str, value: Any, registry: Any = None) -> Any:
+    """A copy of ``value``, a stored object of resource ``kind``, with every secret it holds
+    replaced by ``MASK``: the fields its plugins declare (the whole configuration of a
+    plugin ``registry`` -- the current one by default -- does not know), and the resource's
+    own (``RESOURCE_SECRET_FIELDS``)."""
+    from ..config.encryption import RESOURCE_SECRET_FIELDS
+    from ..proxy.registry import current, map_fields
+    reg = registry if registry is not None else current()
+    value = reg.map_secrets(kind, value, _mask, _mask)
+    own = RESOURCE_SECRET_FIELDS.get(kind)
+    return map_fields(value, own, _mask) if own and isinstance(value, dict) else value
 
 
 class AuditLog:
@@ -43,7 +49,8 @@ class AuditLog:
         line = msgspec.json.encode({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "key_name": who, "client": client,
             "method": method, "path": path, "revision": revision,
-            "changes": [{"key": f"/apisix/{k}", "before": redact(b), "after": redact(a)}
+            "changes": [{"key": f"/apisix/{k}", "before": mask_secrets(k.split("/", 1)[0], b),
+                         "after": mask_secrets(k.split("/", 1)[0], a)}
                         for k, b, a in changes]}) + b"\n"
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -89,6 +89,13 @@ class Auth:
     def authenticate(self, method: str, query: Mapping[str, str],
                      headers: Mapping[str, str]) -> tuple[str | None, str | None]:
         """(name of the key used, None) when the request may proceed, else (None, why)."""
+        key, why = self.identify(method, query, headers)
+        return (key.name if key is not None else None), why
+
+    def identify(self, method: str, query: Mapping[str, str],
+                 headers: Mapping[str, str]) -> tuple[AdminKey | None, str | None]:
+        """(the key used, None) when the request may proceed -- (None, None) when no key is
+        required -- else (None, why)."""
         if not self.key_required:
             return None, None
         token = query.get("api_key") or headers.get("x-api-key") or _cookie(headers)
@@ -103,7 +110,7 @@ class Auth:
             return None, "wrong apikey"
         if found.role == "viewer" and method.upper() not in VIEWER_METHODS:
             return None, "invalid method for role viewer"
-        return found.name, None
+        return found, None
 
 
 def _cookie(headers: Mapping[str, str]) -> str | None:

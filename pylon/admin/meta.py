@@ -557,13 +557,25 @@ def _explain_any_of(kind: str, obj: Any, problem: Problem) -> Problem:
 
 # ---------------------------------------------------------------------------- the handler
 
-def _decode_json(body: bytes) -> tuple[Any, str | None]:
+def decode_body(body: bytes) -> tuple[Any, str | None]:
+    """A JSON request body (None when empty), or APISIX's ``invalid request body: ...``.
+    Nesting and integers are bounded (``loader.shape_error``): a body of a thousand nested
+    arrays is a 400, not a RecursionError further on."""
+    from ..config.loader import MAX_DEPTH, shape_error
+
     if not body.strip():
         return None, None
     try:
-        return msgspec.json.decode(body), None
+        value = msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         return None, f"invalid request body: {e}"
+    except RecursionError:                 # msgspec stops at Python's recursion limit
+        err: str | None = f"objects and arrays nested deeper than {MAX_DEPTH} levels"
+    else:
+        err = shape_error(value)
+        if err is None:
+            return value, None
+    return None, f"invalid request body: {err}"
 
 
 def _not_found() -> Reply:
@@ -616,7 +628,7 @@ def _schema(method: str, rest: list[str], args: Mapping[str, str], body: bytes,
         kind = canonical_kind(rest[1])
         if kind is None:
             return 404, {"error_msg": f"Unsupported resource type: {rest[1]}"}
-        conf, err = _decode_json(body)
+        conf, err = decode_body(body)
         if err:
             return 400, {"error_msg": err}
         if conf is None:
@@ -724,7 +736,7 @@ def _configs_validate(body: bytes, ctx: MetaContext, headers: Mapping[str, str])
     if ctype.startswith(("application/yaml", "application/x-yaml")):
         doc, err = _yaml(body)
     else:
-        doc, err = _decode_json(body)
+        doc, err = decode_body(body)
         if err:
             ydoc, yerr = _yaml(body)        # lenient: a YAML document sent as JSON
             if yerr is None and isinstance(ydoc, dict):

@@ -134,13 +134,15 @@ class Resources:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, spec: Kind, oid: str | None, query: Mapping[str, str],
-            parent: str | None = None) -> Reply:
+            parent: str | None = None, masked: bool = False) -> Reply:
+        """``masked``: every secret reads ``"******"`` (a viewer key's answer by default);
+        else plugin secrets are answered decrypted, as APISIX does."""
         bucket = self.state.kinds.get(spec.name, {})
         if oid is not None:
             e = bucket.get(oid)
             if e is None:
                 return 404, dict(NOT_FOUND)
-            return 200, self._node(spec, oid, e)
+            return 200, self._node(spec, oid, e, masked)
         rows = [(k, e) for k, e in bucket.items()
                 if (parent is None or k.startswith(parent + "/credentials/"))
                 and _passes(spec, e.value, query)]
@@ -158,10 +160,17 @@ class Resources:
             except ValueError:
                 page = 1
             rows = rows[(page - 1) * size: page * size]
-        return 200, {"list": [self._node(spec, k, e) for k, e in rows], "total": total}
+        return 200, {"list": [self._node(spec, k, e, masked) for k, e in rows],
+                     "total": total}
 
-    def _node(self, spec: Kind, oid: str, e: Item) -> dict[str, Any]:
-        return {"key": _key(spec, oid), "value": self._opened(spec, _public(spec, e.value)),
+    def _node(self, spec: Kind, oid: str, e: Item, masked: bool = False) -> dict[str, Any]:
+        value = _public(spec, e.value)
+        if masked:
+            from .audit import mask_secrets
+            value = mask_secrets(spec.name, value)
+        else:
+            value = self._opened(spec, value)
+        return {"key": _key(spec, oid), "value": value,
                 "createdIndex": e.created, "modifiedIndex": e.modified}
 
     def _seal(self, spec: Kind, value: dict[str, Any], opening: bool) -> dict[str, Any]:
@@ -169,16 +178,9 @@ class Resources:
         or opened for an answer (APISIX answers them decrypted)."""
         if self.keyring is None:
             return value
-        from ..proxy.consumers import seal_plugins
         from ..proxy.registry import current
-        reg = current()
-        if spec.name == "plugin_metadata":
-            meta = seal_plugins({str(value.get("id")): value}, reg, self.keyring, opening)
-            return next(iter(meta.values()))
-        if isinstance(value.get("plugins"), dict):
-            return {**value, "plugins": seal_plugins(value["plugins"], reg, self.keyring,
-                                                     opening)}
-        return value
+        return current().map_secrets(  # type: ignore[no-any-return]
+            spec.name, value, self.keyring.open if opening else self.keyring.seal)
 
     def _opened(self, spec: Kind, value: dict[str, Any]) -> dict[str, Any]:
         return self._seal(spec, value, True)
@@ -194,6 +196,9 @@ class Resources:
         if err:
             return 400, {"error_msg": err}
         assert oid is not None
+        err = _reserved_id(oid)
+        if err:
+            return 400, {"error_msg": err}
         err = self._forbidden(spec, conf)
         if err:
             return 400, {"error_msg": err}
@@ -341,7 +346,8 @@ class Resources:
         given = conf.get(field_)
         if spec is CREDENTIALS:
             # the URL carries "jack/credentials/c1"; the object's id is "c1"
-            assert oid is not None
+            if oid is None:                  # PUT /consumers/jack/credentials
+                return None, "missing credential id"
             if given is not None and str(given) != _last(oid):
                 return None, "wrong credential id"
             conf[field_] = _last(oid)
@@ -375,7 +381,11 @@ class Resources:
     def _check(self, view: View, spec: Kind, oid: str, conf: dict[str, Any]) -> str | None:
         """APISIX's checks of ``conf`` in its order and words (``checks.check_resource``),
         then what Pylon refuses beyond them."""
+        from ..config.loader import shape_error
         from .checks import check_resource
+        err = shape_error(conf)              # a PATCH sub-path nests as deep as its URL
+        if err is not None:
+            return "invalid configuration: " + err
         dup = None
         if spec.name in ("consumers", "credentials"):
             def dup() -> str | None:
@@ -418,6 +428,16 @@ class Resources:
                         owner = other_id.split("/credentials/", 1)[0]
                         return f"duplicate key found with consumer: {owner}"
         return None
+
+
+def _reserved_id(oid: str) -> str | None:
+    """``.`` and ``..`` match APISIX's id pattern, but a URL naming them is resolved away
+    (``/routes/..`` is ``/``): an object with such an id could never be read or deleted."""
+    for part in oid.split("/"):
+        if part in (".", ".."):
+            return ('invalid configuration: property "id" validation failed: '
+                    '"." and ".." are not allowed')
+    return None
 
 
 def _body_error(conf: Any) -> str | None:

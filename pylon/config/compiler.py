@@ -370,8 +370,9 @@ class ConfigModel:
                                               f"plugin_metadata/{name}",
                                               f"unknown plugin [{name}]"))
                     continue
-                conf = {k: v for k, v in raw.items() if k != "id"} \
-                    if isinstance(raw, dict) else raw
+                conf = consumers_mod.decrypt_fields(
+                    {k: v for k, v in raw.items() if k != "id"}, spec.encrypt_fields,
+                    consumers_mod.KEYRING) if isinstance(raw, dict) else raw
                 try:
                     checked = spec.check_conf(conf, "metadata")
                     meta[name] = spec.prepare_metadata(checked) if spec.prepare_metadata \

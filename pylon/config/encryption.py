@@ -1,5 +1,10 @@
 """Secret fields encrypted at rest, as APISIX's ``data_encryption`` does it.
 
+Which fields are secret: each plugin's ``encrypt_fields`` (its module; dotted paths), read by
+``pylon.proxy.registry.Registry.map_secrets``, and the resources' own fields in
+``RESOURCE_SECRET_FIELDS``.  The same declarations drive encryption here and masking in the
+audit log and for viewer keys (``pylon.admin.audit.mask_secrets``).
+
 AES-128-CBC with PKCS#7 padding, key and IV both the 16-byte keyring entry, base64 of the
 ciphertext -- the format APISIX writes, so an etcd data set holding APISIX-encrypted SSL keys
 loads unchanged (given the same keyring), and the other way round.  Encryption uses the
@@ -20,6 +25,7 @@ import logging
 import os
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -27,6 +33,18 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ..errors import ConfigError
 
 log = logging.getLogger("pylon.config")
+
+
+#: secrets that are fields of a resource rather than of a plugin (dotted paths, by kind):
+#: masked wherever configurations are shown; SSL private keys are also encrypted at rest
+RESOURCE_SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "ssls": ("key", "keys"),
+    "upstreams": ("tls.client_key",),
+    "routes": ("upstream.tls.client_key",),
+    "services": ("upstream.tls.client_key",),
+    "stream_routes": ("upstream.tls.client_key",),
+    "secrets": ("token", "secret_access_key", "session_token", "auth_config.private_key"),
+}
 
 
 class Keyring:
@@ -65,6 +83,28 @@ class Keyring:
             except (ValueError, UnicodeDecodeError):
                 continue
         raise ValueError("no keyring entry decrypts it")
+
+    def open(self, value: Any) -> Any:
+        """``value`` decrypted; one that does not decrypt (plain text written by hand or by
+        a node without encryption, a non-string) is returned as it is."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.decrypt(value)
+        except ValueError:
+            return value
+
+    def seal(self, value: Any) -> Any:
+        """``value`` encrypted; one this keyring already opens (and non-strings) is kept."""
+        if not isinstance(value, str):
+            return value
+        if not value.lstrip().startswith("-----"):     # PEM passes decrypt as it is
+            try:
+                self.decrypt(value)
+                return value
+            except ValueError:
+                pass
+        return self.encrypt(value)
 
     def seal_ssl(self, value: dict) -> dict:
         """An ssl object with its private key(s) encrypted (already encrypted ones kept)."""

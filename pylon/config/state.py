@@ -91,9 +91,21 @@ class ConfigState:
         return out
 
     def to_doc(self) -> dict[str, Any]:
-        """The standalone document of the whole state (what a new worker starts from)."""
-        from .yaml_store import items_to_doc
-        return items_to_doc(dict(self.items()), {})
+        """The standalone document of the whole state (what a new worker starts from).  Each
+        row carries the id its key gives it (APISIX sets ``value.id`` from the etcd key): a
+        value written without one (or with another) must not get a positional id here, or
+        the worker would keep it beside the key's later updates and after its deletion."""
+        from .yaml_store import KEY_FIELD, items_to_doc
+        rows: dict[str, Item] = {}
+        for key, item in self.items():
+            kind, oid = split_key(key)
+            field = KEY_FIELD.get(kind, "id")
+            value = item.value
+            if kind != "credentials" and isinstance(value, dict) and \
+                    str(value.get(field)) != oid:
+                item = Item({**value, field: oid}, item.created, item.modified, item.lease)
+            rows[key] = item
+        return items_to_doc(rows, {})
 
 
 def write_snapshot(path: str, rows: list[tuple[str, Item]], revision: int) -> None:

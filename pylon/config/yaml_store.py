@@ -7,7 +7,10 @@ re-reading the file after our own write, or an edit elsewhere in it, does not to
 
 * Edits made behind our back are seen through inotify (watchfiles, 50 ms debounce) with a
   1 s stat poll behind it, re-read whole, and handed to the sink as a ``reset`` (the master
-  diffs it, and workers get only what changed).
+  diffs it, and workers get only what changed).  As in APISIX, a YAML file applies only when
+  it ends with ``#END`` (a file still being written has none): until then the last good
+  config keeps serving and a warning says why, once per change of the file.  At start, a
+  file without the marker is refused like one that does not parse.
 * ``commit`` (the Admin API) checks every ``Op.expect`` against the current keys -- after
   re-reading the file if it changed on disk since we last read it, so an external edit is
   never overwritten -- then rewrites the file atomically (tmp + fsync + rename) in a thread,
@@ -26,7 +29,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import loader
-from .persist import write_doc_atomically
+from .persist import remove_stale_temps, write_doc_atomically
 from .store import Conflict, Event, Item, Op, StoreError, WatchSink, split_key
 
 log = logging.getLogger("pylon.config")
@@ -109,7 +112,7 @@ class YamlStore:
             # reported once, not on every poll
             self._stat = (st.st_mtime_ns, st.st_size, st.st_ino)
             with open(path, "rb") as f:
-                doc = loader.parse_text(f.read(), path)
+                doc = loader.parse_standalone(f.read(), path)
         except OSError as e:
             raise ConfigError(e.strerror or str(e), path) from None
         if doc is None and not initial:
@@ -151,6 +154,8 @@ class YamlStore:
         return events
 
     async def load(self) -> tuple[dict[str, Item], int]:
+        # temporary files of a write interrupted by a kill -9 of the previous master
+        remove_stale_temps(os.path.dirname(os.path.abspath(self.path)))
         self._take(self.read_doc(initial=True))
         return dict(self.items), self.revision
 
@@ -166,8 +171,10 @@ class YamlStore:
         try:
             doc = self.read_doc(initial=False)
         except ConfigError as e:
-            log.error("config %s not applied, revision %d keeps serving: %s", self.path,
-                      self.revision, e)
+            # a missing #END is most often a write in progress: APISIX warns about it
+            level = logging.WARNING if isinstance(e, loader.MissingEndMark) else logging.ERROR
+            log.log(level, "config %s not applied, revision %d keeps serving: %s", self.path,
+                    self.revision, e)
             return False
         events = self._take(doc)
         if events and self._sink is not None:

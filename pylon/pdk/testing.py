@@ -217,6 +217,7 @@ class Kit:
         tmp = self.doc_path + ".tmp"
         with open(tmp, "w") as f:
             yaml.safe_dump(self._with_upstream(doc), f)
+            f.write("#END\n")                     # without it the file is not applied
         os.replace(tmp, self.doc_path)
 
     def apply(self, doc: dict[str, Any], timeout: float = 10.0) -> None:

@@ -1,6 +1,7 @@
 """http-logger: log entries POSTed in batches to an HTTP(S) server (APISIX).
 
-``uri`` (required), ``auth_header`` (sent as ``Authorization``), ``timeout`` (3 s),
+``uri`` (required), ``auth_header`` (sent as ``Authorization``; a secret: stored encrypted,
+masked in the audit log -- Pylon's, APISIX keeps it in plain text), ``timeout`` (3 s),
 ``log_format`` (else plugin_metadata's, else the full log), ``concat_method`` ``json`` (one
 JSON array per batch, ``Content-Type: application/json``) or ``new_line`` (one JSON object a
 line, ``text/plain``), ``ssl_verify`` (false), and the batch options (``batch_max_size``,
@@ -32,6 +33,8 @@ schema = log_entry.logger_schema({
     "concat_method": {"type": "string", "default": "json", "enum": ["json", "new_line"]},
     "ssl_verify": {"type": "boolean", "default": False},
 }, ["uri"], "http logger")
+#: Pylon's (APISIX keeps it in plain text): the log server's Authorization value is a secret
+encrypt_fields = ("auth_header",)
 metadata_schema = log_entry.METADATA_SCHEMA
 # check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
 prepare = log_entry.prepare_logger

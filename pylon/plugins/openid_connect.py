@@ -194,8 +194,10 @@ schema: dict[str, Any] = {
     },
     "required": ["client_id", "discovery"],
 }
+#: APISIX's, and Pylon's own proxy credentials (``proxy_opts.*_authorization``)
 encrypt_fields = ("client_secret", "client_rsa_private_key", "dpop.private_key",
-                  "session.secret", "session.redis.password")
+                  "session.secret", "session.redis.password",
+                  "proxy_opts.http_proxy_authorization", "proxy_opts.https_proxy_authorization")
 
 _RESERVED_FLAT = (("use_par", "par.enabled"),
                   ("pushed_authorization_request_endpoint", "par.endpoint"),

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..model.validate import Rejection
 from .chain import EMPTY, Chain, ChainBuilder, merge
-from .registry import PluginConfigError
+from .registry import PluginConfigError, map_fields
 
 log = logging.getLogger("pylon.config")
 
@@ -103,65 +103,17 @@ class ConsumerIndex:
 EMPTY_INDEX = ConsumerIndex()
 
 
-def _map_fields(conf: dict[str, Any], fields: Iterable[str], fn: Any) -> dict[str, Any]:
-    """A copy of ``conf`` with ``fn`` applied to the string at each dotted path (the
-    objects on the way copied, the rest shared)."""
-    out = dict(conf)
-    for path in fields:
-        parts = path.split(".")
-        cur: Any = out
-        for p in parts[:-1]:
-            nxt = cur.get(p) if isinstance(cur, dict) else None
-            if not isinstance(nxt, dict):
-                cur = None
-                break
-            cur[p] = nxt = dict(nxt)
-            cur = nxt
-        if isinstance(cur, dict) and isinstance(cur.get(parts[-1]), str):
-            cur[parts[-1]] = fn(cur[parts[-1]])
-    return out
-
-
 def decrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) -> dict[str, Any]:
     """A copy of ``conf`` with encrypted ``fields`` (dotted paths) opened; a value that
     does not decrypt was written in plain text (a hand-edited file) and is used as it is."""
     if keyring is None:
         return conf
-
-    def opened(v: str) -> str:
-        try:
-            return keyring.decrypt(v)  # type: ignore[no-any-return]
-        except ValueError:
-            return v
-    return _map_fields(conf, fields, opened)
+    return map_fields(conf, fields, keyring.open)
 
 
 def encrypt_fields(conf: dict[str, Any], fields: Iterable[str], keyring: Any) -> dict[str, Any]:
     """A copy of ``conf`` with ``fields`` encrypted (values already encrypted are kept)."""
-    def sealed(v: str) -> str:
-        try:
-            keyring.decrypt(v)
-            if v.lstrip().startswith("-----"):
-                raise ValueError        # PEM passes decrypt unchanged: not encrypted
-        except ValueError:
-            return keyring.encrypt(v)  # type: ignore[no-any-return]
-        return v
-    return _map_fields(conf, fields, sealed)
-
-
-def seal_plugins(plugins: Any, registry: Any, keyring: Any, opening: bool = False) -> Any:
-    """A plugin map with each plugin's ``encrypt_fields`` encrypted (``opening``: decrypted).
-    Entries of unknown plugins and non-objects are left as they are."""
-    if keyring is None or not isinstance(plugins, dict):
-        return plugins
-    out = {}
-    for name, conf in plugins.items():
-        spec = registry.get(name)
-        if spec is not None and spec.encrypt_fields and isinstance(conf, dict):
-            conf = (decrypt_fields if opening else encrypt_fields)(
-                conf, spec.encrypt_fields, keyring)
-        out[name] = conf
-    return out
+    return map_fields(conf, fields, keyring.seal)
 
 
 def compile_consumers(consumers: dict[str, Any], credentials: dict[str, Any],
@@ -270,5 +222,4 @@ __all__ = [
     "compile_consumers",
     "decrypt_fields",
     "encrypt_fields",
-    "seal_plugins",
 ]

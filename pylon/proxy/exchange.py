@@ -105,8 +105,6 @@ class Exchange(Context):
     stale_retried = False
     #: an upgrade request (WebSocket) on a route with enable_websocket
     upgrading = False
-    #: client bytes that arrived after the upgrade request's head, before the 101
-    early_tunnel_data = b""
     switch_headers: list[tuple[bytes, bytes]] | None = None
     _mid: bytes | None = None
     _args: dict[str, str] | None = None

@@ -9,7 +9,8 @@ A plugin is one Python module (see ``docs/writing-a-plugin.md``)::
     schema = {...}               # JSON Schema of the route/service/global configuration
     consumer_schema = {...}      # optional: the consumer / credential configuration
     metadata_schema = {...}      # optional: plugin_metadata
-    encrypt_fields = ("key",)    # optional: consumer fields stored encrypted (dotted paths)
+    encrypt_fields = ("key",)    # optional: secret fields (dotted paths): stored encrypted,
+                                 # masked in the audit log and for viewer keys
     consumer_key = "key"         # auth plugins: the consumer field that identifies a consumer
 
     def check(conf, schema_type): ...      # optional: what JSON Schema cannot say (raise)
@@ -105,11 +106,14 @@ class PluginSpec:
             raise ValueError(f"plugin {name}: `priority` must be an integer")  # noqa: TRY004
         hooks = {ph: getattr(mod, ph) for ph in PHASES if callable(getattr(mod, ph, None))}
         schema = getattr(mod, "schema", None) or {"type": "object"}
+        secret = getattr(mod, "encrypt_fields", ()) or ()
+        if isinstance(secret, str) or not all(isinstance(p, str) and p for p in secret):
+            raise ValueError(f"plugin {name}: `encrypt_fields` must be a tuple of field paths")
         spec = cls(name=name, priority=prio, module=mod,
                    version=getattr(mod, "version", 0.1), type=getattr(mod, "type", "other"),
                    schema=schema, consumer_schema=getattr(mod, "consumer_schema", None),
                    metadata_schema=getattr(mod, "metadata_schema", None),
-                   encrypt_fields=tuple(getattr(mod, "encrypt_fields", ()) or ()),
+                   encrypt_fields=tuple(secret),
                    consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
@@ -200,6 +204,26 @@ class PluginSpec:
         return out
 
 
+def map_fields(conf: dict[str, Any], fields: Iterable[str],
+               fn: Callable[[Any], Any]) -> dict[str, Any]:
+    """A copy of ``conf`` with ``fn`` applied to the value (not None) at each dotted path
+    present; the objects on the way are copied, the rest is shared."""
+    out = dict(conf)
+    for path in fields:
+        *parents, last = path.split(".")
+        cur: Any = out
+        for p in parents:
+            nxt = cur.get(p)
+            if not isinstance(nxt, dict):
+                break
+            cur[p] = dict(nxt)
+            cur = cur[p]
+        else:
+            if cur.get(last) is not None:
+                cur[last] = fn(cur[last])
+    return out
+
+
 def _with_meta(schema: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(schema)
     if s.get("type") == "object":
@@ -276,6 +300,35 @@ class Registry:
             except PluginConfigError as e:
                 return str(e)
         return None
+
+    def map_secrets(self, kind: str, value: Any, fn: Callable[[Any], Any],
+                    unknown: Callable[[Any], Any] | None = None) -> Any:
+        """A copy of ``value``, a stored object of resource ``kind`` (``routes``,
+        ``consumers``, ``plugin_metadata`` ...), with ``fn`` applied to every secret its
+        plugins declare (``encrypt_fields``): in its ``plugins`` map or, for a
+        plugin_metadata, in the object itself.  ``unknown``, when given, replaces the
+        configuration of a plugin this registry does not know (its secrets cannot be told).
+        The objects on the way are copied, the rest is shared."""
+        if not isinstance(value, dict):
+            return value
+        if kind == "plugin_metadata":
+            spec = self.plugins.get(str(value.get("id")))
+            if spec is None:
+                return value if unknown is None else \
+                    {k: v if k == "id" else unknown(v) for k, v in value.items()}
+            return map_fields(value, spec.encrypt_fields, fn)
+        plugins = value.get("plugins")
+        if not isinstance(plugins, dict):
+            return value
+        out = {}
+        for name, conf in plugins.items():
+            spec = self.plugins.get(name)
+            if spec is None:
+                conf = conf if unknown is None else unknown(conf)
+            elif spec.encrypt_fields and isinstance(conf, dict):
+                conf = map_fields(conf, spec.encrypt_fields, fn)
+            out[name] = conf
+        return {**value, "plugins": out}
 
 
 @dataclass(frozen=True, slots=True)

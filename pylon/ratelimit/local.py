@@ -70,10 +70,11 @@ _CAS = _load_cas()
 _SEQ_CST = 5
 
 
-def node_dir(create_for_pid: int | None = None) -> str:
-    """The node's shared-memory directory: the master creates it (``create_for_pid``) and
-    passes it to workers in ``$PYLON_SHM_DIR``; a process without one (a benchmark, a single
-    process) gets a private directory."""
+def node_dir(create_for_pid: int | None = None, adopt: str | None = None) -> str:
+    """The node's shared-memory directory: the master creates it (``create_for_pid``), or
+    adopts the one its orphaned workers use (``adopt``: a master taking over from one that
+    died, ``server/takeover.py``), and passes it to workers in ``$PYLON_SHM_DIR``; a process
+    without one (a benchmark, a single process) gets a private directory."""
     d = os.environ.get(ENV)
     if d and create_for_pid is None:
         return d
@@ -82,26 +83,81 @@ def node_dir(create_for_pid: int | None = None) -> str:
     else:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
         _remove_stale(base)
-        d = os.path.join(base, f"pylon-{create_for_pid}")
-        remove_node_dir(d)               # a previous master with the same pid: start clean
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        if adopt and os.path.isdir(adopt):
+            d = adopt
+        else:
+            d = os.path.join(base, f"pylon-{create_for_pid}")
+            n = 0
+            while in_use(d):             # orphans of another node whose master had our pid
+                n += 1
+                d = os.path.join(base, f"pylon-{create_for_pid}-{n}")
+            remove_node_dir(d)           # a previous master with the same pid: start clean
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        hold(d)
     os.environ[ENV] = d
     return d
 
 
+#: node directories this process uses, each with its shared ``flock`` held (``hold``)
+_held: dict[str, int] = {}
+
+
+def hold(d: str) -> None:
+    """Mark ``d`` in use by this process until it exits (a shared ``flock`` on the
+    directory, which the kernel drops with the process): every process of a node holds
+    one, so no master removes a directory that orphaned workers still use."""
+    if d in _held:
+        return
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _held[d] = fd
+
+
+def in_use(d: str) -> bool:
+    """Whether a live process (this one included) holds ``d``."""
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def release_node_dir(d: str) -> None:
+    """A master that stops: its hold goes, and the directory too unless a process it did
+    not take over (an orphan) still uses it."""
+    fd = _held.pop(d, None)
+    if fd is not None:
+        os.close(fd)
+    if not in_use(d):
+        remove_node_dir(d)
+
+
 def _remove_stale(base: str) -> None:
-    """Directories of masters that are gone (killed without cleaning up)."""
+    """Directories of masters that are gone (killed without cleaning up), unless orphaned
+    workers still use them."""
     try:
         names = os.listdir(base)
     except OSError:
         return
     for n in names:
-        if not n.startswith("pylon-") or not n[6:].isdigit():
+        pid = n[6:].split("-", 1)[0]
+        if not n.startswith("pylon-") or not pid.isdigit():
             continue
         try:
-            os.kill(int(n[6:]), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
-            remove_node_dir(os.path.join(base, n))
+            path = os.path.join(base, n)
+            if not in_use(path):
+                remove_node_dir(path)
         except PermissionError:
             pass
 

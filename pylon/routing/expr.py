@@ -399,6 +399,11 @@ def _false(_src: VarSource) -> bool:
     return False
 
 
+#: deepest nesting of rules compiled: each level is one more call when a request is matched
+#: (and when the rule is compiled), so a hostile spec must not reach Python's stack limit
+MAX_NESTING = 64
+
+
 def compile_expr(spec: Any, path: str = "vars") -> Predicate:
     """Compile an APISIX ``vars`` spec into ``pred(src) -> bool``.
 
@@ -415,21 +420,23 @@ def compile_expr(spec: Any, path: str = "vars") -> Predicate:
     return _compile(spec, path)
 
 
-def _compile(rules: Any, path: str) -> Predicate:
+def _compile(rules: Any, path: str, depth: int = 1) -> Predicate:
     if not isinstance(rules, (list, tuple)):
         raise ExprError("expression must be a list", path)
+    if depth > MAX_NESTING:
+        raise ExprError(f"expression nested deeper than {MAX_NESTING} levels", path)
     n = len(rules)
     if n == 0:
         raise ExprError("rule too short", path)
     first = rules[0]
     if isinstance(first, (list, tuple)):
-        return _and([_compile(r, f"{path}[{i}]") for i, r in enumerate(rules)])
+        return _and([_compile(r, f"{path}[{i}]", depth + 1) for i, r in enumerate(rules)])
     if isinstance(first, str):
         op = first.upper()
         if op in _LOGIC_OPS:
             if n <= 2:
                 raise ExprError(f"rule too short: '{first}' needs at least 2 sub-expressions", path)
-            subs = [_compile(rules[i], f"{path}[{i}]") for i in range(1, n)]
+            subs = [_compile(rules[i], f"{path}[{i}]", depth + 1) for i in range(1, n)]
             if op == "AND":
                 return _and(subs)
             if op == "OR":

@@ -54,6 +54,7 @@ from typing import Any
 from ..config.compiler import upstream_plan
 from ..config.store import Event
 from ..model.validate import convert
+from ..settings import ConnLimits
 from ..upstream.health import HealthManager
 from ..upstream.runtime import UpstreamPlan
 
@@ -183,7 +184,7 @@ class ControlApp:
         self.exists = exists
         self.prefix = prefix.rstrip("/")
         self.state = state
-        self.plugins = plugins or (lambda: {})
+        self.plugins = plugins or dict
         self.node_status = node_status
         self.node_id = node_id
         self.boot_time = boot_time
@@ -335,6 +336,9 @@ class ControlApp:
 
 
 async def start_control(loop: asyncio.AbstractEventLoop, app: ControlApp, host: str,
-                        port: int) -> asyncio.Server:
+                        port: int, limits: ConnLimits | None = None) -> asyncio.Server:
+    """Serve ``app`` on the master's small HTTP server, within ``apisix.control``'s
+    limits (``settings.control_limits``)."""
     from ..admin.server import start_admin
-    return await start_admin(loop, app, host, port)  # type: ignore[arg-type]
+    return await start_admin(loop, app, host, port, limits,  # type: ignore[arg-type]
+                             "Control API")

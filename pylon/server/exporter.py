@@ -31,6 +31,7 @@ from typing import Any
 from .. import __version__
 from ..admin.server import RawBody
 from ..observe import metrics
+from ..settings import ConnLimits
 
 log = logging.getLogger("pylon.exporter")
 
@@ -129,9 +130,12 @@ class ExportApp:
 
 
 async def start_exporter(loop: asyncio.AbstractEventLoop, app: ExportApp, host: str,
-                         port: int) -> asyncio.Server:
+                         port: int, limits: ConnLimits | None = None) -> asyncio.Server:
+    """Serve ``app`` on the master's small HTTP server, within the Control API's limits
+    (``settings.control_limits``: APISIX's ``plugin_attr.prometheus`` has none)."""
     from ..admin.server import start_admin
-    return await start_admin(loop, app, host, port)  # type: ignore[arg-type]
+    return await start_admin(loop, app, host, port, limits,  # type: ignore[arg-type]
+                             "Prometheus export server")
 
 
 def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:

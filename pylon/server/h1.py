@@ -80,6 +80,7 @@ class H1Connection(asyncio.Protocol):
         "deadline",
         "deferred",
         "dispatching",
+        "early",
         "exchange",
         "head_buf",
         "keep_alive",
@@ -135,6 +136,8 @@ class H1Connection(asyncio.Protocol):
         self.linger_until = 0.0
         self.tunnel: Tunnel | None = None
         self.realip: Any = None
+        #: client bytes after an upgrade request's head (for the tunnel, if it switches)
+        self.early = b""
 
     # ---------------------------------------------------------------- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -189,15 +192,13 @@ class H1Connection(asyncio.Protocol):
             return
         off = self.parser.upgrade_offset
         if off is not None:
-            # bytes after an upgrade request's head are not HTTP: they wait for the 101 and
-            # the tunnel (enable_websocket), or the request is answered and the connection
-            # closes after it
+            # bytes after an upgrade request's head (one without a body: see wire.h1) are
+            # not HTTP: they wait for the 101 and the tunnel (enable_websocket), or the
+            # request is answered as an ordinary one and the connection closes after it
             self.parser.upgrade_offset = None
             self.keep_alive = False
             self._pause(_PAUSE_PIPELINE)
-            ex = self.exchange
-            if ex is not None and ex.upgrading and off < len(data):
-                ex.early_tunnel_data = data[off:]
+            self.early = data[off:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -381,9 +382,9 @@ class H1Connection(asyncio.Protocol):
         self.transport.write(head + early)
         tunnel = Tunnel(self.loop, self.transport, upstream, idle, lambda t: ex.tunnel_closed(t))
         self.tunnel = tunnel
-        if ex.early_tunnel_data:
-            tunnel.from_client(ex.early_tunnel_data)
-            ex.early_tunnel_data = b""
+        if self.early:
+            tunnel.from_client(self.early)
+            self.early = b""
         self.paused = 0
         self.transport.resume_reading()
         return tunnel
@@ -418,7 +419,10 @@ class H1Connection(asyncio.Protocol):
             self.send_local(e.status, [(b"Content-Type", b"application/json; charset=utf-8")],
                             errors.error_body(e.message), True)
         if not self.keep_alive or self.closing:
-            if ex.error is not None or not self.req_complete:
+            # unread or dropped client input (after an error, an unread body, a pipelined
+            # request after one that closes, an upgrade not taken): close without a reset
+            if ex.error is not None or not self.req_complete or self.parser.after_close \
+                    or ex.head.upgrade is not None:
                 self._linger_close()
             else:
                 self.close()

@@ -17,6 +17,9 @@
   is serving before the old one drains); SIGTERM/SIGINT drain workers up to
   ``worker_shutdown_timeout`` and exit; SIGUSR1 reopens access logs.  A worker that dies is
   replaced, with back-off if it keeps dying.
+* A master killed does not stop the node: its workers serve on as orphans; a master started
+  again on the node adopts their listening sockets, and has them drain once its own workers
+  serve (``server/takeover.py``, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ..logs import setup_logging
 from ..settings import Settings
 from ..upstream.health import UP_STATES, HealthManager
 from .control import STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id, start_control
+from .takeover import Orphan, find_orphans
 from .worker import encode_msg, read_msg
 
 log = logging.getLogger("pylon.master")
@@ -80,7 +84,9 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((host, port))
     s.listen(backlog)
-    s.set_inheritable(True)
+    # not inheritable: a worker gets its own slot's sockets (``pass_fds``) and no other, so
+    # a slot's socket is never held open by a worker that does not accept from it
+    # (uvloop's spawn hands every inheritable descriptor to the child)
     return s
 
 
@@ -94,12 +100,22 @@ def _is_loopback(host: str) -> bool:
 
 def load_standalone(path: str) -> Any:
     with open(path, "rb") as f:
-        return loader.parse_text(f.read(), path)
+        return loader.parse_standalone(f.read(), path)     # YAML: must end with #END
 
 
 class Master:
-    def __init__(self, settings: Settings, config_path: str, workers: int | None) -> None:
+    def __init__(self, settings: Settings, config_path: str, workers: int | None,
+                 orphans: list[Orphan] | None = None) -> None:
         self.settings = settings
+        #: workers of a master that died, taken over (``server/takeover.py``): their
+        #: listening sockets become this master's slots; they drain once ours serve
+        self.orphans = orphans or []
+        self._adopted: dict[tuple[str, int], list[socket.socket]] = {}
+        self._retiring: asyncio.Task[None] | None = None
+        for o in self.orphans:
+            for sk in o.socks:
+                host, port = sk.getsockname()[:2]
+                self._adopted.setdefault((host, port), []).append(sk)
         self.hub = make_hub(settings)
         self.hub.subscribers.append(self.on_config)
         self.admin_server: asyncio.base_events.Server | None = None
@@ -198,7 +214,8 @@ class Master:
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
                          store_kind=type(self.hub.store).__name__)
         try:
-            self.control_server = await start_control(self.loop, app, host, port)
+            self.control_server = await start_control(self.loop, app, host, port,
+                                                      self.settings.control_limits)
         except OSError as e:
             log.error("Control API not started on %s:%d: %s", host, port, e)
             return
@@ -226,8 +243,8 @@ class Master:
         app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
                        explain=self.explain, keyring=keyring, router_kind=s.router,
-                       reload_plugins=self.reload_plugins)
-        self.admin_server = await start_admin(self.loop, app, host, port)
+                       reload_plugins=self.reload_plugins, viewer_secrets=s.admin_viewer_secrets)
+        self.admin_server = await start_admin(self.loop, app, host, port, s.admin_limits)
         log.warning("Admin API listening on %s:%d", host, port)
 
     async def reload_plugins(self) -> None:
@@ -326,7 +343,7 @@ class Master:
             return
         try:
             self.export_server = await start_exporter(self.loop, ExportApp(self, uri, prefix),
-                                                      host, port)
+                                                      host, port, self.settings.control_limits)
         except OSError as e:
             log.error("Prometheus export server not started on %s:%d: %s", host, port, e)
             return
@@ -353,14 +370,53 @@ class Master:
     def open_slots(self) -> None:
         s = self.settings
         while len(self.slots) < self.nworkers:
-            self.slots.append([bind_socket(h, p, s.backlog) for h, p in s.listen])
+            self.slots.append([self._adopt(h, p) or bind_socket(h, p, s.backlog)
+                               for h, p in s.listen])
         while len(self.slots) > self.nworkers:
             for sock in self.slots.pop():
                 sock.close()
+        # orphans' sockets beyond our slots: served too (by slot), so that what is queued
+        # on them is accepted; those of addresses no longer listened to are closed
+        extra = 0
+        for addr, socks in self._adopted.items():
+            for sock in socks:
+                if addr in s.listen and self.slots:
+                    self.slots[extra % len(self.slots)].append(sock)
+                    extra += 1
+                else:
+                    sock.close()
+        self._adopted = {}
+
+    def _adopt(self, host: str, port: int) -> socket.socket | None:
+        """A listening socket an orphaned worker handed over for this address, if any."""
+        socks = self._adopted.get((host, port))
+        return socks.pop() if socks else None
+
+    async def retire_orphans(self) -> None:
+        """Our workers serve: the orphans we took over drain and exit, and so do any that
+        turned up since (their sockets were not taken: closed with them)."""
+        told = [o for o in self.orphans if o.drain()]
+        late = await asyncio.to_thread(find_orphans, self.settings.pid_file,
+                                       skip={o.pid for o in self.orphans})
+        self.orphans = []
+        for o in late:
+            for sock in o.socks:
+                sock.close()
+            if o.drain():
+                told.append(o)
+        if not told:
+            return
+        wait = self.settings.shutdown_timeout + 5
+        done = await asyncio.gather(*(o.gone(wait) for o in told))
+        for o, ok in zip(told, done, strict=True):
+            if ok:
+                log.warning("orphaned worker pid %d drained and exited", o.pid)
+            else:
+                log.error("orphaned worker pid %d still running %.0f s after it was told "
+                          "to drain", o.pid, wait)
 
     async def spawn(self, slot: int) -> WorkerProc:
         parent, child = socket.socketpair()
-        child.set_inheritable(True)
         fds = [sk.fileno() for sk in self.slots[slot]]
         # -P: the current directory stays off sys.path, so a folder named like a module the
         # worker imports (a "pylon" directory where the node was started) cannot shadow it;
@@ -573,6 +629,8 @@ class Master:
             log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
                         addrs, os.getpid())
         self.hub.start_watch()
+        if not stop.is_set():
+            self._retiring = self.loop.create_task(self.retire_orphans())
         await stop.wait()
         self.stopping = True
         log.warning("stopping: draining workers (up to %.0f s)", self.settings.shutdown_timeout)

@@ -3,7 +3,9 @@
 The worker receives config documents from the master on its control socket, compiles each
 into a new snapshot (off the event loop's critical path, in a thread), reconciles upstream
 runtimes and swaps the snapshot in.  On SIGTERM it stops accepting, lets in-flight requests
-finish (closing keep-alive connections as they go idle) and exits at the deadline.
+finish (closing keep-alive connections as they go idle) and exits at the deadline.  When its
+master dies it serves on with the config it has, until a new master takes over and tells it
+to drain (``takeover.py``).
 """
 
 from __future__ import annotations
@@ -122,6 +124,18 @@ class Worker:
             self.model = model
             runtimes = self.runtimes.reconcile(compiled.plans)
             self._swap(revision, compiled, runtimes, t0, "")
+            # The snapshot is long-lived and acyclic (freed by reference counting when it is
+            # replaced): move it out of the collector's generations so that periodic full
+            # collections do not re-walk a large routing table while requests wait.  Only
+            # here, not after a delta: freezing takes every tracked object, also the
+            # connections and exchanges alive at that moment, and once they end they are
+            # cyclic garbage the collector never sees (a freeze per change grew the soak
+            # test's workers by ~60 KiB a change).  A later whole document (a file edit, a
+            # plugin reload) first thaws and collects what the previous freeze took.
+            if gc.get_freeze_count():
+                gc.unfreeze()
+                gc.collect()
+            gc.freeze()
             return compiled
 
     async def apply_delta(self, revision: int, put: list[Any], dels: list[str]) -> Compiled:
@@ -143,10 +157,6 @@ class Worker:
                 clog.error("config revision %d: rejected %s", revision, r)
         old = self.holder.swap(Snapshot(revision, compiled, runtimes))
         del old
-        # The snapshot is long-lived and acyclic (freed by reference counting when it is
-        # replaced): move it out of the collector's generations so that periodic full
-        # collections do not re-walk a large routing table while requests wait.
-        gc.freeze()
         self.apply_ms = (time.perf_counter() - t0) * 1000
         log.info("worker %d: config revision %d live%s: %d routes, %d rejected, %.1f ms",
                  self.index, revision, what, len(compiled.routes), len(compiled.rejected),
@@ -253,8 +263,18 @@ class MasterLink:
         self.writer = writer
         self.seq = 0
         self.asks: dict[int, asyncio.Future[Any]] = {}
+        #: the master died: questions fail at once (an orphaned worker, ``takeover.py``)
+        self.gone = False
+
+    def lost(self) -> None:
+        self.gone = True
+        for fut in self.asks.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("the master is gone"))
 
     async def ask(self, t: str, timeout: float) -> Any:
+        if self.gone:
+            raise ConnectionError("the master is gone")
         self.seq += 1
         seq = self.seq
         fut = asyncio.get_running_loop().create_future()
@@ -290,6 +310,9 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
     global _link
     link = _link = MasterLink(writer)
     socks = [socket.socket(fileno=fd) for fd in listen_fds]
+    from ..ratelimit.local import ENV, hold
+    if os.environ.get(ENV):
+        hold(os.environ[ENV])    # the node's shared memory stays while this process lives
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -307,7 +330,9 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
     reports: list[tuple[str, str, int]] = []
 
     def flush_reports() -> None:
-        if reports:
+        if link.gone:
+            reports.clear()
+        elif reports:
             writer.write(encode_msg({"t": "hreport", "r": reports[:]}))
             reports.clear()
 
@@ -324,8 +349,22 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
             try:
                 msg = await read_msg(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
-                log.warning("worker %d: master went away; stopping", index)
-                stop.set()
+                if not served:
+                    log.warning("worker %d: master went away before any config; stopping",
+                                index)
+                    stop.set()
+                    return
+                # an orphan: serve on until a new master takes over (or SIGTERM)
+                link.lost()
+                log.warning("worker %d: master went away; serving config revision %d until "
+                            "a new master takes over or SIGTERM", index,
+                            w.holder.current.revision)
+                from .takeover import await_new_master
+                await await_new_master(
+                    settings.pid_file,
+                    lambda: {"pid": os.getpid(), "slot": index, "shm": os.environ.get(ENV, ""),
+                             "rev": w.holder.current.revision},
+                    listen_fds, stop.set)
                 return
             t = msg.get("t")
             if t in ("config", "delta"):

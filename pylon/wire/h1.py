@@ -7,7 +7,12 @@ limits and the framing rules that keep a proxy safe from request smuggling:
 * llhttp already refuses Content-Length together with Transfer-Encoding, duplicate or
   malformed Content-Length, bad chunk sizes, obs-fold (RFC 9112 §5.2) and bare LF;
 * here we additionally refuse any transfer coding other than a single ``chunked`` (501, RFC
-  9112 §6.1: a proxy cannot re-frame a coding it does not understand) and more than one Host.
+  9112 §6.1: a proxy cannot re-frame a coding it does not understand), more than one Host,
+  an invalid authority (RFC 9110 §7.2), and an HTTP major version other than 1 (505);
+* an upgrade request with a body (``curl --http2 -d``) is an ordinary request: its body is
+  read and the connection stays HTTP/1.1 (llhttp alone would skip the body);
+* bytes after a message that closes the connection (``Connection: close``, HTTP/1.0 without
+  keep-alive) are not HTTP to us: they are dropped, never answered (``after_close``).
 
 ``ResponseParser`` is the upstream flavour.  Serialisation helpers build heads and chunks.
 Nothing here imports asyncio or touches a socket.
@@ -47,6 +52,9 @@ _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HE
                                      "CONNECT", "TRACE", "PURGE")}
 
 
+_S_SKIPPED, _S_BODY_HEAD = 1, 2
+
+
 class _Abort(Exception):
     """Raised inside a parser callback to stop parsing with a GatewayError."""
 
@@ -62,14 +70,27 @@ def _unwrap(e: httptools.HttpParserCallbackError) -> BaseException:
     return ctx if ctx is not None else e
 
 
+#: the head fed to llhttp, after an upgrade request with a body, to read that body (llhttp
+#: skips the body of an upgrade request; the head itself is not reported)
+_BODY_HEAD = b"POST / HTTP/1.1\r\n%s\r\n\r\n"
+
+
+def _llhttp(owner: RequestParser) -> httptools.HttpRequestParser:
+    p = httptools.HttpRequestParser(owner)
+    # any version reaches on_headers_complete, which answers 505 for a major other than 1
+    p.set_dangerous_leniencies(lenient_version=True)
+    return p
+
+
 class RequestParser:
     """Feeds bytes to llhttp and emits whole request heads, body chunks and ends."""
 
     __slots__ = ("_p", "_sink", "_limits", "_url", "_headers", "_hbytes", "_in_trailers",
-                 "_trailers", "_body_seen", "upgrade_offset")
+                 "_trailers", "_body_seen", "upgrade_offset", "_close", "closed", "after_close",
+                 "_state", "_body_framing")
 
     def __init__(self, sink: RequestSink, limits: Limits) -> None:
-        self._p = httptools.HttpRequestParser(self)
+        self._p = _llhttp(self)
         self._sink = sink
         self._limits = limits
         self._url = b""
@@ -80,21 +101,57 @@ class RequestParser:
         self._body_seen = 0
         #: set when the request asks for a protocol upgrade; bytes after it are not HTTP
         self.upgrade_offset: int | None = None
+        #: the message being read closes the connection
+        self._close = False
+        #: a message that closes the connection is complete: nothing more is parsed
+        self.closed = False
+        #: bytes arrived after that message (dropped; the connection should linger-close)
+        self.after_close = False
+        #: 0 usually; _S_SKIPPED after an upgrade request with a body whose end llhttp
+        #: reported early; _S_BODY_HEAD while the stand-in head for that body is fed
+        self._state = 0
+        self._body_framing = b""
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``.  Raises GatewayError for a request that must be refused."""
-        try:
-            self._p.feed_data(data)
-        except httptools.HttpParserUpgrade as e:
-            self.upgrade_offset = e.args[0]
-        except httptools.HttpParserCallbackError as e:
-            raise _unwrap(e) from None
-        except httptools.HttpParserError as e:
-            msg = str(e)
-            if "Content-Length" in msg or "Transfer-Encoding" in msg or "chunk" in msg \
-                    or "whitespace" in msg:
-                raise errors.RequestSmuggling(msg) from None
-            raise errors.BadRequest(msg) from None
+        if self.closed:
+            if data:
+                self.after_close = True
+            return
+        base = 0
+        buf: bytes | memoryview = data
+        while True:
+            try:
+                self._p.feed_data(buf)
+                return
+            except httptools.HttpParserUpgrade as e:
+                off = e.args[0]
+            except httptools.HttpParserCallbackError as e:
+                raise _unwrap(e) from None
+            except httptools.HttpParserError as e:
+                if self.closed:             # "Data after `Connection: close`"
+                    self.after_close = True
+                    return
+                msg = str(e)
+                if "Content-Length" in msg or "Transfer-Encoding" in msg or "chunk" in msg \
+                        or "whitespace" in msg:
+                    raise errors.RequestSmuggling(msg) from None
+                if "PRI" in msg:            # "PRI * HTTP/2.0", the HTTP/2 preface (nginx: 505)
+                    raise errors.VersionNotSupported(msg) from None
+                raise errors.BadRequest(msg) from None
+            # llhttp stopped after an upgrade request's head, at buf[off:]
+            if self._state != _S_SKIPPED:
+                self.upgrade_offset = base + off   # what follows is the other protocol's
+                return
+            # the request has a body, so it is an ordinary request: feed llhttp a stand-in
+            # head with the same framing, then the rest, and llhttp reads the body (chunks,
+            # limits, trailers) as any other; the end of that body ends the upgrade request
+            self._state = _S_BODY_HEAD
+            if self._close:         # llhttp is closed after a message without keep-alive
+                self._p = _llhttp(self)
+            self._p.feed_data(_BODY_HEAD % self._body_framing)
+            buf = memoryview(buf)[off:]
+            base += off
 
     # -- llhttp callbacks --------------------------------------------------------------
     def on_url(self, url: bytes) -> None:
@@ -117,13 +174,35 @@ class RequestParser:
             raise _Abort(errors.HeaderTooLarge())
 
     def on_headers_complete(self) -> None:
+        if self._state:             # (_S_BODY_HEAD) the stand-in head: not a request
+            self._state = 0
+            self._url = b""
+            self._headers = []
+            self._hbytes = 0
+            self._in_trailers = True
+            return
         p = self._p
         m = p.get_method()
         method = _METHODS.get(m) or m.decode("ascii", "replace")
-        head = RequestHead.from_h1(method, self._url, self._headers,
-                                   p.get_http_version(), p.should_keep_alive())
+        version = p.get_http_version()
+        if version != "1.1" and version != "1.0":
+            if version[:2] != "1.":                 # HTTP/2.0, HTTP/0.9, HTTP/3.0 (nginx: 505)
+                raise _Abort(errors.VersionNotSupported(f"HTTP/{version}"))
+            version = "1.1"     # RFC 9110 §2.5: a higher 1.x minor is read as 1.1
+        head = RequestHead.from_h1(method, self._url, self._headers, version,
+                                   p.should_keep_alive())
         if head.error is not None:
             raise _Abort(head.error)
+        if not head.keep_alive:
+            self._close = True
+        if head.upgrade is not None and (head.chunked or head.content_length) \
+                and p.should_upgrade():
+            # llhttp will report the end now and stop; the body is read after (feed)
+            head.upgrade = None                      # and it cannot switch protocols
+            self._state = _S_SKIPPED
+            framing = b"Transfer-Encoding: chunked" if head.chunked else \
+                b"Content-Length: %d" % head.content_length
+            self._body_framing = framing + b"\r\nConnection: close" if self._close else framing
         max_body = self._limits.max_body
         if max_body and head.content_length is not None and head.content_length > max_body:
             raise _Abort(errors.BodyTooLarge())
@@ -148,7 +227,11 @@ class RequestParser:
         self._hbytes = 0
         self._in_trailers = False
         self._trailers = None
+        if self._state:                 # an upgrade request's early end: its body follows
+            return
         self._body_seen = 0
+        if self._close:
+            self.closed = True
         self._sink.on_end(trailers)
 
 
@@ -241,6 +324,11 @@ class ResponseParser:
         if kind == _R_CL:
             self._length = int(value)
         elif kind == _R_TE:
+            if value != b"chunked" and value.strip().lower() != b"chunked":
+                # nginx: 'upstream sent unknown "Transfer-Encoding"', a 502 (the body's end
+                # could not be found, and "gzip, chunked" cannot be passed on as chunked)
+                raise _Abort(errors.UpstreamBadResponse(
+                    "upstream sent unknown Transfer-Encoding: " + value.decode("latin-1")))
             self._chunked = True
         elif kind == _R_CONN:
             # only names beyond the hop-by-hop set (and close/keep-alive) need filtering

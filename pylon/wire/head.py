@@ -8,6 +8,7 @@ are plain fields here so an HTTP/2 stream can fill the same object.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_to_bytes
 
 from .. import errors
@@ -30,8 +31,13 @@ _SPECIAL.update({k.upper(): v for k, v in list(_SPECIAL.items())})
 _CONN_TOKENS: dict[bytes, frozenset[bytes]] = {}
 #: header names seen that are none of the above (bounded)
 _PLAIN: set[bytes] = set()
-#: Host header value → host; a small bounded cache (few distinct hosts in practice)
+#: Host header value → host; a small bounded cache (few distinct hosts in practice).  Only
+#: valid authorities are cached, so a hit is also the validation.
 _HOSTS: dict[bytes, str] = {}
+#: RFC 9110 §7.2 / RFC 3986 §3.2.2: ``uri-host [ ":" port ]``; uri-host is an IP-literal or a
+#: reg-name (unreserved / pct-encoded / sub-delims): no userinfo, space, "/", "?", "#", CTL
+_AUTHORITY = re.compile(
+    rb"(?:\[[0-9A-Za-z:._~%!$&'()*+,;=-]+\]|[0-9A-Za-z._~%!$&'()*+,;=-]+)(?::[0-9]*)?")
 
 
 FWD_KEEP, FWD_DROP, FWD_XFF = 0, 1, 2
@@ -117,22 +123,20 @@ class RequestHead:
                     self.expect_continue = True
             else:
                 self.upgrade = value
-        if target[0] != 47:  # not "/": absolute-form (RFC 9112 §3.2.2), the target wins
-            if target.startswith(b"http://") or target.startswith(b"https://"):
-                rest = target.split(b"://", 1)[1]
-                slash = rest.find(b"/")
-                authority = rest if slash < 0 else rest[:slash]
-                target = b"/" if slash < 0 else rest[slash:]
-                self.target = target
+        if target[0] != 47 and target != b"*":    # absolute-form (RFC 9112 §3.2.2)
+            target, authority = _absolute_form(self, target, authority)
         if authority is None:
             if version == "1.1" and self.error is None:
                 self.error = errors.BadRequest("missing Host header")
         else:
             self.authority = authority
             host = _HOSTS.get(authority)
-            if host is None:
+            if host is None:                    # a cache hit is also the validation
                 host = host_of(authority)
-                if len(_HOSTS) < 4096:
+                if not _valid_authority(authority):
+                    if self.error is None:
+                        self.error = errors.BadRequest("invalid Host header")
+                elif len(_HOSTS) < 4096:
                     _HOSTS[authority] = host
             self.host = host
         q = target.find(b"?")
@@ -166,6 +170,45 @@ class RequestHead:
         return self._lower  # type: ignore[return-value]
 
 
+def _valid_authority(authority: bytes) -> bool:
+    """A Host header value or absolute-form authority as RFC 9110 §7.2 allows it; like
+    nginx, also no empty host and no ".." (a name cannot have an empty label)."""
+    return _AUTHORITY.fullmatch(authority) is not None and b".." not in authority \
+        and authority[:1] != b":"
+
+
+def _absolute_form(head: RequestHead, target: bytes,
+                   authority: bytes | None) -> tuple[bytes, bytes | None]:
+    """``http://host[:port][/path][?query]`` → (``/path?query``, ``host[:port]``), as nginx
+    reads it: no path means "/", the query is kept, and the target's authority wins over
+    the Host header (which HTTP/1.1 still requires, and which must still be valid).
+    Userinfo or an empty or invalid authority is refused (400).  Another scheme is left as
+    it is, for the path check to refuse."""
+    sep = target.find(b"://")
+    if sep < 0 or target[:sep].lower() not in (b"http", b"https"):
+        return target, authority
+    rest = target[sep + 3:]
+    end = len(rest)
+    for c in (b"/", b"?"):
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    auth, path = rest[:end], rest[end:]
+    path = b"/" + path if path[:1] == b"?" else path or b"/"
+    head.target = path
+    if head.error is None:
+        if authority is None:
+            if head.version == "1.1":
+                head.error = errors.BadRequest("missing Host header")
+        elif authority not in _HOSTS and not _valid_authority(authority):
+            head.error = errors.BadRequest("invalid Host header")
+    if not _valid_authority(auth):
+        if head.error is None:
+            head.error = errors.BadRequest("invalid host in request line")
+        return path, authority
+    return path, auth
+
+
 def host_of(authority: bytes) -> str:
     """``Example.COM:8080`` → ``example.com``; ``[::1]:80`` → ``::1``."""
     if not authority:
@@ -175,7 +218,9 @@ def host_of(authority: bytes) -> str:
         end = a.find("]")
         return a[1:end] if end > 0 else a
     colon = a.rfind(":")
-    return a[:colon] if colon >= 0 else a
+    if colon >= 0:
+        a = a[:colon]
+    return a.removesuffix(".")          # "example.com." is example.com (nginx)
 
 
 def normalize_path(raw: bytes) -> str:

@@ -88,9 +88,12 @@ def test_killed_node_costs_errors_bounded_by_the_threshold_and_comes_back(gatewa
         # the threshold (2), plus what the clients sent to a worker before the master's
         # verdict reached it (one round trip over the control channel: well under a
         # millisecond on an idle machine, more on a busy one); without the checks half of
-        # the requests would fail (hundreds here).  2-5 on a quiet machine; the bound leaves
-        # room for a loaded CI machine (26 seen with the suite running beside it)
-        assert 2 <= marked <= 50, load.summary()
+        # the requests would fail (hundreds here; the active checks alone would take 1-2 s at
+        # ~1,400 req/s).  2-5 on a quiet machine; the report's trip through a busy master
+        # grows with the load (26 and 67 seen with the parallel suite beside it), so the
+        # bound is set well below what the active checks alone would give, not at the quiet
+        # figure; what must hold under any load is the next assertion: no error once marked
+        assert 2 <= marked <= 150, load.summary()
         assert len(load.failures) == marked, f"errors after the node was out: {load.summary()}"
         assert set(load.statuses) <= {200, 502}, load.summary()
         # the node is back: active checks (1 success, every 1 s) bring traffic back

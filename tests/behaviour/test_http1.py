@@ -437,3 +437,22 @@ def test_curl_as_a_client(gateway_factory, upstream):
     assert [r.status for r in rs] == [200, 200]
     assert rs[0].json()["body"] == "streamed" and rs[1].json()["path"] == "/two"
     assert rs[0].json()["headers"]["Transfer-Encoding"] == "chunked"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_http2_upgrade_attempt_delivers_the_body(gateway_factory, upstream):
+    """``curl --http2`` sends ``Upgrade: h2c`` with its POST: the route does not switch
+    protocols, so it is an ordinary request, body included, without the upgrade headers
+    (before: the body was dropped and the origin waited until a 504)."""
+    gw = gateway_factory(route_doc([upstream]))
+    base = f"http://127.0.0.1:{gw.port}"
+    for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
+        out = subprocess.run(["curl", "-s", "-i", "--max-time", "10", "--http2", *extra,
+                              "-d", "a=1", f"{base}/x"], capture_output=True, timeout=15,
+                             check=False)
+        assert out.returncode == 0, out.stderr
+        (r,) = parse_responses(out.stdout)
+        assert r.status == 200
+        got = r.json()
+        assert got["body"] == "a=1"
+        assert "Upgrade" not in got["headers"]

@@ -236,12 +236,7 @@ def test_pylon_stop_command_drains_and_stops(gateway_factory, upstream):
     wait_until(lambda: not any(alive(p) for p in workers), 5, "workers to exit")
 
 
-def test_workers_exit_when_the_master_is_killed(gateway_factory, upstream):
-    gw = gateway_factory(route_doc([upstream]), workers=2)
-    workers = wait_workers(gw, 2)
-    gw.proc.send_signal(signal.SIGKILL)
-    gw.proc.wait(5)
-    wait_until(lambda: not any(alive(p) for p in workers), 15, "orphaned workers to exit")
+# A killed master's workers serve on until a new master takes over: test_master_death.py
 
 
 def test_second_start_on_the_same_prefix_is_refused(gateway_factory, upstream):

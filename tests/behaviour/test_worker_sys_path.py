@@ -33,7 +33,7 @@ def test_node_started_next_to_a_pylon_folder_serves(tmp_path):
     up = EchoUpstream()
     (tmp_path / "conf" / "pylon.yaml").write_text(yaml.safe_dump({"routes": [
         {"id": "1", "uri": "/x", "upstream": {"type": "roundrobin",
-                                              "nodes": {up.addr: 1}}}]}))
+                                              "nodes": {up.addr: 1}}}]}) + "#END\n")
     log = tmp_path / "out.log"
     # the master as the `pylon` console script runs it (its own directory first on sys.path)
     with open(log, "wb") as out:

@@ -209,7 +209,7 @@ FRAMING_400 = {
     "bare_lf": b"GET / HTTP/1.1\nHost: a\n\n",
     "ctl_in_value": b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
     "bad_method": b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
-    "bad_version": b"GET / HTTP/9.9\r\nHost: a\r\n\r\n",
+    "bad_version": b"GET / HTTP/a.1\r\nHost: a\r\n\r\n",
     "two_hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "missing_host_11": b"GET / HTTP/1.1\r\nX: y\r\n\r\n",
     "climbs_above_root": b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
