@@ -363,15 +363,16 @@ def body_filter(c: Conf, ctx: pdk.Context, chunk: bytes, last: bool) -> None:
         return
     if chunk and not r.writer.write(chunk):
         r.writer = None                 # too large for the zone: not kept
-    if last:
+    elif last:
+        # the upstream's answer is whole: the entry goes live before its last bytes reach
+        # the client, so a request the client sends next (maybe to another worker) hits it
         r.complete = True
+        r.writer.commit()
 
 
 def log(c: Conf, ctx: pdk.Context) -> None:
     r = ctx.store.get(name)
     if r is None or r.writer is None:
         return
-    if r.complete:
-        r.writer.commit()
-    else:                               # the response broke off: nothing is kept
+    if not r.complete:                  # the response broke off: nothing is kept
         r.writer.abort()

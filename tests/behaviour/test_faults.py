@@ -613,6 +613,17 @@ def redis_traffic(port: int) -> Traffic:
     return Traffic(port, plan, threads=6, fresh=2, expect=(200, 500), tally=Tally(keep=True))
 
 
+def wait_strict_flowing(load: Traffic, timeout: float = 10.0) -> None:
+    """Both routes answered before the fault: at least 100 requests, one of them a 200 on
+    /strict (a loaded machine can take a while to get every client thread going)."""
+    load.wait_for(100)
+    deadline = time.monotonic() + timeout
+    while not any(r.status == 200 for r in load.tally.window(0, time.monotonic(), "/strict")):
+        assert time.monotonic() < deadline, f"/strict never answered: {load.tally.figures()}"
+        time.sleep(0.01)
+    time.sleep(0.1)                 # past the 0.05 s margin of check_redis_outage
+
+
 def check_redis_outage(tally: Tally, t_fault: float, t_end: float, t_back: float,
                        t_until: float, name: str, **extra: Any) -> float:
     """/degrade always 200; /strict 200 before, 500 during, 200 again soon after; nothing
@@ -639,7 +650,7 @@ def test_redis_killed_and_restarted_under_load(redis_node):
     hang, no reset), and both count again right after Redis is back."""
     rn = redis_node
     with redis_traffic(rn.gw.port) as load:
-        load.wait_for(100)
+        wait_strict_flowing(load)
         t_fault = time.monotonic()
         rn.redis.kill()
         time.sleep(1.0)
@@ -661,7 +672,7 @@ def test_redis_hanging_is_bounded_by_redis_timeout(redis_node):
     rn = redis_node
     assert rn.redis.proc is not None
     with redis_traffic(rn.gw.port) as load:
-        load.wait_for(100)
+        wait_strict_flowing(load)
         t_fault = time.monotonic()
         os.kill(rn.redis.proc.pid, signal.SIGSTOP)
         try:
