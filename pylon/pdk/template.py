@@ -109,3 +109,25 @@ def compile_replacement(tmpl: str) -> Callable[[re.Match[str]], str]:
                        for p in parts)
     expand.groups = max(groups) if groups else 0  # type: ignore[attr-defined]
     return expand
+
+
+# ngx_escape_uri(NGX_ESCAPE_URI): controls, space, "#", "%", "?", DEL and non-ASCII
+_KEEP = frozenset(b for b in range(0x21, 0x7f) if b not in b"#%?")
+
+
+def wire_bytes(s: str) -> bytes:
+    """The bytes as they go on the wire: request-derived text is latin-1 (raw bytes),
+    configured text may be any Unicode (sent as UTF-8)."""
+    try:
+        return s.encode("latin-1")
+    except UnicodeEncodeError:
+        return s.encode("utf-8")
+
+
+def escape_uri(s: str) -> str:
+    """nginx's ``ngx.escape_uri`` (NGX_ESCAPE_URI): controls, space, ``#``, ``%``, ``?``,
+    DEL and non-ASCII as ``%XX``."""
+    raw = wire_bytes(s)
+    if all(b in _KEEP for b in raw):
+        return s
+    return "".join(chr(b) if b in _KEEP else f"%{b:02X}" for b in raw)

@@ -24,8 +24,7 @@ import re
 from typing import Any
 
 from pylon import pdk
-from pylon.pdk.template import Template, compile_replacement, compile_template
-from pylon.plugins.redirect import escape_uri
+from pylon.pdk.template import Template, compile_replacement, compile_template, escape_uri
 from pylon.routing.expr import compile_pcre
 
 name = "proxy-rewrite"

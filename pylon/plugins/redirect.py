@@ -18,6 +18,7 @@ from typing import Any
 
 from pylon import pdk
 from pylon.pdk.template import compile_replacement as _replacement
+from pylon.pdk.template import escape_uri, wire_bytes
 from pylon.routing.expr import compile_pcre
 
 name = "redirect"
@@ -117,26 +118,6 @@ def render(tmpl: Template, ctx: pdk.Context) -> str:
     return "".join(out)
 
 
-# ngx_escape_uri(NGX_ESCAPE_URI): controls, space, "#", "%", "?", DEL and non-ASCII
-_KEEP = frozenset(b for b in range(0x21, 0x7f) if b not in b"#%?")
-
-
-def _wire(s: str) -> bytes:
-    """The bytes as they go on the wire: request-derived text is latin-1 (raw bytes),
-    configured text may be any Unicode (sent as UTF-8)."""
-    try:
-        return s.encode("latin-1")
-    except UnicodeEncodeError:
-        return s.encode("utf-8")
-
-
-def escape_uri(s: str) -> str:
-    raw = _wire(s)
-    if all(b in _KEEP for b in raw):
-        return s
-    return "".join(chr(b) if b in _KEEP else f"%{b:02X}" for b in raw)
-
-
 def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
     code = conf.code
     tmpl = conf.uri
@@ -160,4 +141,4 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
         query = ctx.head.query  # type: ignore[attr-defined]
         if query:
             new += ("?" if q < 0 else "&") + query.decode("latin-1")
-    return code, None, {"Location": _wire(new)}
+    return code, None, {"Location": wire_bytes(new)}
