@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model.apisix import HASH_KEY, SCHEMAS
-from ..proxy.schema_errors import api7_error
+from ..model.schema_errors import api7_error
 
 #: (kind, id) -> whether the object exists
 Exists = Callable[[str, str], bool]

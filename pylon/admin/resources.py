@@ -444,7 +444,7 @@ def _body_error(conf: Any) -> str | None:
     if conf is None:
         return "missing configurations"
     if not isinstance(conf, dict):
-        from ..proxy.schema_errors import api7_error
+        from ..model.schema_errors import api7_error
         return f"invalid configuration: {api7_error({'type': 'object'}, conf)}"
     return None
 

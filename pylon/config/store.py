@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PylonError
 
 
 @dataclass(slots=True)
@@ -63,7 +63,7 @@ class Op:
     ttl: int | None = None
 
 
-class StoreError(Exception):
+class StoreError(PylonError):
     """The store could not be reached or refused the operation (Admin API: 503)."""
 
 

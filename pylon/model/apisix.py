@@ -1,7 +1,7 @@
 """APISIX 3.x core object schemas (``apisix/schema_def.lua``), as JSON Schema.
 
 The Admin API checks a written object against these first, in api7/jsonschema's words
-(``pylon.proxy.schema_errors.api7_error``), so a client sees exactly what APISIX would say;
+(``pylon.model.schema_errors.api7_error``), so a client sees exactly what APISIX would say;
 the typed models (``pylon.model.route`` / ``upstream``) then add what Pylon itself refuses.
 """
 

@@ -244,7 +244,7 @@ def check_attr(attr: Any) -> dict[str, Any]:
     try:
         out = _attr_validator(attr)
     except fastjsonschema.JsonSchemaValueException as e:
-        from ..proxy.schema_errors import lua_error
+        from ..model.schema_errors import lua_error
         raise ValueError(f"plugin_attr.opentelemetry: {lua_error(e, attr)}") from None
     col = out.setdefault("collector", {})
     col.setdefault("address", "127.0.0.1:4318")
@@ -404,7 +404,7 @@ class Exporter:
 
     # -- background -----------------------------------------------------------------------
     async def _post(self, spans: list[Span]) -> None:
-        from ..pdk import http
+        from ..upstream import client as http
         body = self.encode(spans)
         r = await http.request("POST", self.url, headers=self.headers, body=body,
                                timeout=self.timeout, verify=True)

@@ -38,7 +38,7 @@ from pylon import errors, pdk
 from pylon.model.route import Method
 from pylon.pdk import http
 from pylon.plugins.request_validation import _json_error
-from pylon.proxy.schema_errors import schema_message
+from pylon.model.schema_errors import schema_message
 from pylon.wire.h1 import status_line
 
 name = "batch-requests"

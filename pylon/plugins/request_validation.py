@@ -29,7 +29,7 @@ from urllib.parse import unquote_plus
 import fastjsonschema
 
 from pylon import pdk
-from pylon.proxy.schema_errors import lua_error
+from pylon.model.schema_errors import lua_error
 
 name = "request-validation"
 priority = 2800

@@ -47,6 +47,8 @@ from typing import Any
 
 import fastjsonschema
 
+from ..errors import PylonError
+
 log = logging.getLogger("pylon.plugins")
 
 PHASES = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
@@ -67,7 +69,7 @@ META_SCHEMA: dict[str, Any] = {
 _meta_validator = fastjsonschema.compile(META_SCHEMA)
 
 
-class PluginConfigError(ValueError):
+class PluginConfigError(PylonError, ValueError):
     """A plugin configuration does not validate; ``str()`` is APISIX's error text."""
 
 
@@ -157,7 +159,7 @@ class PluginSpec:
             try:
                 _meta_validator(meta)
             except fastjsonschema.JsonSchemaValueException as e:
-                from .schema_errors import schema_message
+                from ..model.schema_errors import schema_message
                 raise PluginConfigError(self._err('property "_meta" validation failed: '
                                                   + schema_message(META_SCHEMA, meta, e))
                                         ) from None
@@ -177,7 +179,7 @@ class PluginSpec:
         try:
             conf = v(conf)
         except fastjsonschema.JsonSchemaValueException as e:
-            from .schema_errors import schema_message
+            from ..model.schema_errors import schema_message
             raise PluginConfigError(self._err(schema_message(self.schema_for(schema_type),
                                                              conf, e))) from None
         if self.check is not None:

@@ -60,6 +60,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from ..errors import PylonError
+
 __all__ = [
     "LIMIT_CONN_PREFIX",
     "LIMIT_COUNT_PREFIX",
@@ -81,7 +83,7 @@ LIMIT_REQ_PREFIX = "limit_req"
 LIMIT_CONN_PREFIX = "limit_conn"
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(PylonError):
     """Redis could not answer (refused, timed out, pool exhausted, cluster down, error reply).
 
     The plugin lets the request through when ``allow_degradation`` is set, else answers 500.

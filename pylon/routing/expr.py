@@ -41,6 +41,8 @@ import warnings
 from functools import lru_cache
 from typing import Any, Callable, Protocol
 
+from ..errors import PylonError
+
 __all__ = [
     "ExprError",
     "IpMatcher",
@@ -58,7 +60,7 @@ class VarSource(Protocol):
 Predicate = Callable[[VarSource], bool]
 
 
-class ExprError(ValueError):
+class ExprError(PylonError, ValueError):
     """Invalid ``vars`` specification.  ``path`` locates the culprit, e.g. ``vars[1][2]``."""
 
     def __init__(self, message: str, path: str = "vars") -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterable, KeysView
 
+from ..errors import PylonError
 from .expr import ExprError, IpMatcher, VarSource, compile_expr
 from .radix import RadixTree, walk
 
@@ -106,7 +107,7 @@ def _new_match(
     return m
 
 
-class RouterError(ValueError):
+class RouterError(PylonError, ValueError):
     def __init__(self, route_id: str, message: str) -> None:
         self.route_id = route_id
         self.message = message
