@@ -32,8 +32,8 @@ from typing import Any
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from tests.etcd_server import EtcdServer  # noqa: E402
-from tests.harness import Gateway, Upstream, free_port  # noqa: E402
+from tests.etcd_server import EtcdServer
+from tests.harness import Gateway, Upstream, free_port
 
 KEY = "bench-admin-key-0123456789abcdef"
 

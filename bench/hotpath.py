@@ -20,12 +20,13 @@ import time
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
 
-from pylon.server.worker import Worker  # noqa: E402
+from pylon.server.worker import Worker
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from pylon_target import PLUGINS  # noqa: E402
-from pylon.settings import load_settings  # noqa: E402
-from pylon.upstream.pool import UpstreamConnection  # noqa: E402
+from pylon_target import PLUGINS
+
+from pylon.settings import load_settings
+from pylon.upstream.pool import UpstreamConnection
 
 REQ = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:18081\r\n\r\n"      # what wrk sends
 #: what a browser-ish client sends: 9 headers
@@ -72,8 +73,9 @@ async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
     sys.path.insert(0, str(Path(__file__).parent))
     from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc
 
-    from pylon.proxy import registry
-    registry.use(registry.load())
+    from pylon.node import Node
+    from pylon.pdk.node import install
+    from pylon.proxy.registry import load
     if plugin and "key-auth" in plugin:
         req = req.replace(b"\r\n\r\n", b"\r\napikey: " + BENCH_KEY.encode() + b"\r\n\r\n")
     elif plugin == "jwt-auth":
@@ -86,7 +88,9 @@ async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
     loop = asyncio.get_running_loop()
     settings, _ = load_settings({"nginx_config": {"http": {"enable_access_log": False}}},
                                 "/tmp", "bench")
-    w = Worker(settings, loop)
+    node = Node(settings, load())
+    install(node)
+    w = Worker(node, loop)
     await w.apply(1, routes_doc("127.0.0.1:18080", routes, plugin))
     from pylon.server.h1 import H1Connection
     conn = H1Connection(w)

@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import HARNESS, Gateway, free_port, node_config  # noqa: E402
+from common import HARNESS, Gateway, free_port, node_config
 
 
 def cost(a: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pylon_target import routes_doc  # noqa: E402
+from pylon_target import routes_doc
 
 
 def free_port() -> int:

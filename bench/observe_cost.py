@@ -31,9 +31,19 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import (HARNESS, Gateway, family_total, free_port, harness_summary,  # noqa: E402
-                    http_get, node_config, parse_metrics, scrape, wait_export)
-from pylon_target import BENCH_KEY, routes_doc  # noqa: E402
+from common import (
+    HARNESS,
+    Gateway,
+    family_total,
+    free_port,
+    harness_summary,
+    http_get,
+    node_config,
+    parse_metrics,
+    scrape,
+    wait_export,
+)
+from pylon_target import BENCH_KEY, routes_doc
 
 TARGET_RATIO = 1.6
 THREE = "limit-count+prometheus+key-auth"

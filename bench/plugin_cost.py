@@ -20,8 +20,8 @@ import jwt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import HARNESS, Gateway, free_port, http_get, node_config  # noqa: E402
-from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc  # noqa: E402
+from common import HARNESS, Gateway, free_port, http_get, node_config
+from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc
 
 
 def preflight(plugin: str, headers: dict[str, str]) -> None:

@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 
-
 BENCH_KEY = "bench-api-key-0123456789"
 BENCH_SECRET = "bench-jwt-secret-0123456789-0123456789-abcdef"
 # The harness's readiness probe sends no extra headers: requests without credentials pass as
@@ -87,7 +86,8 @@ def routes_doc(upstream: str, n: int, plugin: str | None = None,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--upstream", required=True, help="host:port or http://host:port")
     ap.add_argument("--routes", type=int, default=1)

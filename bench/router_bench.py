@@ -35,7 +35,7 @@ import timeit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pylon.routing import KINDS, Router, RouteSpec  # noqa: E402
+from pylon.routing import KINDS, Router, RouteSpec
 
 
 class Vars:
@@ -90,7 +90,8 @@ def scenarios(n: int, kind: str) -> list[tuple[str, list[RouteSpec], tuple]]:
          ("GET", "api.local", f"/api/v1/r{k + 9}", src, "10.0.0.1")),
     ]
     if kind == "radixtree_uri_with_parameter":
-        out.append(("params /u:id/*rest", [RouteSpec(f"u{k + 19}", "x", (f"/u{k + 19}/:id/*rest",))],
+        spec = RouteSpec(f"u{k + 19}", "x", (f"/u{k + 19}/:id/*rest",))
+        out.append(("params /u:id/*rest", [spec],
                     ("GET", "api.local", f"/u{k + 19}/42/a/b", src, "10.0.0.1")))
     out.append(("miss (404)", [RouteSpec(f"e{k}", "x", (f"/api/v1/r{k}",))],
                 ("GET", "api.local", "/nope/at/all", src, "10.0.0.1")))

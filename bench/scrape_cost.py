@@ -41,8 +41,19 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import (Gateway, children, cpu_seconds, free_port, http_get,  # noqa: E402
-                    median, node_config, parse_metrics, scrape, stop_group, wait_export)
+from common import (
+    Gateway,
+    children,
+    cpu_seconds,
+    free_port,
+    http_get,
+    median,
+    node_config,
+    parse_metrics,
+    scrape,
+    stop_group,
+    wait_export,
+)
 
 CODES = (200, 201, 202, 203, 206, 400, 401, 403, 404, 500)
 TARGET_MS = 200.0
@@ -259,7 +270,7 @@ def flush_cost(routes: int, hot_share: float) -> list[tuple[str, float]]:
         lc.flush()
         res.append(("worker flush, nothing counted (the once-a-second tick when idle)",
                     time.perf_counter() - t0))
-        reader = metrics.Reader(metrics.MetricStore(shm, metrics._max_values()))
+        reader = metrics.Reader(metrics.MetricStore(shm, metrics.DEFAULT_MAX_VALUES))
         t0 = time.perf_counter()
         text = reader.render()
         res.append((f"master render, cold ({len(text) / 1e6:.1f} MB)", time.perf_counter() - t0))

@@ -1,4 +1,15 @@
-"""Command line: ``pylon start|validate|reload|stop|version``."""
+"""Command line: ``pylon COMMAND``.
+
+- ``start``: the master and its workers, in the foreground (writes the embedded default
+  configuration to ``PREFIX/conf`` on a first start without one);
+- ``validate``: check the node config and the declarative (standalone) config;
+- ``reload``: SIGHUP to the running master: re-read all configuration;
+- ``stop``: SIGTERM to the running master (or drain the orphaned workers of a killed one);
+- ``admin``: call a running node's Admin API (``get|list|put|post|patch|delete``);
+- ``explain``: which route a request matches and why (the running node's, or ``-f FILE``);
+- ``version``: print the version;
+- ``_worker``: internal, one worker process, started by the master.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +25,10 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError
+from .node import Node
+from .pdk.node import install
 
 DEFAULT_CONF = "conf/config.yaml"
-
-
-def load_node_config(path: str, prefix: str, plugins: bool = False) -> tuple[Any, list[str]]:
-    """Node settings (and warnings); with ``plugins`` also load the plugins they name
-    and make that registry current (what a process that compiles config needs)."""
-    from .config.loader import read_file
-    from .settings import load_settings
-
-    data = read_file(path)
-    settings, warnings = load_settings(data, prefix, path)
-    if plugins:
-        from .proxy import consumers, registry
-        reg = registry.load_for(settings)
-        warnings = [*warnings, *reg.errors]
-        if settings.encrypt_fields:
-            from .config.encryption import node_keyring
-            consumers.KEYRING = node_keyring(settings.keyring, settings.prefix)
-    return settings, warnings
 
 
 def _paths(args: argparse.Namespace) -> tuple[str, str]:
@@ -103,12 +98,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.config is None:
         _init_defaults(prefix, conf)
     try:
-        settings, warnings = load_node_config(conf, prefix, plugins=True)
+        node = Node.load(conf, prefix)
     except ConfigError as e:
         print(f"pylon: invalid node config: {e}", file=sys.stderr)
         return 1
+    settings = node.settings
+    assert settings is not None
+    install(node)                        # the master checks plugin configurations too
     setup_logging(settings, "master")
-    for w in warnings:
+    for w in node.warnings:
         print(f"pylon: warning: {conf}: {w}", file=sys.stderr)
     lock = _lock_pid_file(settings.pid_file)
     if lock is None:
@@ -118,7 +116,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     # workers of a master that died, still serving: we take their sockets, then drain them
     from .server.takeover import find_orphans
     orphans = find_orphans(settings.pid_file)
-    master = Master(settings, conf, args.workers, orphans)
+    master = Master(node, conf, args.workers, orphans)
     from .ratelimit.local import node_dir, release_node_dir
     # shared counters (the orphans' when taking over); workers inherit the env
     shm = node_dir(create_for_pid=os.getpid(),
@@ -144,11 +142,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     prefix, conf = _paths(args)
     try:
-        settings, warnings = load_node_config(conf, prefix, plugins=True)
+        node = Node.load(conf, prefix)
     except ConfigError as e:
         print(f"{conf}: {e}")
         return 1
-    for w in warnings:
+    settings = node.settings
+    assert settings is not None
+    install(node)
+    for w in node.warnings:
         print(f"{conf}: warning: {w}")
     path = settings.standalone_file
     try:
@@ -156,7 +157,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except (OSError, ConfigError) as e:
         print(f"{path}: {e.strerror if isinstance(e, OSError) else e}")
         return 1
-    compiled = compile_doc(doc, settings.router)
+    compiled = compile_doc(doc, node)
     for r in compiled.rejected:
         print(f"{path}: {r}")
     if compiled.rejected:
@@ -170,10 +171,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _signal(args: argparse.Namespace, sig: int) -> tuple[int, int | None, Any]:
     prefix, conf = _paths(args)
     try:
-        settings, _ = load_node_config(conf, prefix)
+        settings = Node.load(conf, prefix, plugins=False).settings
     except ConfigError as e:
         print(f"pylon: invalid node config: {e}", file=sys.stderr)
         return 1, None, None
+    assert settings is not None
     pid = _read_pid(settings)
     if pid is None:
         print(f"pylon: not running (no live pid in {settings.pid_file})", file=sys.stderr)
@@ -239,10 +241,11 @@ def _admin_target(args: argparse.Namespace) -> tuple[str, str | None] | int:
     url = args.url
     if url is None or key is None:
         try:
-            settings, _ = load_node_config(conf, prefix)
+            settings = Node.load(conf, prefix, plugins=False).settings
         except ConfigError as e:
             print(f"pylon: invalid node config: {e}", file=sys.stderr)
             return 1
+        assert settings is not None
         host, port = settings.admin_listen
         if url is None:
             url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -303,15 +306,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         from .config.explain import explain_offline
         from .config.loader import read_file
         prefix, conf = _paths(args)
-        kind = "radixtree_host_uri"
         try:
-            settings, _ = load_node_config(conf, prefix, plugins=True)
-            kind = settings.router
+            node = Node.load(conf, prefix)
+            assert node.settings is not None
+            kind = node.settings.router
         except ConfigError:              # no node config: the default router and plugins
-            from .proxy import registry
-            registry.use(registry.load())
+            from .proxy.registry import load
+            node = Node(plugins=load())
+            kind = "radixtree_host_uri"
+        install(node)
         try:
-            result = explain_offline(read_file(args.file), kind, query)
+            result = explain_offline(read_file(args.file), kind, query, node.plugins)
         except (OSError, ConfigError, ValueError) as e:
             print(f"pylon: {e}", file=sys.stderr)
             return 1
@@ -356,7 +361,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         from .config.loader import parse_text
-        text = sys.stdin.read() if args.file == "-" else open(args.file).read()
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file) as f:
+                text = f.read()
         try:
             body = json.dumps(parse_text(text, args.file)).encode()
         except ConfigError as e:
@@ -381,8 +390,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .server.worker import run_worker
 
     prefix, conf = _paths(args)
-    settings, _ = load_node_config(conf, prefix, plugins=True)
-    run_worker(settings, args.slot, [int(x) for x in args.fds.split(",") if x], args.ctl)
+    run_worker(Node.load(conf, prefix), args.slot, [int(x) for x in args.fds.split(",") if x],
+               args.ctl)
     return 0
 
 

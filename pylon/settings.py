@@ -18,7 +18,8 @@ from msgspec import Meta
 
 from .errors import ConfigError
 
-ROUTERS = ("radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter")
+#: ``apisix.router.http``: the router kinds (``pylon.routing.router.KINDS``)
+RouterKind = Literal["radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter"]
 DEFAULT_LOG_FORMAT = (
     '$remote_addr - $remote_user [$time_local] $http_host "$request" $status '
     '$body_bytes_sent $request_time "$http_referer" "$http_user_agent" $upstream_addr '
@@ -29,23 +30,22 @@ class _S(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False)
     pass
 
 
-class Listen(_S):
+class Listen(_S, frozen=True):
     port: Annotated[int, Meta(ge=0, le=65535)]
     ip: str = "0.0.0.0"
     enable_http2: bool = False
 
 
-class RouterSection(_S):
-    http: Literal["radixtree_host_uri", "radixtree_uri", "radixtree_uri_with_parameter"] = \
-        "radixtree_host_uri"
+class RouterSection(_S, frozen=True):
+    http: RouterKind = "radixtree_host_uri"
 
 
-class DataEncryption(_S):
+class DataEncryption(_S, frozen=True):
     enable_encrypt_fields: bool = True
     keyring: list[str] | None = None
 
 
-class ServerLimits(_S):
+class ServerLimits(_S, frozen=True):
     """Pylon: bounds of the master's own HTTP servers (APISIX has none: its Admin API port
     shares nginx's ``http`` settings), as ``nginx_config.http`` bounds the proxy port.  In
     ``deployment.admin`` for the Admin API, in ``apisix.control`` for the Control API and
@@ -63,7 +63,7 @@ class ServerLimits(_S):
     max_connections: Annotated[int, Meta(ge=1)] = 256
 
 
-class ControlListen(ServerLimits):
+class ControlListen(ServerLimits, frozen=True):
     """``apisix.control``: the Control API (``/v1/healthcheck``), served by the master."""
 
     ip: str = "127.0.0.1"
@@ -71,7 +71,7 @@ class ControlListen(ServerLimits):
     router: str | None = None          # APISIX: plugin control API matching (no meaning here)
 
 
-class ProxyCacheZone(_S):
+class ProxyCacheZone(_S, frozen=True):
     """A ``proxy-cache`` zone: with ``disk_path`` a disk zone (files under the path, at most
     ``disk_size``), without one a memory zone (shared by the workers, at most
     ``memory_size``)."""
@@ -89,7 +89,7 @@ def _default_cache_zones() -> list[ProxyCacheZone]:
             ProxyCacheZone(name="memory_cache")]
 
 
-class ProxyCacheSection(_S):
+class ProxyCacheSection(_S, frozen=True):
     """``apisix.proxy_cache`` (APISIX's defaults): ``cache_ttl`` is the disk zones' TTL
     when the response carries no ``Cache-Control``/``Expires``."""
 
@@ -97,12 +97,11 @@ class ProxyCacheSection(_S):
     zones: list[ProxyCacheZone] = msgspec.field(default_factory=_default_cache_zones)
 
 
-class NodeSection(_S):
+class NodeSection(_S, frozen=True):
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
     workers: Annotated[int, Meta(ge=1, le=512)] | Literal["auto"] = "auto"
-    router: Literal["radixtree_host_uri", "radixtree_uri",
-                    "radixtree_uri_with_parameter"] | RouterSection = "radixtree_host_uri"
+    router: RouterKind | RouterSection = "radixtree_host_uri"
     enable_ipv6: bool = False
     enable_admin: bool = True
     enable_control: bool = True
@@ -120,18 +119,18 @@ class NodeSection(_S):
     proxy_cache: ProxyCacheSection = ProxyCacheSection()
 
 
-class AdminKeyRow(_S):
+class AdminKeyRow(_S, frozen=True):
     key: Annotated[str, Meta(min_length=1)]
     name: str = "admin"
     role: Literal["admin", "viewer"] = "admin"
 
 
-class AdminListen(_S):
+class AdminListen(_S, frozen=True):
     ip: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 9180
 
 
-class AdminSection(ServerLimits):
+class AdminSection(ServerLimits, frozen=True):
     admin_listen: AdminListen = AdminListen()
     admin_key: list[AdminKeyRow] | None = None
     admin_key_required: bool = True
@@ -144,11 +143,11 @@ class AdminSection(ServerLimits):
     viewer_secrets: Literal["masked", "clear"] = "masked"
 
 
-class RoleSection(_S):
+class RoleSection(_S, frozen=True):
     config_provider: Literal["yaml", "etcd"] | None = None
 
 
-class EtcdTls(_S):
+class EtcdTls(_S, frozen=True):
     cert: str | None = None          # client certificate (mTLS)
     key: str | None = None
     verify: bool = True
@@ -156,7 +155,7 @@ class EtcdTls(_S):
     ca: str | None = None            # CA bundle (Pylon; APISIX takes it from apisix.ssl)
 
 
-class EtcdSection(_S):
+class EtcdSection(_S, frozen=True):
     """``deployment.etcd`` as APISIX documents it."""
 
     host: list[str] = msgspec.field(default_factory=lambda: ["http://127.0.0.1:2379"])
@@ -170,7 +169,7 @@ class EtcdSection(_S):
     snapshot_file: str = "conf/etcd-snapshot.json"
 
 
-class Deployment(_S):
+class Deployment(_S, frozen=True):
     role: Literal["traditional", "data_plane", "control_plane"] = "traditional"
     config_provider: Literal["yaml", "etcd"] | None = None
     standalone_file: str = "conf/pylon.yaml"
@@ -184,7 +183,7 @@ Duration = str | float | int
 Size = str | int
 
 
-class HttpSection(_S):
+class HttpSection(_S, frozen=True):
     client_header_timeout: Duration = "60s"
     client_body_timeout: Duration = "60s"
     keepalive_timeout: Duration = "60s"
@@ -204,7 +203,7 @@ class HttpSection(_S):
     real_ip_from: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "unix:"])
 
 
-class NginxConfig(_S):
+class NginxConfig(_S, frozen=True):
     error_log: str = "logs/error.log"
     error_log_level: Literal["debug", "info", "notice", "warn", "error", "crit", "alert",
                              "emerg"] = "warn"
@@ -213,7 +212,7 @@ class NginxConfig(_S):
     http: HttpSection = HttpSection()
 
 
-class NodeConfig(_S):
+class NodeConfig(_S, frozen=True):
     pylon: NodeSection | None = None
     apisix: NodeSection | None = None
     deployment: Deployment = Deployment()
@@ -330,7 +329,8 @@ class Settings:
         self.real_ip_header = h.real_ip_header
         self.real_ip_recursive = h.real_ip_recursive in ("on", True)
         self.real_ip_from = h.real_ip_from
-        from .proxy.realip import ExprError, RealIp
+        from .proxy.realip import RealIp
+        from .routing.expr import ExprError
         try:
             RealIp.check(h.real_ip_from, p + "real_ip_from")
         except ExprError as e:

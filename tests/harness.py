@@ -18,13 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
-
-from pylon.pdk.testing import free_port  # noqa: E402,F401 - re-exported for the tests
+from pylon.pdk.testing import free_port
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -42,7 +42,7 @@ from pylon.pdk.testing import read_request_body  # noqa: E402
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
     # headers and body go out in separate writes: without TCP_NODELAY a reused keep-alive
     # connection waits out the client's 40 ms delayed ACK on every response
     disable_nagle_algorithm = True
@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    owner: "Upstream"
+    owner: Upstream
 
 
 def echo(h: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -118,8 +118,8 @@ class Gateway:
         self.conf_path = os.path.join(tmp, "conf", "config.yaml")
         self.doc_path = os.path.join(tmp, "conf", "pylon.yaml")
         node_cfg: dict[str, Any] = {
-            "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}], "enable_admin": False,
-                      "workers": workers, "enable_control": False},
+            "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
+                      "enable_admin": False, "workers": workers, "enable_control": False},
             "nginx_config": {"error_log_level": "info", "worker_shutdown_timeout": "10s",
                              "http": dict(http or {})},
             # many gateways run at once: no fixed Prometheus port unless a test asks
@@ -145,8 +145,9 @@ class Gateway:
             f.write(text)
         os.replace(tmp, self.doc_path)
 
-    def start(self, wait: bool = True) -> "Gateway":
-        self._log = open(self.log_path, "ab")
+    def start(self, wait: bool = True) -> Gateway:
+        # kept open for the child's lifetime (closed in stop())
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
         self._log_from = self._log.tell()      # a restart waits for its own "started" line
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pylon.cli", "start", "-p", self.prefix],
@@ -178,7 +179,8 @@ class Gateway:
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             check=False, text=True)
         return [int(p) for p in out.stdout.split()]
 
     def signal(self, sig: int) -> None:
@@ -359,13 +361,13 @@ class HTTPReader:
         self.sock.settimeout(timeout)
         try:
             return self.f.read(1) == b""
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return False
         except ConnectionResetError:
             return True
 
 
-def connect(gw: "Gateway", timeout: float = 5.0) -> tuple[socket.socket, HTTPReader]:
+def connect(gw: Gateway, timeout: float = 5.0) -> tuple[socket.socket, HTTPReader]:
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=timeout)
     return s, HTTPReader(s)
 
@@ -662,7 +664,7 @@ def self_signed_cert(directory: str | None = None) -> tuple[str, str]:
         return cert, key
     pk = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
          .public_key(pk.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -689,11 +691,10 @@ def server_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 # -- processes ---------------------------------------------------------------------------
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` (``VmRSS`` from /proc); 0 when the process is gone."""
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 
@@ -714,7 +715,7 @@ class RSSSampler:
                 self.peak[p] = max(self.peak[p], rss_bytes(p))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RSSSampler":
+    def __enter__(self) -> RSSSampler:
         self._t.start()
         return self
 

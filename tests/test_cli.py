@@ -21,7 +21,7 @@ PKG_CONF = Path(pylon.__file__).parent / "conf"
 
 def run(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pylon.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          check=False, text=True, timeout=timeout)
 
 
 @pytest.fixture

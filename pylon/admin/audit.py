@@ -17,6 +17,9 @@ from typing import Any
 
 import msgspec
 
+from ..config.encryption import RESOURCE_SECRET_FIELDS
+from ..proxy.registry import Registry, map_fields
+
 log = logging.getLogger("pylon.admin")
 
 MASK = "******"
@@ -26,15 +29,12 @@ def _mask(value: Any) -> str:
     return MASK
 
 
-def mask_secrets(kind: str, value: Any, registry: Any = None) -> Any:
+def mask_secrets(kind: str, value: Any, registry: Registry) -> Any:
     """A copy of ``value``, a stored object of resource ``kind``, with every secret it holds
     replaced by ``MASK``: the fields its plugins declare (the whole configuration of a
-    plugin ``registry`` -- the current one by default -- does not know), and the resource's
-    own (``RESOURCE_SECRET_FIELDS``)."""
-    from ..config.encryption import RESOURCE_SECRET_FIELDS
-    from ..proxy.registry import current, map_fields
-    reg = registry if registry is not None else current()
-    value = reg.map_secrets(kind, value, _mask, _mask)
+    plugin the node's ``registry`` does not know), and the resource's own
+    (``RESOURCE_SECRET_FIELDS``)."""
+    value = registry.map_secrets(kind, value, _mask, _mask)
     own = RESOURCE_SECRET_FIELDS.get(kind)
     return map_fields(value, own, _mask) if own and isinstance(value, dict) else value
 
@@ -45,12 +45,15 @@ class AuditLog:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def record(self, who: str | None, client: str | None, method: str, path: str,
-               revision: int, changes: list[tuple[str, Any, Any]]) -> None:
+               revision: int, changes: list[tuple[str, Any, Any]], registry: Registry
+               ) -> None:
+        """Append one line; ``registry`` (the node's plugins) names the secrets to mask."""
         line = msgspec.json.encode({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "key_name": who, "client": client,
             "method": method, "path": path, "revision": revision,
-            "changes": [{"key": f"/apisix/{k}", "before": mask_secrets(k.split("/", 1)[0], b),
-                         "after": mask_secrets(k.split("/", 1)[0], a)}
+            "changes": [{"key": f"/apisix/{k}",
+                         "before": mask_secrets(k.split("/", 1)[0], b, registry),
+                         "after": mask_secrets(k.split("/", 1)[0], a, registry)}
                         for k, b, a in changes]}) + b"\n"
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -1,10 +1,10 @@
 """The OpenAPI 3.0.3 description of the Admin API as Pylon serves it.
 
-``openapi_document()`` builds it once (from ``resources.SPECS`` and the JSON Schemas of
-``meta``) and returns the same object afterwards: treat it as read-only.  Served at
-``GET /apisix/admin/openapi.json``.
+``openapi_document()`` builds it once (from the resource catalogue ``pylon.model.kinds`` and
+the JSON Schemas of ``pylon.model.schemas``) and returns the same object afterwards: treat it
+as read-only.  Served at ``GET /apisix/admin/openapi.json``.
 
-The resource schemas of ``meta`` are draft-07; OpenAPI 3.0 Schema Objects are a subset, so
+The resource schemas are draft-07; OpenAPI 3.0 Schema Objects are a subset, so
 they are converted here: numeric ``exclusiveMinimum`` becomes ``minimum`` +
 ``exclusiveMinimum: true``, ``const`` becomes a one-value ``enum``, and ``propertyNames`` /
 ``patternProperties`` (no 3.0 equivalent) are dropped -- label keys are still checked by the
@@ -18,19 +18,14 @@ import copy
 import functools
 from typing import Any
 
-from .meta import ID_PATTERN, KINDS, resource_schema
+from ..model.kinds import ALIASES, CATALOGUE, ID_PATTERN, KINDS
+from ..model.schemas import resource_schema
 
 PREFIX = "/apisix/admin"
 JSON = "application/json"
 
 #: component name of each kind's schema
-COMPONENT = {
-    "routes": "Route", "services": "Service", "upstreams": "Upstream",
-    "consumers": "Consumer", "credentials": "Credential", "consumer_groups": "ConsumerGroup",
-    "plugin_configs": "PluginConfig", "global_rules": "GlobalRule", "ssls": "SSL",
-    "protos": "Proto", "stream_routes": "StreamRoute", "secrets": "Secret",
-    "plugin_metadata": "PluginMetadata",
-}
+COMPONENT = {k.name: k.title for k in CATALOGUE}
 SECRET_MANAGERS = ("vault", "aws", "gcp")
 _SCHEMA_KEYS = ("additionalProperties", "items", "not")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
@@ -98,21 +93,9 @@ _WRITE_ERRORS = (400, 401, 403, 404, 413, 503)
 
 
 def _kinds() -> list[dict[str, Any]]:
-    """The served kinds from ``resources.SPECS`` (+ credentials), with what the paths need."""
-    from . import resources
-
-    out = []
-    for spec in resources.SPECS.values():
-        if spec.name not in COMPONENT:
-            continue
-        out.append({"name": spec.name, "kind": spec.kind, "key": spec.key_field,
-                    "post": spec.post, "two_part": spec.two_part_id})
-    if not any(k["name"] == "credentials" for k in out):
-        out.append({"name": "credentials", "kind": "credential", "key": "id", "post": False,
-                    "two_part": False})
-    order = {k: i for i, k in enumerate(KINDS)}
-    out.sort(key=lambda k: order.get(k["name"], len(order)))
-    return out
+    """The served kinds (the catalogue, in its order), with what the paths need."""
+    return [{"name": k.name, "kind": k.kind, "key": k.key_field, "post": k.post,
+             "two_part": k.two_part_id} for k in CATALOGUE]
 
 
 def _schemas(kinds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -295,8 +278,6 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
 
 
 def _meta_paths() -> dict[str, Any]:
-    from .meta import ALIASES
-
     kind_names = sorted(ALIASES)
     resource_param = _path_param("resource", "resource kind, plural or APISIX singular",
                                  {"type": "string", "enum": kind_names})

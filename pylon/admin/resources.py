@@ -7,75 +7,33 @@ revision it was checked against (``Op.expect``), so two conflicting writes never
 lose one: the second is refused with 503 and changes nothing.
 
 ``plan_*`` methods check a request against a ``View`` (the state plus the writes staged
-before it in the same batch) and return either an error reply or the ops and the reply to
-give once they are committed; ``POST /apisix/admin/batch`` stages several of them and
-commits them together.
+before it in the same batch) and return the ops and the reply to give once they are
+committed; ``POST /apisix/admin/batch`` stages several of them and commits them together.
 
-Every method returns ``(status, body)`` with APISIX's v3 envelopes and error texts.
+Replies are ``(status, body)`` with APISIX's v3 envelopes; a refusal is raised as a
+``pylon.errors.AdminError`` carrying APISIX's text (``answer`` in ``app.py`` replies it).
+The kinds (``Kind``, ``SPECS``, ``CREDENTIALS``) are the catalogue in ``pylon.model.kinds``;
+the plugins and the keyring are the node's, read at each use (a plugin reload swaps them).
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..config.encryption import Keyring
 from ..config.state import ConfigState
 from ..config.store import Item, Op
+from ..errors import InvalidRequest, KeyNotFound, MethodNotAllowed, NotFound
+from ..model.kinds import CREDENTIALS, ID_RE, SPECS, USERS, Kind
+from ..node import Node
+from ..proxy.registry import PluginSpec
 
 Reply = tuple[int, Any]
 
-ID_RE = re.compile(r"^[a-zA-Z0-9\-_.]{1,64}$")
-NOT_FOUND: dict[str, Any] = {"message": "Key not found"}
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    name: str                     # URL segment and top-level key: "routes"
-    kind: str                     # APISIX's singular in messages: "route"
-    key_field: str = "id"         # consumers are keyed by username
-    typed: bool = False           # validated by pylon.model (routes, services, upstreams)
-    post: bool = True             # POST (generated id) supported
-    timestamps: bool = True       # create_time / update_time injected
-    two_part_id: bool = False     # secrets: /secrets/<manager>/<id>
-    #: (field, resource it names) checked on write and, reversed, on delete
-    refs: tuple[tuple[str, str], ...] = ()
-    label: str = ""               # how delete refusals name an object of this kind
-
-
-SPECS: dict[str, Kind] = {k.name: k for k in (
-    Kind("upstreams", "upstream", typed=True, label="upstream"),
-    Kind("services", "service", typed=True, refs=(("upstream_id", "upstreams"),),
-         label="service"),
-    Kind("routes", "route", typed=True, label="route",
-         refs=(("upstream_id", "upstreams"), ("service_id", "services"),
-               ("plugin_config_id", "plugin_configs"))),
-    Kind("stream_routes", "stream route", label="stream_route",
-         refs=(("upstream_id", "upstreams"), ("service_id", "services"))),
-    Kind("consumers", "consumer", key_field="username", post=False, label="consumer",
-         refs=(("group_id", "consumer_groups"),)),
-    Kind("consumer_groups", "consumer group"),
-    Kind("plugin_configs", "plugin config"),
-    Kind("global_rules", "global rule"),
-    Kind("ssls", "ssl"),
-    Kind("protos", "proto"),
-    Kind("secrets", "secret", post=False, two_part_id=True),
-    Kind("plugin_metadata", "plugin_metadata", post=False, timestamps=False),
-)}
-#: ``/consumers/{username}/credentials/{id}`` (APISIX 3.8+): its own kind in the state
-CREDENTIALS = Kind("credentials", "credential")
-#: delete checks: target resource -> [(referring resource, field)], APISIX's order
-USERS: dict[str, list[tuple[str, str]]] = {}
-for _spec in SPECS.values():
-    for _field, _target in _spec.refs:
-        USERS.setdefault(_target, []).append((_spec.name, _field))
-for _users in USERS.values():
-    _users.sort(key=lambda u: ["routes", "services", "stream_routes", "consumers"].index(u[0]))
 
 #: (key, value before, value after) of every change a request made -- the audit log's input
 Changes = list[tuple[str, Any, Any]]
@@ -107,9 +65,9 @@ class View:
         for oid, item in self.state.kinds.get(kind, {}).items():
             if (kind, oid) not in staged:
                 yield oid, item
-        for (k, oid), item in staged.items():
-            if k == kind and item is not None:
-                yield oid, item
+        for (k, oid), got in staged.items():
+            if k == kind and got is not None:
+                yield oid, got
 
     def stage(self, kind: str, oid: str, item: Item | None) -> None:
         self.staged[(kind, oid)] = item
@@ -127,9 +85,10 @@ class Plan:
 @dataclass(slots=True)
 class Resources:
     state: ConfigState
+    #: the node: its ``plugins`` check objects and name their secret fields, its
+    #: ``keyring`` (None: stored as given) encrypts those and the private keys of ssls
+    node: Node
     now: Callable[[], int] = field(default=lambda: int(time.time()))
-    #: encrypts private keys of ssls before they are stored (None: stored as given)
-    keyring: Keyring | None = None
     router_kind: str = "radixtree_host_uri"
 
     # -- reads ---------------------------------------------------------------------------
@@ -141,7 +100,7 @@ class Resources:
         if oid is not None:
             e = bucket.get(oid)
             if e is None:
-                return 404, dict(NOT_FOUND)
+                raise KeyNotFound()
             return 200, self._node(spec, oid, e, masked)
         rows = [(k, e) for k, e in bucket.items()
                 if (parent is None or k.startswith(parent + "/credentials/"))
@@ -154,7 +113,7 @@ class Resources:
             except ValueError:
                 size = 0
             if size < 10 or size > 500:
-                return 400, {"error_msg": "page_size must be between 10 and 500"}
+                raise InvalidRequest("page_size must be between 10 and 500")
             try:
                 page = max(1, int(query["page"]))
             except ValueError:
@@ -167,7 +126,7 @@ class Resources:
         value = _public(spec, e.value)
         if masked:
             from .audit import mask_secrets
-            value = mask_secrets(spec.name, value)
+            value = mask_secrets(spec.name, value, self.node.plugins)
         else:
             value = self._opened(spec, value)
         return {"key": _key(spec, oid), "value": value,
@@ -176,40 +135,40 @@ class Resources:
     def _seal(self, spec: Kind, value: dict[str, Any], opening: bool) -> dict[str, Any]:
         """Plugin secret fields (each plugin's ``encrypt_fields``) encrypted for storage,
         or opened for an answer (APISIX answers them decrypted)."""
-        if self.keyring is None:
+        keyring = self.node.keyring
+        if keyring is None:
             return value
-        from ..proxy.registry import current
-        return current().map_secrets(  # type: ignore[no-any-return]
-            spec.name, value, self.keyring.open if opening else self.keyring.seal)
+        return self.node.plugins.map_secrets(
+            spec.name, value, keyring.open if opening else keyring.seal)
 
     def _opened(self, spec: Kind, value: dict[str, Any]) -> dict[str, Any]:
         return self._seal(spec, value, True)
 
     # -- writes --------------------------------------------------------------------------
     def plan_put(self, view: View, spec: Kind, oid: str | None, conf: Any,
-                 query: Mapping[str, str]) -> Plan | Reply:
+                 query: Mapping[str, str]) -> Plan:
         err = _body_error(conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         conf = copy.deepcopy(conf)
         oid, err = self._id_for_put(spec, oid, conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         assert oid is not None
         err = _reserved_id(oid)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         err = self._forbidden(spec, conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         prev = view.get(spec.name, oid)
         err = self._check(view, spec, oid, conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         if spec is CREDENTIALS:
             owner = oid.split("/credentials/", 1)[0]
             if view.get("consumers", owner) is None:
-                return 404, {"error_msg": "consumer not found"}
+                raise NotFound("consumer not found")
         if spec.timestamps:
             now = self.now()
             conf["create_time"] = prev.value.get("create_time", now) if prev else now
@@ -217,25 +176,25 @@ class Resources:
         return self._stage_new(view, spec, oid, prev, conf, query)
 
     def plan_post(self, view: View, spec: Kind, oid: str | None, conf: Any,
-                  query: Mapping[str, str]) -> Plan | Reply:
-        if not spec.post or spec is CREDENTIALS:
-            return 405, {"error_msg": f"not supported `POST` method for {spec.kind}"}
+                  query: Mapping[str, str]) -> Plan:
+        if not spec.post:
+            raise MethodNotAllowed(f"not supported `POST` method for {spec.kind}")
         err = _body_error(conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         if oid is not None or conf.get("id") is not None:
-            return 400, {"error_msg": f"wrong {spec.kind} id, do not need it"}
+            raise InvalidRequest(f"wrong {spec.kind} id, do not need it")
         conf = copy.deepcopy(conf)
         err = self._forbidden(spec, conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         n = self.state.revision + 1 + len(view.staged)
         while view.get(spec.name, f"{n:020d}") is not None:
             n += 1
         oid = f"{n:020d}"
         err = self._check(view, spec, oid, conf)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         conf["id"] = oid
         if spec.timestamps:
             now = self.now()
@@ -249,70 +208,68 @@ class Resources:
         return check_forbidden(conf) if spec.timestamps else None
 
     def _stage_new(self, view: View, spec: Kind, oid: str, prev: Item | None,
-                   conf: dict[str, Any], query: Mapping[str, str]) -> Plan | Reply:
+                   conf: dict[str, Any], query: Mapping[str, str]) -> Plan:
         """The end of PUT and POST (the object is checked): ``?ttl``, then stage it."""
-        ttl, err = ttl_arg(query)
-        if err:
-            return 400, {"error_msg": err}
+        ttl = ttl_arg(query)
         return self._stage(view, spec, oid, prev, conf, ttl,
                            (200 if prev else 201, {"key": _key(spec, oid), "value": conf}))
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
-                   conf: Any) -> Plan | Reply:
+                   conf: Any) -> Plan:
         if spec is CREDENTIALS:
-            return 405, {"error_msg": "not supported `PATCH` method for credential"}
+            raise MethodNotAllowed("not supported `PATCH` method for credential")
         if oid is None:
-            return 400, {"error_msg": f"missing {spec.kind} id"}
+            raise InvalidRequest(f"missing {spec.kind} id")
         if conf is None:
-            return 400, {"error_msg": "missing new configuration"}
+            raise InvalidRequest("missing new configuration")
         if not sub_path and not isinstance(conf, dict):
-            return 400, {"error_msg": "invalid configuration"}
+            raise InvalidRequest("invalid configuration")
         prev = view.get(spec.name, oid)
         if prev is None:
-            return 404, dict(NOT_FOUND)
+            raise KeyNotFound()
         value = copy.deepcopy(prev.value)
         if sub_path:
             value, err = _patch_sub(value, sub_path, copy.deepcopy(conf))
             if err:
-                return 400, {"error_msg": err}
+                raise InvalidRequest(err)
             touched = True
         else:
             value = merge(value, conf)
             touched = "update_time" not in conf
         if not isinstance(value, dict):
-            return 400, {"error_msg": "invalid configuration"}
+            raise InvalidRequest("invalid configuration")
         if spec.key_field == "id" and value.get("id") is not None \
                 and str(value["id"]) != _last(oid):
-            return 400, {"error_msg": f"wrong {spec.kind} id"}
+            raise InvalidRequest(f"wrong {spec.kind} id")
         if spec.key_field == "username" and value.get("username") is not None \
                 and str(value["username"]) != oid:
-            return 400, {"error_msg": "wrong username"}
+            raise InvalidRequest("wrong username")
         if spec.key_field in prev.value or not oid.startswith("arr_"):
             value[spec.key_field] = _last(oid) if spec is CREDENTIALS else oid
         if spec.timestamps and touched:
             value["update_time"] = self.now()
         err = self._check(view, spec, oid, value)
         if err:
-            return 400, {"error_msg": err}
+            raise InvalidRequest(err)
         return self._stage(view, spec, oid, prev, value, None,
                            (200, {"key": _key(spec, oid), "value": value}))
 
     def plan_delete(self, view: View, spec: Kind, oid: str | None,
-                    query: Mapping[str, str]) -> Plan | Reply:
+                    query: Mapping[str, str]) -> Plan:
         if oid is None:
-            return 400, {"error_msg": f"missing {spec.kind} id"}
+            raise InvalidRequest(f"missing {spec.kind} id")
         prev = view.get(spec.name, oid)
         if prev is None:
-            return 404, dict(NOT_FOUND)
+            raise KeyNotFound()
         if query.get("force") != "true":
             for src, fld in USERS.get(spec.name, ()):
                 for uid, e in view.rows(src):
                     ref = e.value.get(fld)
                     if ref is not None and str(ref) == oid:
                         directly = " directly" if spec.name == "services" else ""
-                        return 400, {"error_msg": f"can not delete this {spec.kind}{directly},"
-                                                  f" {SPECS[src].label} [{uid}] is still"
-                                                  " using it now"}
+                        raise InvalidRequest(f"can not delete this {spec.kind}{directly},"
+                                             f" {SPECS[src].label} [{uid}] is still"
+                                             " using it now")
         plan = self._stage(view, spec, oid, prev, None, None,
                            (200, {"deleted": "1", "key": _key(spec, oid)}))
         if spec.name == "consumers":
@@ -330,8 +287,8 @@ class Resources:
         if value is not None:
             value = self._seal(spec, value, False)
         if spec.name == "ssls" and value is not None:
-            if self.keyring is not None:
-                value = self.keyring.seal_ssl(value)
+            if self.node.keyring is not None:
+                value = self.node.keyring.seal_ssl(value)
             if isinstance(reply[1].get("value"), dict):       # as on reads
                 reply = (reply[0], {**reply[1], "value": _public(spec, reply[1]["value"])})
         view.stage(spec.name, oid, None if value is None else
@@ -391,26 +348,27 @@ class Resources:
             def dup() -> str | None:
                 return self._duplicate_key(view, spec, oid, conf)
         return check_resource(spec.name, conf, lambda k, i: view.get(k, i) is not None,
-                              self.router_kind, dup)
+                              self.node.plugins, self.router_kind, dup)
 
     def _duplicate_key(self, view: View, spec: Kind, oid: str,
                        conf: dict[str, Any]) -> str | None:
         """An auth plugin key (``consumer_key``) already used by another consumer or
         credential: refused, as a key must name one consumer."""
         from ..proxy.consumers import decrypt_fields
-        from ..proxy.registry import current
         plugins = conf.get("plugins")
         if not isinstance(plugins, dict):
             return None
-        reg = current()
-        wanted: dict[str, str] = {}
+        reg = self.node.plugins
+        keyring = self.node.keyring
+        #: plugin name -> (its spec, its key field, the key this object sets)
+        wanted: dict[str, tuple[PluginSpec, str, str]] = {}
         for name, pc in plugins.items():
             spec_ = reg.get(name)
             if spec_ is None or spec_.consumer_key is None or not isinstance(pc, dict):
                 continue
-            pc = decrypt_fields(pc, spec_.encrypt_fields, self.keyring)
+            pc = decrypt_fields(pc, spec_.encrypt_fields, keyring)
             if isinstance(pc.get(spec_.consumer_key), str):
-                wanted[name] = pc[spec_.consumer_key]
+                wanted[name] = (spec_, spec_.consumer_key, pc[spec_.consumer_key])
         if not wanted:
             return None
         me = ("consumers" if spec.name == "consumers" else "credentials", oid)
@@ -418,13 +376,12 @@ class Resources:
             for other_id, item in view.rows(kind):
                 if (kind, other_id) == me or not isinstance(item.value, dict):
                     continue
-                for name, key in wanted.items():
+                for name, (spec_, field_, key) in wanted.items():
                     pc = (item.value.get("plugins") or {}).get(name)
                     if not isinstance(pc, dict):
                         continue
-                    spec_ = reg.get(name)
-                    pc = decrypt_fields(pc, spec_.encrypt_fields, self.keyring)
-                    if pc.get(spec_.consumer_key) == key:
+                    pc = decrypt_fields(pc, spec_.encrypt_fields, keyring)
+                    if pc.get(field_) == key:
                         owner = other_id.split("/credentials/", 1)[0]
                         return f"duplicate key found with consumer: {owner}"
         return None
@@ -460,18 +417,18 @@ def _last(oid: str) -> str:
     return oid.rsplit("/", 1)[-1]
 
 
-def ttl_arg(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+def ttl_arg(query: Mapping[str, str]) -> int | None:
     """``?ttl=`` as APISIX reads it (any number Lua's ``tonumber`` takes; checked before
     anything else of the request); a ttl under one second keeps the object for good."""
     raw = query.get("ttl")
     if raw is None:
-        return None, None
+        return None
     from ..routing.expr import lua_tonumber
     num = lua_tonumber(raw)
     if num is None:
-        return None, "invalid argument ttl: should be a number"
+        raise InvalidRequest("invalid argument ttl: should be a number")
     ttl = int(num)
-    return (ttl if ttl >= 1 else None), None
+    return ttl if ttl >= 1 else None
 
 
 def _passes(spec: Kind, value: dict[str, Any], query: Mapping[str, str]) -> bool:

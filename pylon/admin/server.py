@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -300,7 +300,7 @@ class AdminProtocol(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         state = self.state
-        if state == _HEAD or state == _BODY:
+        if state in (_HEAD, _BODY):
             self._fail(408, _message(errors.RequestTimeout()))
         elif state != _BUSY:           # idle, or nothing sent; or the lingering is over
             self._close()
@@ -356,6 +356,7 @@ async def start_admin(loop: asyncio.AbstractEventLoop, app: Handler, host: str, 
     """Listen on ``host:port`` and answer requests with ``app`` (the Admin API; the Control
     API and the metrics export use it too), within ``limits``."""
     pool = Pool(loop, limits, name)
-    factory: Callable[[], AdminProtocol] = lambda: AdminProtocol(app, loop, pool)
+    def factory() -> AdminProtocol:
+        return AdminProtocol(app, loop, pool)
     return await loop.create_server(factory, host, port, reuse_address=True,
                                     backlog=BACKLOG)

@@ -10,19 +10,20 @@ still applies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from ..model.health import plan_checks
 from ..model.route import Route, Service
 from ..model.upstream import DEFAULT_PORTS, Upstream
 from ..model.validate import Rejection, Resources, convert, parse_resources, ref_error
-from ..proxy import consumers as consumers_mod
-from ..proxy.chain import EMPTY, Chain, ChainBuilder, concat, merge
-from ..proxy.consumers import EMPTY_INDEX, ConsumerIndex, compile_consumers
-from ..proxy.registry import PluginConfigError
-from .store import split_key
+from ..pdk.consumers import EMPTY_INDEX, ConsumerIndex
+from ..proxy.chain import EMPTY, Chain, ChainBuilder, Opener, concat, merge
+from ..proxy.consumers import compile_consumers, decrypt_fields
+from ..proxy.registry import Registry
 from ..routing.router import Router, RouteSpec
 from ..upstream.balancer import Node
 from ..upstream.runtime import UpstreamPlan
+from .store import split_key
 
 
 @dataclass(slots=True)
@@ -55,11 +56,22 @@ class Compiled:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+class PluginHost(Protocol):
+    """Where the compiler finds the plugins and the keyring (the node: ``pylon.node.Node``);
+    read at each whole compile, so a plugin reload is seen by the next one."""
+
+    @property
+    def plugins(self) -> Registry: ...
+
+    @property
+    def keyring(self) -> Opener | None: ...
+
+
 class PluginSet:
     """The plugin-bearing objects a route's chain is compiled from, and the builder."""
 
-    def __init__(self, builder: ChainBuilder | None = None) -> None:
-        self.builder = builder or ChainBuilder()
+    def __init__(self, plugins: Registry, keyring: Opener | None = None) -> None:
+        self.builder = ChainBuilder(plugins, keyring)
         #: plugin_config id -> its plugins (only the ones that validated)
         self.plugin_configs: dict[str, dict[str, Any]] = {}
 
@@ -78,13 +90,14 @@ class PluginSet:
                                         route.plugins))
 
 
-def upstream_plan(key: str, up: Upstream, route_timeout: Any = None) -> UpstreamPlan:
+def upstream_plan(key: str, up: Upstream) -> UpstreamPlan:
     default_port = DEFAULT_PORTS.get(up.scheme, 80)
     nodes = tuple(Node(n.host, n.port or default_port, n.weight, n.priority)
                   for n in up.node_list())
     t = up.timeout
     kp = up.keepalive_pool
     tls = up.tls
+    checks, bad_checks = plan_checks(up.checks)
     return UpstreamPlan(
         key=key, nodes=nodes, type=up.type, hash_on=up.hash_on,
         hash_key=up.key or "remote_addr", scheme=up.scheme, pass_host=up.pass_host,
@@ -97,12 +110,15 @@ def upstream_plan(key: str, up: Upstream, route_timeout: Any = None) -> Upstream
         client_key=tls.client_key if tls else None,
         connect_timeout=t.connect if t else 60.0, send_timeout=t.send if t else 60.0,
         read_timeout=t.read if t else 60.0,
-        retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=up.checks)
+        retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=checks,
+        bad_checks=bad_checks)
 
 
 def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
                       ps: PluginSet | None = None) -> Compiled:
-    ps = ps or PluginSet()
+    """``res`` compiled; plugins are checked and built with ``ps`` (none: no plugin is
+    known, so a route that names one is rejected)."""
+    ps = ps or PluginSet(Registry())
     rejected: list[Rejection] = []
     plans: dict[str, UpstreamPlan] = {}
     for uid, up in res.upstreams.items():
@@ -122,13 +138,13 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
     compiled: dict[str, CompiledRoute] = {}
     specs: list[RouteSpec] = []
     for rid, route in res.routes.items():
-        svc = services.get(str(route.service_id)) if route.service_id is not None else None
-        if route.service_id is not None and svc is None:
+        rsvc = services.get(str(route.service_id)) if route.service_id is not None else None
+        if route.service_id is not None and rsvc is None:
             rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".service_id",
                                       f"service_id {str(route.service_id)!r} was rejected"))
             continue
         try:
-            chain = ps.route_chain(route, svc)
+            chain = ps.route_chain(route, rsvc)
         except LookupError as e:
             rejected.append(Rejection("routes", rid, res.path_of("routes", rid) +
                                       ".plugin_config_id", str(e.args[0])))
@@ -142,11 +158,11 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
             rejected.append(Rejection("routes", rid, res.path_of("routes", rid) + ".plugins",
                                       err))
             continue
-        cr = _compile_route(rid, route, svc, plans, chain)
+        cr = _compile_route(rid, route, rsvc, plans, chain)
         if route.status == 0:
             continue
         compiled[rid] = cr
-        specs.append(route_spec(rid, route, svc, cr))
+        specs.append(route_spec(rid, route, rsvc, cr))
     router, bad = Router.build(specs, router_kind)
     for rid, msg in bad:
         compiled.pop(rid, None)
@@ -157,8 +173,15 @@ def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
 _NO_METHODS: frozenset[str] = frozenset()
 
 
-def plugin_plans(chain: Chain, plans: Any, out: dict[str, UpstreamPlan] | None = None
-                 ) -> str | None:
+class _PlanSink(Protocol):
+    """Where new plans go: a plans table (``key -> plan``, or a change: ``plan | None``)."""
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def __setitem__(self, key: str, value: UpstreamPlan, /) -> None: ...
+
+
+def plugin_plans(chain: Chain, plans: Any, out: _PlanSink | None = None) -> str | None:
     """Plans for the upstreams a chain's plugins declare (traffic-split's inline ones) that
     ``plans`` does not have yet, added to ``out`` (default: ``plans``); the error text when
     one is not a valid upstream."""
@@ -237,8 +260,11 @@ class ConfigModel:
     sequence of ``apply`` calls is the same as a ``load`` of the resulting document.
     """
 
-    def __init__(self, router_kind: str = "radixtree_host_uri") -> None:
+    def __init__(self, router_kind: str = "radixtree_host_uri",
+                 node: PluginHost | None = None) -> None:
         self.kind = router_kind
+        #: where the plugins and the keyring come from (none: no plugins)
+        self.node = node
         #: every well-formed object by kind and id (valid or waiting for a reference)
         self.objs: dict[str, dict[str, Any]] = {k: {} for k in _TYPED}
         self.compiled: Compiled = compile_resources(Resources(), router_kind)
@@ -253,7 +279,14 @@ class ConfigModel:
         self.other: dict[str, Any] = {}                # other kinds: key -> raw value
         #: the plugin-bearing kinds by kind and id (raw values)
         self.extra: dict[str, dict[str, Any]] = {k: {} for k in _PLUGIN_KINDS}
-        self.ps = PluginSet()
+        self.ps = self._plugin_set()
+
+    def _plugin_set(self) -> PluginSet:
+        """A new builder on the node's current plugins: nothing cached from an old
+        registry."""
+        node = self.node
+        return PluginSet(node.plugins, node.keyring) if node is not None \
+            else PluginSet(Registry())
 
     # -- whole document ------------------------------------------------------------------
     def load(self, doc: Any) -> Compiled:
@@ -267,7 +300,7 @@ class ConfigModel:
                 kind, oid = split_key(key)
                 if kind in self.extra:
                     self.extra[kind][oid] = value
-        self.ps = PluginSet()            # a new builder: nothing cached from an old registry
+        self.ps = self._plugin_set()
         self.ps.plugin_configs = self._plugin_configs(set(self.extra["plugin_configs"]),
                                                       rejected)
         compiled = compile_resources(res, self.kind, self.ps)
@@ -357,8 +390,7 @@ class ConfigModel:
                             plans[key] = None
         if _CONSUMER_KINDS & set(kinds):
             cons, rej = compile_consumers(self.extra["consumers"], self.extra["credentials"],
-                                          self.extra["consumer_groups"], self.ps.builder,
-                                          consumers_mod.KEYRING)
+                                          self.extra["consumer_groups"], self.ps.builder)
             rejected.extend(rej)
         if "plugin_metadata" in kinds:
             meta = {}
@@ -370,9 +402,9 @@ class ConfigModel:
                                               f"plugin_metadata/{name}",
                                               f"unknown plugin [{name}]"))
                     continue
-                conf = consumers_mod.decrypt_fields(
+                conf = decrypt_fields(
                     {k: v for k, v in raw.items() if k != "id"}, spec.encrypt_fields,
-                    consumers_mod.KEYRING) if isinstance(raw, dict) else raw
+                    self.ps.builder.keyring) if isinstance(raw, dict) else raw
                 try:
                     checked = spec.check_conf(conf, "metadata")
                     meta[name] = spec.prepare_metadata(checked) if spec.prepare_metadata \
@@ -483,9 +515,9 @@ class ConfigModel:
             except ValueError as e:
                 rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", str(e)))
                 continue
-            err = plugin_plans(chain, view, plans)
-            if err:
-                rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", err))
+            perr = plugin_plans(chain, view, plans)
+            if perr:
+                rejected.append(Rejection("routes", rid, f"routes/{rid}.plugins", perr))
                 continue
             for key in chain.upstreams:
                 _index(self.plugin_ups, key, rid, True)

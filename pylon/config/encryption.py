@@ -106,7 +106,7 @@ class Keyring:
                 pass
         return self.encrypt(value)
 
-    def seal_ssl(self, value: dict) -> dict:
+    def seal_ssl(self, value: dict[str, Any]) -> dict[str, Any]:
         """An ssl object with its private key(s) encrypted (already encrypted ones kept)."""
         out = dict(value)
         if isinstance(out.get("key"), str) and out["key"].lstrip().startswith("-----"):

@@ -244,7 +244,7 @@ class _Client(aetcd.Client):
         user = cfg.user or None
         password = (cfg.password or "") if user else None
         super().__init__(host=ep.host, port=ep.port, username=user, password=password,
-                         timeout=cfg.timeout)   # type: ignore[arg-type]  # float works
+                         timeout=cfg.timeout)
         self.endpoint = ep
         self._cfg = cfg
 
@@ -588,7 +588,7 @@ class EtcdStore:
             # would applied in order
             last = {key: i for i, (key, _) in enumerate(payload)}
             success = []
-            for i, ((key, raw), op) in enumerate(zip(payload, ops)):
+            for i, ((key, raw), op) in enumerate(zip(payload, ops, strict=False)):
                 if last[key] != i:
                     continue
                 if raw is None:
@@ -615,7 +615,7 @@ class EtcdStore:
     @staticmethod
     def _conflicting(guarded: list[tuple[int, Op]], resp: Any) -> str:
         """The first guarded key whose compare failed, from the failure branch's reads."""
-        for (_, op), r in zip(guarded, resp.responses):
+        for (_, op), r in zip(guarded, resp.responses, strict=False):
             kvs = r.response_range.kvs
             if op.expect == 0:
                 if kvs:

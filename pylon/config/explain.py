@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..model.route import Route, Service
+from ..proxy.registry import Registry
 from ..routing.router import Match, Router, RouterError, RouteSpec
 from .compiler import Compiled
 
@@ -430,24 +431,27 @@ def explain_reply(routes: Mapping[str, Route], services: Mapping[str, Service],
         return 400, {"error_msg": str(e)}
 
 
-def _load(doc: Any, router_kind: str) -> tuple[Any, Compiled, list[Any]]:
+def _load(doc: Any, router_kind: str, plugins: Registry | None
+          ) -> tuple[Any, Compiled, list[Any]]:
     from ..model.validate import parse_resources
-    from .compiler import compile_resources
+    from .compiler import PluginSet, compile_resources
 
     res, rejected = parse_resources(doc)
-    compiled = compile_resources(res, router_kind)
+    compiled = compile_resources(res, router_kind,
+                                 PluginSet(plugins) if plugins is not None else None)
     return res, compiled, [*rejected, *compiled.rejected]
 
 
-def explain_offline(doc: Any, router_kind: str, query: Mapping[str, str]) -> dict[str, Any]:
+def explain_offline(doc: Any, router_kind: str, query: Mapping[str, str],
+                    plugins: Registry | None = None) -> dict[str, Any]:
     """Parse and compile a standalone document (a parsed document, or the path of a YAML /
-    JSON file) and explain ``query`` against it.  The document's rejections are listed
-    under ``"rejected"``."""
+    JSON file) with ``plugins`` (none: no plugin is known) and explain ``query`` against
+    it.  The document's rejections are listed under ``"rejected"``."""
     if isinstance(doc, (str, os.PathLike)):
         from .loader import read_file
 
         doc = read_file(os.fspath(doc))
-    res, compiled, rejected = _load(doc, router_kind)
+    res, compiled, rejected = _load(doc, router_kind, plugins)
     out = explain(res.routes, res.services, compiled, router_kind, query)
     out["rejected"] = [str(r) for r in rejected]
     return out
@@ -455,12 +459,14 @@ def explain_offline(doc: Any, router_kind: str, query: Mapping[str, str]) -> dic
 
 class DocExplainer:
     """A ready ``MetaContext.explain``: explains against the node's current standalone
-    document (``doc_getter()``), parsed and compiled once per document object, off the event
-    loop."""
+    document (``doc_getter()``), parsed and compiled with ``plugins()`` (none: no plugin
+    is known) once per document object, off the event loop."""
 
-    def __init__(self, doc_getter: Callable[[], Any], router_kind: str) -> None:
+    def __init__(self, doc_getter: Callable[[], Any], router_kind: str,
+                 plugins: Callable[[], Registry] | None = None) -> None:
         self.doc_getter = doc_getter
         self.router_kind = router_kind
+        self.plugins = plugins
         self._doc: Any = None
         self._loaded: tuple[Any, Compiled, list[Any]] | None = None
 
@@ -472,7 +478,9 @@ class DocExplainer:
         doc = self.doc_getter()
         if self._loaded is None or doc is not self._doc:
             loop = asyncio.get_running_loop()
-            self._loaded = await loop.run_in_executor(None, _load, doc, self.router_kind)
+            self._loaded = await loop.run_in_executor(None, _load, doc, self.router_kind,
+                                                      self.plugins() if self.plugins
+                                                      else None)
             self._doc = doc
         res, compiled, _rej = self._loaded
         return explain_reply(res.routes, res.services, compiled, self.router_kind, query)

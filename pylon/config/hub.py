@@ -109,7 +109,7 @@ class ConfigHub:
             except Exception:
                 log.exception("config subscriber failed")
         if self.snapshot_path:
-            self._schedule_snapshot()
+            self._schedule_snapshot(self.snapshot_path)
 
     # -- writes --------------------------------------------------------------------------------
     async def commit(self, ops: Sequence[Op], timeout: float = 5.0) -> int:
@@ -143,8 +143,8 @@ class ConfigHub:
         except TimeoutError:
             return False
 
-    def _schedule_snapshot(self) -> None:
-        """Save the last-known-good copy at most once a second, in a thread."""
+    def _schedule_snapshot(self, path: str) -> None:
+        """Save the last-known-good copy to ``path`` at most once a second, in a thread."""
         if self._snapshot_pending:
             return
         self._snapshot_pending = True
@@ -154,8 +154,7 @@ class ConfigHub:
             self._snapshot_pending = False
             rows = list(self.state.items())
             try:
-                await asyncio.to_thread(write_snapshot, self.snapshot_path, rows,
-                                        self.state.revision)
+                await asyncio.to_thread(write_snapshot, path, rows, self.state.revision)
             except OSError as e:
                 log.error("cannot save the last-known-good config %s: %s",
                           self.snapshot_path, e)

@@ -50,7 +50,7 @@ class MissingEndMark(ConfigError):
     """A YAML standalone file without its trailing ``#END`` (possibly still being written)."""
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _StrictLoader(_BaseLoader):
     pass
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..routing.router import Router
 from ..upstream.runtime import UpstreamRuntime
 from .compiler import Compiled
 
@@ -20,7 +21,7 @@ class Snapshot:
     upstreams: dict[str, UpstreamRuntime]
 
     @property
-    def router(self):  # type: ignore[no-untyped-def]
+    def router(self) -> Router:
         return self.compiled.router
 
 

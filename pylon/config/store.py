@@ -113,10 +113,6 @@ class Store(Protocol):
 
 
 # -- keys ------------------------------------------------------------------------------------
-#: kinds whose ids have two parts ("vault/1")
-TWO_PART = frozenset({"secrets"})
-
-
 def split_key(key: str) -> tuple[str, str]:
     """``"routes/1"`` -> ``("routes", "1")``; credentials are their own kind:
     ``"consumers/jack/credentials/c1"`` -> ``("credentials", "jack/credentials/c1")``."""

@@ -155,7 +155,7 @@ class YamlStore:
 
     async def load(self) -> tuple[dict[str, Item], int]:
         # temporary files of a write interrupted by a kill -9 of the previous master
-        remove_stale_temps(os.path.dirname(os.path.abspath(self.path)))
+        remove_stale_temps(os.path.dirname(os.path.abspath(self.path)))  # noqa: ASYNC240
         self._take(self.read_doc(initial=True))
         return dict(self.items), self.revision
 
@@ -188,7 +188,7 @@ class YamlStore:
         self._sink = sink
         if revision != self.revision:            # changed between load and watch
             sink.reset(dict(self.items), self.revision)
-        path = os.path.abspath(self.path)
+        path = os.path.abspath(self.path)  # noqa: ASYNC240 - a name, no file is read
         directory = os.path.dirname(path)
 
         def check() -> None:
@@ -202,7 +202,7 @@ class YamlStore:
                         watch_filter=lambda _c, p: os.path.abspath(p) == path,
                         recursive=False):
                     check()
-            except Exception as e:  # pragma: no cover - no inotify: the poll below covers
+            except Exception as e:  # noqa: BLE001 # pragma: no cover - no inotify: polled
                 log.warning("file watch unavailable (%s); polling", e)
 
         task = asyncio.get_running_loop().create_task(events())

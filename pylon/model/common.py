@@ -28,7 +28,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, froze
     """Resources are frozen values: a compiled snapshot can share them safely."""
 
 
-class Timeout(Base):
+class Timeout(Base, frozen=True):
     """APISIX ``timeout_def``: all three are required (a partial timeout would silently
     use 60 s for the missing ones instead of the upstream's values)."""
 
@@ -36,6 +36,3 @@ class Timeout(Base):
     send: PositiveNumber
     read: PositiveNumber
 
-
-def norm_id(value: str | int | None) -> str | None:
-    return None if value is None else str(value)

@@ -23,7 +23,7 @@ def _check_addrs(addrs: list[str], field: str) -> None:
             raise ValueError(f"{field}: {a!r} is not an IP address or CIDR") from None
 
 
-class Route(Base):
+class Route(Base, frozen=True):
     id: Id | None = None
     name: Name | None = None
     desc: Desc | None = None
@@ -76,7 +76,7 @@ class Route(Base):
         return [self.remote_addr] if self.remote_addr is not None else list(self.remote_addrs or ())
 
 
-class Service(Base):
+class Service(Base, frozen=True):
     id: Id | None = None
     name: Name | None = None
     desc: Desc | None = None

@@ -167,7 +167,7 @@ def _lua_eq(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_lua_eq(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_lua_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_lua_eq(x, y) for x, y in zip(a, b, strict=False))
     return bool(type(a) is type(b) or (_TYPE_OK["number"](a) and _TYPE_OK["number"](b))) \
         and a == b
 
@@ -280,7 +280,7 @@ def _array(s: dict[str, Any], v: Any, root: Any) -> str | None:
         return f"expect array to have at most {s['maxItems']} items"
     items = s.get("items")
     if isinstance(items, list):
-        for i, (sub, item) in enumerate(zip(items, v)):
+        for i, (sub, item) in enumerate(zip(items, v, strict=False)):
             err = api7_error(sub, item, root)
             if err is not None:
                 return f"failed to validate item {i + 1}: {err}"

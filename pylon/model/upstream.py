@@ -12,7 +12,7 @@ UPSTREAM_SCHEMES = ("http", "https", "grpc", "grpcs")
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
 
 
-class NodeSpec(Base):
+class NodeSpec(Base, frozen=True):
     host: Host
     port: Port | None = None
     weight: Annotated[int, Meta(ge=0)] = 1
@@ -20,13 +20,13 @@ class NodeSpec(Base):
     metadata: dict[str, object] | None = None
 
 
-class KeepalivePool(Base):
+class KeepalivePool(Base, frozen=True):
     size: Annotated[int, Meta(ge=1)] = 320
     idle_timeout: Annotated[float, Meta(ge=0)] = 60.0
     requests: Annotated[int, Meta(ge=1)] = 1000
 
 
-class UpstreamTLS(Base):
+class UpstreamTLS(Base, frozen=True):
     client_cert: str | None = None
     client_key: str | None = None
     client_cert_id: Id | None = None
@@ -40,7 +40,7 @@ class UpstreamTLS(Base):
                              "use tls.client_cert and tls.client_key")
 
 
-class Upstream(Base):
+class Upstream(Base, frozen=True):
     id: Id | None = None
     name: Name | None = None
     desc: Desc | None = None

@@ -7,8 +7,8 @@ reference a rejected or missing object are rejected too, naming what they depend
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec

@@ -39,9 +39,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import pylon
-from pylon.pdk import compile_expr, multi_dict
-
+from .. import __version__
+from ..routing.expr import compile_expr
 from . import batch
 
 HOSTNAME = socket.gethostname()
@@ -133,6 +132,21 @@ def compile_format(fmt: dict[str, Any]) -> Callable[..., dict[str, Any]]:
     return render
 
 
+def multi_dict(pairs: Any) -> dict[str, Any]:
+    """Pairs → a dict where a repeated name holds a list of its values, in order (how
+    ngx.req.get_headers / ngx.decode_args present repeated headers and arguments)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        old = out.get(k)
+        if old is None:
+            out[k] = v
+        elif isinstance(old, list):
+            old.append(v)
+        else:
+            out[k] = [old, v]
+    return out
+
+
 def _headers(pairs: Any) -> dict[str, Any]:
     return multi_dict((k.decode("latin-1").lower(), v.decode("latin-1"))
                       if isinstance(k, bytes) else (k.lower(), v) for k, v in pairs or ())
@@ -159,7 +173,7 @@ def full_log(ctx: Any) -> dict[str, Any]:
     latency = (end - ctx.t_start) * 1000
     entry: dict[str, Any] = {
         "request": {
-            "url": f"{ctx.down.scheme}://{head.host}:{ctx.down.server_port_s}{request_uri}",
+            "url": f"{ctx.scheme}://{head.host}:{ctx.server_port}{request_uri}",
             "uri": request_uri,
             "method": head.method,
             "headers": _headers(ctx.headers()),
@@ -169,9 +183,9 @@ def full_log(ctx: Any) -> dict[str, Any]:
         "response": {
             "status": int(ctx.status),
             "headers": _headers(ctx.resp_headers),
-            "size": int(ctx.down.bytes_out),
+            "size": int(ctx.bytes_sent),
         },
-        "server": {"hostname": HOSTNAME, "version": pylon.__version__},
+        "server": {"hostname": HOSTNAME, "version": __version__},
         "upstream": ctx.up_addr or None,
         "service_id": service_id,
         "route_id": route_id,
@@ -196,7 +210,8 @@ def prepare_logger(conf: dict[str, Any]) -> dict[str, Any]:
     and what it captures: ``_req`` / ``_resp`` are None (nothing) or ``(max bytes,
     predicate or None)``."""
     fmt = conf.get("log_format")
-    req = resp = None
+    req: tuple[int, Callable[[Any], bool] | None] | None = None
+    resp: tuple[int, Callable[[Any], bool] | None] | None = None
     if fmt:
         if "$request_body" in fmt.values():
             req = (conf["max_req_body_bytes"], None)
@@ -227,7 +242,7 @@ def entry(conf: dict[str, Any], ctx: Any, plugin: str) -> dict[str, Any]:
         if isinstance(meta, dict):
             fmt = meta.get("_format")
     if fmt is not None:
-        return fmt(ctx, conf)               # type: ignore[no-any-return]
+        return fmt(ctx, conf)
     e = full_log(ctx)
     if conf["_req"] is not None or conf["_resp"] is not None:
         st = ctx.store.get(_KEY)
@@ -314,7 +329,7 @@ def _bodies(ctx: Any) -> _Bodies:
     st = store.get(_KEY)
     if st is None:
         st = store[_KEY] = _Bodies()
-    return st  # type: ignore[no-any-return]
+    return st
 
 
 def phases(conf: dict[str, Any]) -> set[str]:
@@ -373,7 +388,7 @@ def _resp_var(ctx: Any, conf: dict[str, Any]) -> str | None:
     st = ctx.store.get(_KEY)
     if st is None or not st.owner:
         return None
-    return st.resp_text(ctx, conf.get("max_resp_body_bytes", MAX_BODY))  # type: ignore
+    return st.resp_text(ctx, conf.get("max_resp_body_bytes", MAX_BODY))
 
 
 _BODY_VARS: dict[str, Callable[[Any, dict[str, Any]], str | None]] = {

@@ -62,6 +62,8 @@ _H_MAGIC, _H_KEYS, _H_ARENA, _H_VALUES, _H_SLOTS, _H_NKEYS, _H_VUSED, _H_AUSED =
 _H_SLOT_USED = 16                    # one word per slot: ever claimed
 MAX_SLOTS = 64
 NAME = "metrics"
+#: the shared store's size in values unless ``plugin_attr.prometheus.max_values`` says
+DEFAULT_MAX_VALUES = 1 << 21
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
@@ -89,7 +91,7 @@ class StoreFull(Exception):
 class MetricStore:
     """The shared file; opened (and created, the first time) by any process of the node."""
 
-    def __init__(self, directory: str, max_values: int = 1 << 21) -> None:
+    def __init__(self, directory: str, max_values: int = DEFAULT_MAX_VALUES) -> None:
         self.path = os.path.join(directory, NAME)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -121,7 +123,8 @@ class MetricStore:
         self.fd = fd            # record locks: byte 0 the index, byte 1 + i writer slot i
 
     def word(self, i: int) -> int:
-        return _W.unpack_from(self.mm, i * 8)[0]
+        w: int = _W.unpack_from(self.mm, i * 8)[0]
+        return w
 
     def set_word(self, i: int, v: int) -> None:
         _W.pack_into(self.mm, i * 8, v)
@@ -135,7 +138,7 @@ class MetricStore:
             key = mm[self.arena_off + off + 4:self.arena_off + off + 4 + n].decode()
             yield i, key, vb >> 8, vb & 0xFF
 
-    def slot_values(self, slot: int) -> memoryview:
+    def slot_values(self, slot: int) -> memoryview[float]:
         off = self.values_off + slot * self.max_values * 8
         return memoryview(self.mm)[off:off + self.max_values * 8].cast("d")
 
@@ -313,12 +316,15 @@ class Local:
         self.refused: set[str] = set()
         self.dropped = 0
         self._dropped_base: int | None = None
+        #: the store's size should this process be the one creating it (the prometheus plugin
+        #: sets it from ``plugin_attr.prometheus.max_values``)
+        self.max_values = DEFAULT_MAX_VALUES
 
     def open(self) -> Writer | None:
         if self.writer is None and not self.failed:
             try:
                 from ..ratelimit.local import node_dir
-                self.attach(Writer(MetricStore(node_dir(), _max_values())))
+                self.attach(Writer(MetricStore(node_dir(), self.max_values)))
             except Exception:
                 self.failed = True
                 log.exception("metrics: the shared store could not be opened; metrics off")
@@ -427,17 +433,17 @@ def inc(family: str, label_text: str = "", n: float = 1) -> None:
     local().inc(family, label_text, n)
 
 
-def family_bounds(name: str) -> tuple[float, ...] | None:
+def family_bounds(name: str, max_values: int = DEFAULT_MAX_VALUES) -> tuple[float, ...] | None:
     """The bucket bounds histogram family ``name`` has in this node's store, if the node
     (a process started by a master) has declared it already: a worker started by a reload
     keeps counting with the buckets the node started with."""
     from ..ratelimit.local import ENV
     d = os.environ.get(ENV)
     path = os.path.join(d, NAME) if d else ""
-    if not path or not os.path.exists(path):
+    if not d or not os.path.exists(path):
         return None
     try:
-        store = MetricStore(d, _max_values())
+        store = MetricStore(d, max_values)
     except (OSError, ValueError):
         return None
     try:
@@ -479,10 +485,28 @@ def valid_label(s: str) -> bool:
     return bool(_LABEL_RE.match(s)) and not s.startswith("__")
 
 
-def _max_values() -> int:
-    from .. import pdk
-    v = pdk.plugin_attr("prometheus").get("max_values")
-    return int(v) if isinstance(v, int) and v >= 1024 else 1 << 21
+def max_values(attr: dict[str, Any]) -> int:
+    """The shared store's size in values from ``plugin_attr.prometheus`` (``max_values``,
+    at least 1024; default 2M)."""
+    v = attr.get("max_values")
+    return int(v) if isinstance(v, int) and v >= 1024 else DEFAULT_MAX_VALUES
+
+
+def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:
+    """(enabled, ip, port, uri, metric prefix) of the export server, from
+    ``plugin_attr.prometheus``; ValueError names a bad field."""
+    addr = attr.get("export_addr") or {}
+    prefix = metric_prefix(attr)            # the plugin logs a bad one
+    if not isinstance(addr, dict):
+        raise ValueError("plugin_attr.prometheus.export_addr must be {ip, port}")  # noqa: TRY004
+    port = addr.get("port") or 9091
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"plugin_attr.prometheus.export_addr.port {port!r} is not a port")
+    uri = str(attr.get("export_uri") or "/apisix/prometheus/metrics")
+    if not uri.startswith("/"):
+        raise ValueError(f"plugin_attr.prometheus.export_uri {uri!r} must start with '/'")
+    return (attr.get("enable_export_server", True) is not False,
+            str(addr.get("ip") or "127.0.0.1"), port, uri, prefix)
 
 
 # Pylon's own counters, in every process that counts them
@@ -609,7 +633,7 @@ class Reader:
         for slot in self.store.used_slots():
             mv = self.store.slot_values(slot)
             try:
-                vals = mv[:used].tolist()
+                vals: list[float] = mv[:used].tolist()  # type: ignore[assignment]  # "d" view
             finally:
                 mv.release()
             total = vals if total is None else list(map(add, total, vals))
@@ -662,6 +686,7 @@ def _format(f: _Family, v: list[float]) -> list[str]:
 
 DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
-__all__ = ["COUNTER", "DEFAULT_BUCKETS", "GAUGE", "HISTOGRAM", "Local",
-           "MetricStore", "Reader", "StoreFull", "Writer", "escape", "flush",
-           "flush_histogram", "inc", "labels", "local"]
+__all__ = ["COUNTER", "DEFAULT_BUCKETS", "DEFAULT_MAX_VALUES", "GAUGE", "HISTOGRAM", "Local",
+           "MetricStore", "Reader", "StoreFull", "Writer", "escape", "export_settings",
+           "family_bounds", "flush", "flush_histogram", "inc", "labels", "local", "max_values",
+           "metric_prefix", "valid_label", "valid_name"]

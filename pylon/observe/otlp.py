@@ -54,7 +54,8 @@ LOG_EVERY = 30.0
 # ----------------------------------------------------------------------------- trace context
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _TS_KEY = r"(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})"
-_TS_MEMBER = re.compile(_TS_KEY + r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+_TS_MEMBER = re.compile(_TS_KEY + r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}"
+                        r"[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 
 
 def parse_traceparent(value: str) -> tuple[int, int, int] | None:
@@ -254,7 +255,7 @@ def check_attr(attr: Any) -> dict[str, Any]:
                  ("inactive_timeout", 1), ("max_export_batch_size", 16)):
         bsp.setdefault(k, v)
     collector_url(col["address"])          # raises ValueError when unusable
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def collector_url(address: str) -> str:
@@ -433,7 +434,7 @@ class Exporter:
             out.append(span)
         req = self._svc.ExportTraceServiceRequest(resource_spans=[pb.ResourceSpans(
             resource=self.resource, scope_spans=[pb.ScopeSpans(scope=self.scope, spans=out)])])
-        return req.SerializeToString()  # type: ignore[no-any-return]
+        return req.SerializeToString()
 
     def _kv(self, key: str, value: Any) -> Any:
         c = self._common
@@ -482,7 +483,3 @@ def exporter_for(attr: dict[str, Any]) -> Exporter:
     if e is None:
         e = _exporters[key] = Exporter(attr)
     return e
-
-
-def all_exporters() -> list[Exporter]:
-    return list(_exporters.values())

@@ -10,6 +10,14 @@ request: ``pylon.pdk.Context``) and ends the request by returning a reply::
 
 Anything else (None) lets the request go on.  A hook may be ``async def`` (reading the
 body, calling another service); plain hooks cost no task.
+
+The pdk is the whole plugin contract: a plugin imports ``pylon.pdk`` and its submodules only
+(a layering check enforces it for the built-in plugins).  Here: ``Context``, ``Reply``, the
+consumer types and helpers, schema-error wording, ``VERSION``...; in submodules, what groups
+of plugins share: ``match`` (vars expressions, PCRE, IP ranges, client addresses),
+``ratelimit``, ``logger``, ``metrics``, ``tracing``, ``encoding``, ``template``, ``http``,
+``cache``, and ``node`` (``node()``: the node a plugin runs in -- another plugin, plugin
+endpoints, the master).
 """
 
 from __future__ import annotations
@@ -19,17 +27,29 @@ import binascii
 import contextlib
 import contextvars
 import hmac
+import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import unquote_plus
 
-from ..proxy.consumers import Consumer, ConsumerIndex, Credential
-from ..routing.expr import compile_expr
-from .context import Context
+from .. import __version__
+from ..errors import BodyTooLarge, PylonError
+from ..model.route import Method
+from ..model.schema_errors import lua_error, schema_message
+from ..model.validate import convert
+from ..observe.log_entry import multi_dict
+from ..wire.h1 import status_line
+from .consumers import Consumer, ConsumerIndex, Credential
+from .context import Context, RouteInfo
+from .match import compile_expr
 
 log = logging.getLogger("pylon.plugin")
 
-PRIORITY_AUTH_MIN = 2000
+#: this Pylon's version (``Pylon/<VERSION>`` in answers that name the server)
+VERSION: str = __version__
+#: the HTTP methods a route (and a batch-requests pipeline item) may name
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 class Reply(Exception):
@@ -87,21 +107,6 @@ def challenge(scheme: str, realm: str) -> dict[str, str]:
     return {"WWW-Authenticate": f'{scheme} realm="{quoted}"'}
 
 
-def multi_dict(pairs: Any) -> dict[str, Any]:
-    """Pairs → a dict where a repeated name holds a list of its values, in order (how
-    ngx.req.get_headers / ngx.decode_args present repeated headers and arguments)."""
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        old = out.get(k)
-        if old is None:
-            out[k] = v
-        elif isinstance(old, list):
-            old.append(v)
-        else:
-            out[k] = [old, v]
-    return out
-
-
 def secure_equal(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time comparison for secrets."""
     if isinstance(a, str):
@@ -125,8 +130,8 @@ def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
 def plugin_attr(name: str) -> dict[str, Any]:
     """The node config's ``plugin_attr.<name>`` (APISIX: node-wide plugin attributes, e.g.
     prometheus' export address); ``{}`` when the node config has none."""
-    from ..proxy import registry
-    return registry.current().attrs.get(name) or {}
+    from .node import node
+    return node().plugin_attr(name)
 
 
 _warned: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -160,14 +165,46 @@ def collect_config_warnings() -> Iterator[list[str]]:
 def node_setting(name: str) -> Any:
     """A resolved setting of the node config (``pylon.settings.Settings.<name>``, e.g.
     ``proxy_cache`` for ``apisix.proxy_cache``); None in a process without a node config."""
-    from ..proxy import registry
-    settings = registry.current().settings
-    return getattr(settings, name, None) if settings is not None else None
+    from .node import node
+    return node().setting(name)
 
 
-__all__ = ["Consumer", "ConsumerIndex", "Context", "Credential", "Reply", "anonymous_credential",
-           "attach_consumer",
-           "b64decode", "challenge", "collect_config_warnings", "compile_expr",
-           "config_warning", "log", "multi_dict", "node_setting",
-           "plugin_attr",
-           "secure_equal"]
+def json_error(e: ValueError) -> str:
+    """A JSON body's parse error in APISIX's (cjson's) words: ``Expected value but found
+    invalid token at character N`` and the like; anything else as itself."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"Expected value but found invalid token at character {e.pos + 1}" \
+            if e.msg == "Expecting value" else f"{e.msg} at character {e.pos + 1}"
+    return str(e)
+
+
+def decode_args(s: str) -> dict[str, Any]:
+    """``ngx.decode_args``: ``a=1&a=2&b`` → ``{"a": ["1", "2"], "b": True}``."""
+    def pairs() -> Iterator[tuple[str, str | bool]]:
+        for part in s.split("&"):
+            if part:
+                k, eq, v = part.partition("=")
+                yield (unquote_plus(k, encoding="latin-1"),
+                       unquote_plus(v, encoding="latin-1") if eq else True)
+    return multi_dict(pairs())
+
+
+def reason_phrase(status: int) -> str:
+    """The reason phrase of ``status`` as the gateway sends it (``OK``, ``Not Found``...)."""
+    return status_line(status)[13:-2].decode("latin-1")
+
+
+def check_upstream(conf: Any, path: str) -> None:
+    """Raise ValueError (``<path>: <message>``, the Admin API's wording) unless ``conf`` is a
+    valid upstream object (traffic-split's inline upstreams)."""
+    _, rej = convert("upstreams", conf, path)
+    if rej is not None:
+        raise ValueError(f"{rej.path}: {rej.message}")
+
+
+__all__ = ["METHODS", "VERSION", "BodyTooLarge", "Consumer", "ConsumerIndex", "Context",
+           "Credential", "PylonError", "Reply", "RouteInfo", "anonymous_credential",
+           "attach_consumer", "b64decode", "challenge", "check_upstream",
+           "collect_config_warnings", "compile_expr", "config_warning", "decode_args",
+           "json_error", "log", "lua_error", "multi_dict", "node_setting", "plugin_attr",
+           "reason_phrase", "schema_message", "secure_equal"]

@@ -15,13 +15,23 @@ from typing import Any, Protocol
 
 
 class PluginInfo(Protocol):
-    """Another loaded plugin, as a plugin that composes others (multi-auth) sees it."""
+    """Another loaded plugin, as a plugin that composes others (multi-auth) sees it
+    (read-only)."""
 
-    name: str
-    type: str
-    priority: int
-    hooks: Mapping[str, Callable[..., Any]]
-    prepare: Callable[[dict[str, Any]], Any] | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def hooks(self) -> Mapping[str, Callable[..., Any]]: ...
+
+    @property
+    def prepare(self) -> Callable[[dict[str, Any]], Any] | None: ...
 
     def check_conf(self, conf: Any, schema_type: str = "route") -> dict[str, Any]: ...
 
@@ -29,9 +39,14 @@ class PluginInfo(Protocol):
 class ApiEndpoint(Protocol):
     """One endpoint a plugin's ``api()`` exposes (public-api serves them on a route)."""
 
-    plugin: str
-    uri: str
-    handler: Callable[[Any], Any]
+    @property
+    def plugin(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def handler(self) -> Callable[[Any], Any]: ...
 
 
 class NodeServices(Protocol):

@@ -4,7 +4,8 @@
 plugin's ``prepare``); ``t.render(ctx)`` fills it per request.  ``$name`` and ``${name}``
 are variables (``ctx.var``), an unknown one is the empty string; a ``$`` after a backslash
 is not a variable (the text stays as written, backslash included, as APISIX's pattern
-``(?<!\\)\\$(\\{(\\w+)\\}|(\\w+))`` leaves it).  A string without variables renders to itself at no cost.
+``(?<!\\)\\$(\\{(\\w+)\\}|(\\w+))`` leaves it).  A string without variables renders to
+itself at no cost.
 ``compile_replacement("[$1]")`` is the other kind of template APISIX plugins take: the
 replacement of ``ngx.re.sub`` / ``ngx.re.gsub`` (regex captures, not variables).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 _VAR = re.compile(r"(?<!\\)\$(?:\{(\w+)\}|(\w+))", re.ASCII)
 
@@ -62,7 +63,16 @@ def compile_template(text: str) -> Template:
     return Template(tuple(p for p in parts if p != ""), text)
 
 
-def compile_replacement(tmpl: str) -> Callable[[re.Match[str]], str]:
+class Replacement(Protocol):
+    """What ``compile_replacement`` returns: ``pattern.sub``'s function, and ``groups`` (the
+    highest group the template names)."""
+
+    groups: int
+
+    def __call__(self, m: re.Match[str], /) -> str: ...
+
+
+def compile_replacement(tmpl: str) -> Replacement:
     """An ``ngx.re.sub`` / ``ngx.re.gsub`` replacement template (``$0``, ``$1``, ``${1}``,
     ``$$`` for a dollar) → a function for ``pattern.sub``.  A group the pattern does not have
     expands to the empty string, as in nginx; ``.groups`` is the highest group named.  A ``$``
@@ -107,8 +117,9 @@ def compile_replacement(tmpl: str) -> Callable[[re.Match[str]], str]:
         have = m.re.groups
         return "".join(p if isinstance(p, str) else (m.group(p) or "") if p <= have else ""
                        for p in parts)
-    expand.groups = max(groups) if groups else 0  # type: ignore[attr-defined]
-    return expand
+    rep = cast(Replacement, expand)
+    rep.groups = max(groups) if groups else 0
+    return rep
 
 
 # ngx_escape_uri(NGX_ESCAPE_URI): controls, space, "#", "%", "?", DEL and non-ASCII

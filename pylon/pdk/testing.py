@@ -189,7 +189,7 @@ class Kit:
         self.doc_path = os.path.join(self.prefix, "conf", "pylon.yaml")
         self.log_path = os.path.join(self.prefix, "stderr.log")
         self._write(doc or {})
-        self._logf = open(self.log_path, "ab")
+        self._logf = open(self.log_path, "ab")  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen([sys.executable, "-m", "pylon.cli", "start", "-p",
                                       self.prefix], stdout=self._logf, stderr=self._logf,
                                      start_new_session=True,
@@ -248,15 +248,15 @@ class Kit:
         return out
 
     def log(self) -> str:
-        with contextlib.suppress(OSError):
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
+        with contextlib.suppress(OSError), \
+                open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
         return ""
 
     def access_log(self) -> list[str]:
-        with contextlib.suppress(OSError):
-            with open(os.path.join(self.prefix, "logs", "access.log")) as f:
-                return f.read().splitlines()
+        with contextlib.suppress(OSError), \
+                open(os.path.join(self.prefix, "logs", "access.log")) as f:
+            return f.read().splitlines()
         return []
 
     # -- requests --------------------------------------------------------------------------

@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 
 from pylon import pdk
+from pylon.pdk.ratelimit import BreakerPolicy, breaker_fits, breakers
 from pylon.pdk.template import compile_template
-from pylon.ratelimit.breaker import Policy, breakers, fits
 
 name = "api-breaker"
 priority = 1005
@@ -99,7 +99,7 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
         if _UNSAFE.search(h["value"]):
             raise ValueError(f'property "break_response_headers" validation failed: item '
                              f"{i + 1}: the value contains a control character")
-    if not fits(conf["unhealthy"]["failures"], conf["healthy"]["successes"]):
+    if not breaker_fits(conf["unhealthy"]["failures"], conf["healthy"]["successes"]):
         raise ValueError('property "unhealthy.failures" and "healthy.successes" are too '
                          "large together (at most 22 bits between them, e.g. both <= 2048)")
 
@@ -126,8 +126,8 @@ class _Conf:
                              for h in conf.get("break_response_headers") or ())
         self.unhealthy = frozenset(conf["unhealthy"]["http_statuses"])
         self.healthy = frozenset(conf["healthy"]["http_statuses"])
-        self.policy = Policy(conf["unhealthy"]["failures"], conf["healthy"]["successes"],
-                             conf["max_breaker_sec"])
+        self.policy = BreakerPolicy(conf["unhealthy"]["failures"],
+                                    conf["healthy"]["successes"], conf["max_breaker_sec"])
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:

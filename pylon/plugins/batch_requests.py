@@ -12,11 +12,11 @@ sub-request gets the batch's ``headers`` and the outer request's headers (except
 ``Content-*``) where it has none of that name, the batch's ``query`` arguments likewise, and
 ``nginx_config.http.real_ip_header`` (``X-Real-IP``) set to the client's address, which the
 listener trusts from itself (``real_ip_from``): the sub-request's ``$remote_addr`` is the
-client's, whatever header the batch sends (CVE-2022-24112).  The answer lists ``{status, reason, headers,
-body}`` in pipeline order; one that does not answer within ``timeout`` ms is ``{"status":
-504, "reason": "upstream timeout"}``.  Metadata (APISIX): ``max_body_size`` (1 MiB: larger
-batches get 413), ``max_pipeline_items`` (1000), ``max_response_body_size`` (1 MiB per
-response) and ``max_response_body_size_total`` (10 MiB), beyond which the batch is a 502.
+client's, whatever header the batch sends (CVE-2022-24112).  The answer lists ``{status,
+reason, headers, body}`` in pipeline order; one that does not answer within ``timeout`` ms
+is ``{"status": 504, "reason": "upstream timeout"}``.  Metadata (APISIX): ``max_body_size``
+(1 MiB: larger batches get 413), ``max_pipeline_items`` (1000), ``max_response_body_size``
+(1 MiB per response) and ``max_response_body_size_total`` (10 MiB), beyond which the batch is a 502.
 
 The sub-requests run in parallel (at most ``PARALLEL`` at a time, each on its own keep-alive
 connection to the listener), so a batch takes as long as its slowest item, not the sum.
@@ -29,17 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import quote
 
 import fastjsonschema
 
-from pylon import errors, pdk
-from pylon.model.route import Method
+from pylon import pdk
 from pylon.pdk import http
-from pylon.plugins.request_validation import _json_error
-from pylon.model.schema_errors import schema_message
-from pylon.wire.h1 import status_line
 
 name = "batch-requests"
 priority = 4010
@@ -83,7 +79,7 @@ _REQ_SCHEMA = {
                     "version": {"description": "HTTP version", "type": "number",
                                 "enum": [1.0, 1.1], "default": 1.1},
                     "method": {"description": "HTTP method", "type": "string",
-                               "enum": list(get_args(Method)), "default": "GET"},
+                               "enum": list(pdk.METHODS), "default": "GET"},
                     "path": {"type": "string", "minLength": 1},
                     "query": {"description": "request query string", "type": "object"},
                     "headers": {"description": "request headers", "type": "object"},
@@ -122,7 +118,7 @@ async def batch(ctx: Any) -> tuple[int, Any]:
         return _too_large(int(cl), limit)
     try:
         raw = await ctx.read_body(limit)
-    except errors.BodyTooLarge:                    # chunked: what arrived before the limit
+    except pdk.BodyTooLarge:                    # chunked: what arrived before the limit
         return _too_large(int(ctx.var("request_length") or 0), limit)
     if not raw:
         return 400, {"error_msg": "no request body, you should give at least one pipeline "
@@ -131,11 +127,11 @@ async def batch(ctx: Any) -> tuple[int, Any]:
         data = json.loads(raw)
     except ValueError as e:
         return 400, {"error_msg": f"invalid request body: {raw.decode('utf-8', 'replace')}, "
-                                  f"err: {_json_error(e)}"}
+                                  f"err: {pdk.json_error(e)}"}
     try:
         data = _check_request(data)
     except fastjsonschema.JsonSchemaValueException as e:
-        return 400, {"error_msg": "bad request body: " + schema_message(_REQ_SCHEMA, data, e)}
+        return 400, {"error_msg": "bad request body: " + pdk.schema_message(_REQ_SCHEMA, data, e)}
     items = data["pipeline"]
     if len(items) > meta["max_pipeline_items"]:
         return 400, {"error_msg": f"too many pipeline requests, {len(items)} exceeds the "
@@ -186,7 +182,7 @@ async def _run(ctx: Any, data: dict[str, Any], meta: dict[str, Any]) -> tuple[in
     results = await asyncio.gather(*(one(*s) for s in specs))
     total = 0
     out: list[dict[str, Any]] = []
-    for i, ((method, _u, _h, _it), r) in enumerate(zip(specs, results), 1):
+    for i, ((method, _u, _h, _it), r) in enumerate(zip(specs, results, strict=True), 1):
         if isinstance(r, http.HTTPTimeout):
             out.append({"status": 504, "reason": "upstream timeout"})
             continue
@@ -204,7 +200,7 @@ async def _run(ctx: Any, data: dict[str, Any], meta: dict[str, Any]) -> tuple[in
             continue
         assert isinstance(r, http.Response)
         sub: dict[str, Any] = {"status": r.status,
-                               "reason": status_line(r.status)[13:-2].decode("latin-1"),
+                               "reason": pdk.reason_phrase(r.status),
                                "headers": pdk.multi_dict(r.headers)}
         if method != "HEAD" and r.status >= 200 and r.status not in (204, 304):
             sub["body"] = r.body.decode("utf-8", "replace")

@@ -26,8 +26,9 @@ Templates are lua-resty-template's syntax, translated once per configuration to 
 Jinja2 template.  Supported: ``{{ expr }}`` (HTML-escaped as lua-resty-template escapes:
 ``& < > " ' /``; when ``expr`` is a call returning two values — ``_escape_xml``,
 ``string.gsub`` — the second is ``escape``'s "code" flag, so ``{ }`` are escaped too and
-``{{_escape_xml(x)}}`` escapes ``&`` twice, exactly as in APISIX: use ``{*_escape_xml(x)*}``), ``{* expr *}`` (raw), ``{# comment #}``, ``\\{{`` escapes, and
-in ``{% %}``: ``if … then`` / ``elseif … then`` / ``else`` / ``end``, ``for i = a, b[, s]
+``{{_escape_xml(x)}}`` escapes ``&`` twice, exactly as in APISIX: use
+``{*_escape_xml(x)*}``), ``{* expr *}`` (raw), ``{# comment #}``, ``\\{{`` escapes, and in
+``{% %}``: ``if … then`` / ``elseif … then`` / ``else`` / ``end``, ``for i = a, b[, s]
 do``, ``for k, v in pairs(t) do``, ``for i, v in ipairs(t) do``, ``break``, ``local x = expr``.
 Expressions are Lua's with Lua's semantics: ``..``, arithmetic with string coercion, ``==``,
 ``~=``, ``< <= > >=``, ``and``/``or`` returning operands (only nil and false are false),
@@ -67,7 +68,6 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from pylon import pdk
-from pylon.plugins.request_validation import _json_error, decode_args
 
 name = "body-transformer"
 priority = 1080
@@ -341,22 +341,22 @@ def _cat(a: Any, b: Any) -> str:
 
 def _eq(a: Any, b: Any) -> bool:
     if _is_num(a) and _is_num(b):
-        return a == b           # type: ignore[no-any-return]
+        return a == b
     if isinstance(a, (dict, list, _Vars, _LuaFn)) or isinstance(b, (dict, list, _Vars, _LuaFn)):
         return a is b
-    return type(a) is type(b) and a == b  # type: ignore[no-any-return]
+    return type(a) is type(b) and a == b
 
 
 def _cmp(op: str, a: Any, b: Any) -> bool:
     if not ((_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str))):
         raise LuaError(f"attempt to compare {_type(a)} with {_type(b)}")
     if op == "<":
-        return a < b            # type: ignore[no-any-return]
+        return a < b
     if op == "<=":
-        return a <= b           # type: ignore[no-any-return]
+        return a <= b
     if op == ">":
-        return a > b            # type: ignore[no-any-return]
-    return a >= b               # type: ignore[no-any-return]
+        return a > b
+    return a >= b
 
 
 def _border(d: dict[Any, Any]) -> int:
@@ -955,7 +955,7 @@ _ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod", "^": 
 def _val(node: tuple[Any, ...]) -> str:
     kind = node[0]
     if kind == "v":
-        return node[1]  # type: ignore[no-any-return]
+        return node[1]
     if kind in ("and", "or"):         # Lua's value of a and/or b, each operand evaluated once
         return f"_U(_L({_val(node[1])}) {kind} _L({_val(node[2])}))"
     return f"(not {_cond(node[1])})"
@@ -964,7 +964,7 @@ def _val(node: tuple[Any, ...]) -> str:
 def _cond(node: tuple[Any, ...]) -> str:
     kind = node[0]
     if kind == "v":
-        return node[1] if node[3] else f"_truth({node[1]})"  # type: ignore[no-any-return]
+        return node[1] if node[3] else f"_truth({node[1]})"
     if kind == "and":
         return f"({_cond(node[1])} and {_cond(node[2])})"
     if kind == "or":
@@ -1443,7 +1443,7 @@ def _decode_json(body: bytes, ct: str | None) -> Any:
     try:
         return json.loads(_bytes_str(body))
     except ValueError as e:
-        raise ValueError(_json_error(e)) from None
+        raise ValueError(pdk.json_error(e)) from None
 
 
 def _utf8_args(v: Any) -> Any:
@@ -1456,7 +1456,7 @@ def _utf8_args(v: Any) -> Any:
 
 def _decode_encoded(body: bytes, ct: str | None) -> Any:
     return {_utf8_args(k): _utf8_args(v)
-            for k, v in decode_args(body.decode("latin-1")).items()}
+            for k, v in pdk.decode_args(body.decode("latin-1")).items()}
 
 
 def _decode_multipart(body: bytes, ct: str | None) -> Any:
@@ -1467,7 +1467,7 @@ def _decode_multipart(body: bytes, ct: str | None) -> Any:
     if not msg.is_multipart():
         raise ValueError("not a multipart body")
     pairs = []
-    for part in msg.iter_parts():  # type: ignore[attr-defined]
+    for part in msg.iter_parts():
         field = part.get_param("name", header="content-disposition")
         if field is None:
             continue
@@ -1600,7 +1600,7 @@ def rewrite(conf: _Conf, ctx: pdk.Context) -> Any:
 
 async def _transform_request(conf: _Conf, side: _Side, ctx: pdk.Context) -> Any:
     body = await ctx.read_body(limit=conf.max_req)       # too large: 413
-    method = ctx.var("request_method")  # type: ignore[attr-defined]
+    method = ctx.var("request_method")
     ct = ctx.header("content-type")
     fmt = "args" if method == "GET" else side.fmt or _detect(ct)
     out, status, err = _transform(side, fmt, body or None, ctx, ct, method == "GET")
@@ -1626,7 +1626,7 @@ class _Held:
 def header_filter(conf: _Conf, ctx: pdk.Context) -> None:
     side = conf.response
     if side is None or ctx.method == "HEAD" or \
-            ctx.status in (204, 304):  # type: ignore[attr-defined]
+            ctx.status in (204, 304):
         return
     ct = ctx.resp_header("content-type")
     ctx.store[name] = _Held(side.fmt or _detect(ct))

@@ -30,7 +30,7 @@ from typing import Any
 import brotli as _brotli  # type: ignore[import-untyped]
 
 from pylon import pdk
-from pylon.plugins.gzip import COMMON_PROPERTIES, Compression, Encode, no_body, streaming
+from pylon.pdk.encoding import COMMON_PROPERTIES, Compression, Encode, no_body, streaming
 
 name = "brotli"
 priority = 996

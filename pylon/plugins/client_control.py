@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pylon import errors, pdk
+from pylon import pdk
 
 name = "client-control"
 priority = 22000
@@ -34,11 +34,11 @@ def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
     limit = conf.get("max_body_size")
     if not limit:
         return None
-    head = ctx.head  # type: ignore[attr-defined]
+    head = ctx.head
     length = head.content_length
     if length is not None:
         if length > limit:
-            raise errors.BodyTooLarge()
+            raise pdk.BodyTooLarge()
         return None
     if head.chunked:
         return _read_through(ctx, limit)
@@ -48,4 +48,4 @@ def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
 async def _read_through(ctx: pdk.Context, limit: int) -> None:
     body = await ctx.read_body(limit=limit)   # raises BodyTooLarge (413) past the limit...
     if len(body) > limit:                     # ...unless it had all arrived already
-        raise errors.BodyTooLarge()
+        raise pdk.BodyTooLarge()

@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from pylon import pdk
-from pylon.routing.expr import compile_pcre
+from pylon.pdk.match import compile_pcre
 
 name = "cors"
 priority = 4000

@@ -111,7 +111,7 @@ def verify_token(conf: Conf, token: str, now: float | None = None) -> bool:
         return False
     if conf.expires > 0:
         try:
-            issued = float(expires_v)
+            issued = float(expires_v)  # type: ignore[arg-type]  # not a number: handled
         except (TypeError, ValueError):
             return False
         if int(time.time() if now is None else now) - issued > conf.expires:

@@ -139,6 +139,8 @@ class _Delay(_Fault):
 
 class _Conf:
     __slots__ = ("abort", "delay")
+    abort: _Abort | None
+    delay: _Delay | None
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -156,8 +158,8 @@ def rewrite(conf: _Conf, ctx: pdk.Context) -> Any:
     abort_ok = abort is not None and (abort.when is None or abort.when(ctx))
     if delay is not None and (delay.when is None or delay.when(ctx)) and delay.hit():
         return _delayed(delay.duration, abort if abort_ok else None, ctx)
-    if abort_ok and abort.hit():                            # type: ignore[union-attr]
-        return _reply(abort, ctx)                           # type: ignore[arg-type]
+    if abort_ok and abort is not None and abort.hit():
+        return _reply(abort, ctx)
     return None
 
 

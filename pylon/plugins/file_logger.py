@@ -5,7 +5,7 @@ are gathered in the log phase and written off the request path: a batch every 0.
 1000 entries) in a worker thread, one ``write`` on an ``O_APPEND`` file, opened per batch so
 that an external rotation (rename) is followed without a signal.
 ``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
-put the bodies in the entry (``pylon.observe.log_entry``).
+put the bodies in the entry (``pylon.pdk.logger``).
 """
 
 from __future__ import annotations
@@ -15,24 +15,23 @@ import json
 import os
 from typing import Any
 
-from pylon.observe import batch, log_entry
-from pylon.observe.log_entry import (  # noqa: F401
-    access, body_filter, check, phases, prepare_metadata)
+from pylon.pdk import logger
+from pylon.pdk.logger import access, body_filter, check, phases, prepare_metadata  # noqa: F401
 
 name = "file-logger"
 priority = 399
 version = 0.1
 
-schema = log_entry.logger_schema({"path": {"type": "string"}}, ["path"])
-metadata_schema = log_entry.METADATA_SCHEMA
-# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
+schema = logger.logger_schema({"path": {"type": "string"}}, ["path"])
+metadata_schema = logger.METADATA_SCHEMA
+# check, prepare_metadata, access and body_filter (the body capture hooks) are pdk.logger's
 
 _BATCH = {"name": "file logger", "batch_max_size": 1000, "inactive_timeout": 0.1,
           "buffer_duration": 1, "max_retry_count": 0, "retry_delay": 1}
 
 
 def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**log_entry.prepare_logger(conf), "_batch": {**_BATCH, "path": conf["path"]}}
+    return {**logger.prepare_logger(conf), "_batch": {**_BATCH, "path": conf["path"]}}
 
 
 def _write(path: str, data: bytes) -> None:
@@ -46,7 +45,7 @@ def _write(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _sender(conf: dict[str, Any]) -> batch.Sender:
+def _sender(conf: dict[str, Any]) -> logger.Sender:
     path = conf["path"]
 
     async def send(entries: list[Any]) -> None:
@@ -56,4 +55,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-log = log_entry.batch_log(name, _sender, "_batch")
+log = logger.batch_log(name, _sender, "_batch")

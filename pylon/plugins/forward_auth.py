@@ -18,7 +18,7 @@ from typing import Any
 
 from pylon import pdk
 from pylon.pdk import http
-from pylon.pdk.template import compile_template
+from pylon.pdk.template import Template, compile_template
 
 name = "forward-auth"
 priority = 2002
@@ -81,6 +81,20 @@ class _Conf:
                  "keepalive", "keepalive_pool", "keepalive_timeout", "method",
                  "request_headers", "ssl_verify", "status_on_error", "timeout",
                  "upstream_headers", "uri")
+    uri: str
+    allow_degradation: bool
+    status_on_error: int
+    ssl_verify: bool
+    method: str
+    request_headers: tuple[str, ...]
+    upstream_headers: tuple[str, ...]
+    client_headers: tuple[str, ...]
+    consumer_header: str | None
+    timeout: float
+    keepalive: bool
+    keepalive_timeout: float
+    keepalive_pool: int
+    extra: tuple[tuple[str, Template], ...]
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -98,7 +112,8 @@ def prepare(conf: dict[str, Any]) -> _Conf:
     c.keepalive = conf["keepalive"]
     c.keepalive_timeout = conf["keepalive_timeout"] / 1000.0
     c.keepalive_pool = conf["keepalive_pool"]
-    c.extra = tuple((k, compile_template(v)) for k, v in (conf.get("extra_headers") or {}).items())
+    c.extra = tuple((k, compile_template(v))
+                    for k, v in (conf.get("extra_headers") or {}).items())
     return c
 
 

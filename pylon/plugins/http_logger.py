@@ -8,7 +8,7 @@ line, ``text/plain``), ``ssl_verify`` (false), and the batch options (``batch_ma
 ``inactive_timeout``, ``buffer_duration``, ``max_retry_count``, ``retry_delay``, ``name``).
 A response status >= 400 fails the batch (retried per ``max_retry_count``).
 ``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
-put the bodies in the entry (``pylon.observe.log_entry``).
+put the bodies in the entry (``pylon.pdk.logger``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pylon.observe import batch, log_entry
-from pylon.observe.log_entry import (  # noqa: F401
-    access, body_filter, check, phases, prepare_metadata)
-from pylon.pdk import http
+from pylon.pdk import http, logger
+from pylon.pdk.logger import access, body_filter, check, phases, prepare_metadata  # noqa: F401
 
 name = "http-logger"
 priority = 410
 version = 0.1
 
-schema = log_entry.logger_schema({
+schema = logger.logger_schema({
     "uri": {"type": "string", "pattern": "^[^\\/]+:\\/\\/([\\da-zA-Z.-]+|\\[[\\da-fA-F:]+\\])"
                                          "(:\\d+)?"},
     "auth_header": {"type": "string"},
@@ -35,12 +33,12 @@ schema = log_entry.logger_schema({
 }, ["uri"], "http logger")
 #: Pylon's (APISIX keeps it in plain text): the log server's Authorization value is a secret
 encrypt_fields = ("auth_header",)
-metadata_schema = log_entry.METADATA_SCHEMA
-# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
-prepare = log_entry.prepare_logger
+metadata_schema = logger.METADATA_SCHEMA
+# check, prepare_metadata, access and body_filter (the body capture hooks) are pdk.logger's
+prepare = logger.prepare_logger
 
 
-def _sender(conf: dict[str, Any]) -> batch.Sender:
+def _sender(conf: dict[str, Any]) -> logger.Sender:
     headers = {"Content-Type": "application/json" if conf["concat_method"] == "json"
                else "text/plain"}
     if conf.get("auth_header"):
@@ -61,4 +59,4 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
     return send
 
 
-log = log_entry.batch_log(name, _sender)
+log = logger.batch_log(name, _sender)

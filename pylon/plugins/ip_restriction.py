@@ -8,11 +8,10 @@ rewrite) decides it.  Runs in the access phase.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pylon import pdk
-from pylon.routing.expr import IpMatcher
+from pylon.pdk.match import IpMatcher, valid_cidr
 
 name = "ip-restriction"
 priority = 3000
@@ -34,20 +33,6 @@ schema = {
         {"required": ["blacklist"]},
     ],
 }
-
-
-def valid_cidr(item: str) -> bool:
-    """An IPv4/IPv6 address or CIDR as APISIX accepts it (host bits may be set)."""
-    if item.startswith("[") and item.endswith("]"):
-        item = item[1:-1]
-    addr, sep, mask = item.partition("/")
-    if sep and not (mask.isascii() and mask.isdigit()):
-        return False
-    try:
-        ipaddress.ip_network(item, strict=False)
-    except ValueError:
-        return False
-    return bool(addr)
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:

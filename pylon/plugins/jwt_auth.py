@@ -356,7 +356,7 @@ def authenticate(conf: _Route, ctx: pdk.Context, token: str
     alg = header.get("alg")
     if alg != pc.alg:
         pdk.log.warning("jwt-auth: failed to verify jwt: token algorithm %r, consumer %s "
-                        "expects %s", alg if isinstance(alg, str) else type(alg).__name__,
+                        "expects %s", alg if isinstance(alg, str) else alg.__class__.__name__,
                         cred.consumer.username, pc.alg)
         return None, FAILED, None
     kid = header.get("kid")
@@ -401,7 +401,7 @@ def rewrite(conf: _Route, ctx: pdk.Context) -> Any:
         cred = pdk.anonymous_credential(ctx, name, conf.anonymous)
         if cred is None:
             return 401, {"message": INVALID_USER}, conf.challenge
-    elif conf.store:
+    elif conf.store and payload is not None:
         ctx.store["jwt_auth_payload"] = dict(payload)   # the memo keeps its own
     if conf.hide and where:
         _hide(conf, ctx, where)

@@ -15,7 +15,16 @@ import asyncio
 from typing import Any
 
 from pylon import pdk
-from pylon.plugins import limit_count as _lc
+from pylon.pdk.ratelimit import (
+    REDIS_SCHEMA,
+    RedisRef,
+    RedisUnavailable,
+    check_redis,
+    conf_digest,
+    conn_table,
+    degraded,
+    key_fn,
+)
 
 name = "limit-conn"
 priority = 1003
@@ -36,7 +45,7 @@ schema = {
         "key_ttl": {"type": "integer", "minimum": 1, "default": 3600},
         "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
                    "default": "local"},
-        **_lc._REDIS,
+        **REDIS_SCHEMA,
     },
     "required": ["conn", "burst", "default_conn_delay", "key"],
 }
@@ -44,7 +53,7 @@ encrypt_fields = ("redis_password",)
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
-    _lc.check_redis(conf)
+    check_redis(conf)
 
 
 class _Conf:
@@ -55,12 +64,12 @@ class _Conf:
         self.conn = conf["conn"]
         self.burst = conf["burst"]
         self.delay = float(conf["default_conn_delay"])
-        self.key_fn = _lc._key_fn(conf["key_type"], conf["key"])
+        self.key_fn = key_fn(conf["key_type"], conf["key"])
         self.code = conf["rejected_code"]
         self.msg = conf.get("rejected_msg")
         self.degrade = conf["allow_degradation"]
-        self.tag = "conn:" + _lc._Conf.digest(conf)
-        self.backend = _lc.RedisRef(conf) if conf["policy"] != "local" else None
+        self.tag = "conn:" + conf_digest(conf)
+        self.backend = RedisRef(conf) if conf["policy"] != "local" else None
         self.key_ttl = conf["key_ttl"]
 
 
@@ -87,18 +96,16 @@ def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None, held: Any = N
 def access(c: _Conf, ctx: pdk.Context) -> Any:
     key = _key(c, ctx)
     if c.backend is not None:
-        return _access_redis(c, ctx, key)
-    from pylon.ratelimit.local import conn_table
+        return _access_redis(c, c.backend, ctx, key)
     return _after(c, ctx, key, conn_table().incoming(key, c.conn, c.burst))
 
 
-async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
-    from pylon.ratelimit.redis_backend import RedisUnavailable
+async def _access_redis(c: _Conf, backend: RedisRef, ctx: pdk.Context, key: str) -> Any:
     try:
-        ok, conn, req_id = await c.backend.get().conn_incoming(key, c.conn, c.burst,
-                                                               key_ttl=c.key_ttl)
+        ok, conn, req_id = await backend.get().conn_incoming(key, c.conn, c.burst,
+                                                             key_ttl=c.key_ttl)
     except RedisUnavailable as e:
-        return _lc.degraded(name, c.degrade, e)
+        return degraded(name, c.degrade, e)
     r = _after(c, ctx, key, conn if ok else None, req_id)
     if r is not None and not isinstance(r, tuple) and not isinstance(r, int):
         await r
@@ -107,19 +114,18 @@ async def _access_redis(c: _Conf, ctx: pdk.Context, key: str) -> Any:
 
 
 def log(c: _Conf, ctx: pdk.Context) -> None:
-    held = ctx.store.pop("limit-conn", None) if ctx._store is not None else None
+    st = ctx.store_if_any
+    held = st.pop("limit-conn", None) if st is not None else None
     for conf, key, req_id in held or ():
         if conf.backend is not None:
-            _spawn(_leave(conf, key, req_id))
+            _spawn(_leave(conf.backend, key, req_id))
         else:
-            from pylon.ratelimit.local import conn_table
             conn_table().leaving(key)
 
 
-async def _leave(c: _Conf, key: str, req_id: str) -> None:
-    from pylon.ratelimit.redis_backend import RedisUnavailable
+async def _leave(backend: RedisRef, key: str, req_id: str) -> None:
     try:
-        await c.backend.get().conn_leaving(key, req_id)
+        await backend.get().conn_leaving(key, req_id)
     except RedisUnavailable as e:      # the entry expires after key_ttl
         pdk.log.warning("limit-conn: redis unavailable on leaving: %s", e)
 

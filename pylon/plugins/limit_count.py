@@ -10,7 +10,8 @@ share one counter); ``rules`` (several limits, each with its own key; all must p
 
 Policies: ``local`` -- exact across every worker of the node, in shared memory that a
 killed worker cannot lock or corrupt (``pylon/ratelimit/local.py``); ``redis`` and
-``redis-cluster`` -- exact across nodes (``pylon/ratelimit/redis_backend.py``), with
+``redis-cluster`` -- exact across nodes (``pylon/ratelimit/redis_backend.py``; both reached
+through ``pylon.pdk.ratelimit``), with
 ``allow_degradation`` deciding whether requests pass while Redis is unreachable.
 
 Counter identity is APISIX's: the owner (route, or ``group``) plus a digest of this plugin's
@@ -20,36 +21,24 @@ starts a new one.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import msgspec
-
 from pylon import pdk
-from pylon.pdk.template import compile_template
-from pylon.ratelimit.local import table as local_table
+from pylon.pdk.ratelimit import (
+    REDIS_SCHEMA,
+    KeyFn,
+    RedisRef,
+    RedisUnavailable,
+    check_redis,
+    conf_digest,
+    degraded,
+    key_fn,
+    local_table,
+)
 
 name = "limit-count"
 priority = 1002
 version = 0.5
-
-_REDIS = {
-    "redis_host": {"type": "string", "minLength": 2},
-    "redis_port": {"type": "integer", "minimum": 1, "default": 6379},
-    "redis_username": {"type": "string", "minLength": 1},
-    "redis_password": {"type": "string", "minLength": 0},
-    "redis_database": {"type": "integer", "minimum": 0, "default": 0},
-    "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
-    "redis_ssl": {"type": "boolean", "default": False},
-    "redis_ssl_verify": {"type": "boolean", "default": False},
-    "redis_cluster_nodes": {"type": "array", "minItems": 1,
-                            "items": {"type": "string", "minLength": 2, "maxLength": 100}},
-    "redis_cluster_name": {"type": "string"},
-    "redis_cluster_ssl": {"type": "boolean", "default": False},
-    "redis_cluster_ssl_verify": {"type": "boolean", "default": False},
-    "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
-    "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100},
-}
 
 schema = {
     "type": "object",
@@ -76,37 +65,12 @@ schema = {
                 "header_prefix": {"type": "string"}},
                 "required": ["count", "time_window", "key"]},
         },
-        **_REDIS,
+        **REDIS_SCHEMA,
     },
 }
 encrypt_fields = ("redis_password",)
 
 _SLIDING_MAX = 0xFFFFFF
-
-
-def check_redis(conf: dict[str, Any]) -> None:
-    """The Redis fields a policy needs (limit-count, limit-req, limit-conn)."""
-    if conf["policy"] == "redis" and not conf.get("redis_host"):
-        raise ValueError('property "redis_host" is required when policy is redis')
-    if conf["policy"] == "redis-cluster" and not (conf.get("redis_cluster_nodes")
-                                                   and conf.get("redis_cluster_name")):
-        raise ValueError('properties "redis_cluster_nodes" and "redis_cluster_name" are '
-                         "required when policy is redis-cluster")
-
-
-def degraded(plugin: str, allow: bool, error: Exception) -> Any:
-    """Redis is unreachable: let the request through (``allow_degradation``) or 500, and
-    say so in the log either way (and count it: ``pylon_ratelimit_degraded_total`` /
-    ``pylon_ratelimit_store_errors_total``)."""
-    from pylon.observe import metrics
-    if allow:
-        metrics.inc("pylon_ratelimit_degraded_total", f'plugin="{plugin}"')
-        pdk.log.error("%s: redis unavailable, letting the request through "
-                      "(allow_degradation): %s", plugin, error)
-        return None
-    metrics.inc("pylon_ratelimit_store_errors_total", f'plugin="{plugin}"')
-    pdk.log.error("%s: redis unavailable: %s", plugin, error)
-    return 500, {"error_msg": f"failed to {plugin.replace('-', ' ')}"}
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
@@ -125,7 +89,8 @@ class _Rule:
     __slots__ = ("count", "h_limit", "h_remaining", "h_reset", "key", "key_fn", "limit_b",
                  "prefix", "window")
 
-    def __init__(self, count: int, window: int, key_fn: Any, key: str, prefix: str) -> None:
+    def __init__(self, count: int, window: int, key_fn: KeyFn, key: str,
+                 prefix: str) -> None:
         self.count = count
         self.window = window
         self.key_fn = key_fn
@@ -142,16 +107,8 @@ class _Conf:
     __slots__ = ("backend", "code", "degrade", "group", "headers", "msg", "owners", "rules",
                  "sliding", "table", "tag")
 
-    @staticmethod
-    def digest(conf: dict[str, Any]) -> str:
-        """This plugin configuration's version (APISIX ``conf_version``): counters are keyed
-        by it, so a route change elsewhere keeps them and a new limit starts over."""
-        return hashlib.blake2b(msgspec.json.encode(
-            {k: v for k, v in conf.items() if k != "_meta"}, order="sorted"),
-            digest_size=6).hexdigest()
-
     def __init__(self, conf: dict[str, Any]) -> None:
-        self.tag = self.digest(conf)
+        self.tag = conf_digest(conf)
         self.group = conf.get("group")
         self.code = conf["rejected_code"]
         self.msg = conf.get("rejected_msg")
@@ -160,50 +117,15 @@ class _Conf:
         self.sliding = conf["window_type"] == "sliding"
         if conf.get("rules"):
             self.rules = tuple(
-                _Rule(r["count"], r["time_window"], _key_fn("var_combination", r["key"]),
+                _Rule(r["count"], r["time_window"], key_fn("var_combination", r["key"]),
                       r["key"], r.get("header_prefix") or str(i + 1))
                 for i, r in enumerate(conf["rules"]))
         else:
             self.rules = (_Rule(conf["count"], conf["time_window"],
-                                _key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
+                                key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
         self.backend = RedisRef(conf) if conf["policy"] != "local" else None
         self.table: Any = None                   # this process's node-wide table
         self.owners: dict[str | None, str] = {}  # route id -> counter key prefix
-
-
-class RedisRef:
-    """The shared Redis limiter of a configuration, looked up once per worker loop (the
-    configuration is prepared before any loop runs it, possibly in a thread)."""
-
-    __slots__ = ("conf", "lim")
-
-    def __init__(self, conf: dict[str, Any]) -> None:
-        self.conf = {k: v for k, v in conf.items() if k.startswith("redis_") or k == "policy"}
-        self.lim: Any = None
-
-    def get(self) -> Any:
-        lim = self.lim
-        if lim is None or lim.closed:
-            from pylon.ratelimit.redis_backend import get_limiter
-            lim = self.lim = get_limiter(self.conf)
-        return lim
-
-
-def _key_fn(key_type: str, key: str) -> Any:
-    if key_type == "constant":
-        return lambda ctx: key
-    if key_type == "var_combination":
-        return compile_template(key).render
-    var = key
-
-    def one(ctx: pdk.Context) -> str:
-        v = ctx.var(var)
-        if v is None or v == "":
-            pdk.log.warning("limit-count: the value of the configured key %s is empty, "
-                            "limiting by remote_addr", var)
-            return ctx.remote_addr
-        return v
-    return one
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -226,7 +148,7 @@ def _owner(c: _Conf, ctx: pdk.Context) -> str:
 
 def access(c: _Conf, ctx: pdk.Context) -> Any:
     if c.backend is not None:
-        return _access_redis(c, ctx)
+        return _access_redis(c, c.backend, ctx)
     t = c.table
     if t is None:
         t = c.table = local_table()
@@ -240,13 +162,12 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
     return None
 
 
-async def _access_redis(c: _Conf, ctx: pdk.Context) -> Any:
-    from pylon.ratelimit.redis_backend import RedisUnavailable
+async def _access_redis(c: _Conf, backend: RedisRef, ctx: pdk.Context) -> Any:
     owner = _owner(c, ctx)
     for rule in c.rules:
         key = owner + rule.key_fn(ctx)
         try:
-            ok, remaining, reset = await c.backend.get().incoming(
+            ok, remaining, reset = await backend.get().incoming(
                 key, rule.count, rule.window, 1, c.sliding)
         except RedisUnavailable as e:
             return degraded(name, c.degrade, e)

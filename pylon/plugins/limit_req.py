@@ -13,7 +13,16 @@ import asyncio
 from typing import Any
 
 from pylon import pdk
-from pylon.plugins import limit_count as _lc
+from pylon.pdk.ratelimit import (
+    REDIS_SCHEMA,
+    RedisRef,
+    RedisUnavailable,
+    check_redis,
+    conf_digest,
+    degraded,
+    key_fn,
+    local_table,
+)
 
 name = "limit-req"
 priority = 1001
@@ -32,7 +41,7 @@ schema = {
         "allow_degradation": {"type": "boolean", "default": False},
         "policy": {"type": "string", "enum": ["local", "redis", "redis-cluster"],
                    "default": "local"},
-        **_lc._REDIS,
+        **REDIS_SCHEMA,
     },
     "required": ["rate", "burst", "key"],
 }
@@ -40,7 +49,7 @@ encrypt_fields = ("redis_password",)
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
-    _lc.check_redis(conf)
+    check_redis(conf)
 
 
 class _Conf:
@@ -50,13 +59,13 @@ class _Conf:
     def __init__(self, conf: dict[str, Any]) -> None:
         self.rate = float(conf["rate"])
         self.burst = float(conf["burst"])
-        self.key_fn = _lc._key_fn(conf["key_type"], conf["key"])
+        self.key_fn = key_fn(conf["key_type"], conf["key"])
         self.code = conf["rejected_code"]
         self.msg = conf.get("rejected_msg")
         self.nodelay = conf["nodelay"]
         self.degrade = conf["allow_degradation"]
-        self.tag = "req:" + _lc._Conf.digest(conf)
-        self.backend = _lc.RedisRef(conf) if conf["policy"] != "local" else None
+        self.tag = "req:" + conf_digest(conf)
+        self.backend = RedisRef(conf) if conf["policy"] != "local" else None
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -71,9 +80,8 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
     rid = ctx.route_id
     key = ("route" + rid if rid is not None else "global") + ":" + c.tag + ":" + c.key_fn(ctx)
     if c.backend is not None:
-        return _access_redis(c, key)
-    from pylon.ratelimit.local import table
-    delay = table("limit-req").leaky(key, c.rate, c.burst)
+        return _access_redis(c, c.backend, key)
+    delay = local_table("limit-req").leaky(key, c.rate, c.burst)
     if delay is None:
         return _reject(c)
     if delay >= 0.001 and not c.nodelay:
@@ -81,12 +89,11 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
     return None
 
 
-async def _access_redis(c: _Conf, key: str) -> Any:
-    from pylon.ratelimit.redis_backend import RedisUnavailable
+async def _access_redis(c: _Conf, backend: RedisRef, key: str) -> Any:
     try:
-        ok, delay, _excess = await c.backend.get().incoming_req(key, c.rate, c.burst)
+        ok, delay, _excess = await backend.get().incoming_req(key, c.rate, c.burst)
     except RedisUnavailable as e:
-        return _lc.degraded(name, c.degrade, e)
+        return degraded(name, c.degrade, e)
     if not ok:
         return _reject(c)
     if delay >= 0.001 and not c.nodelay:

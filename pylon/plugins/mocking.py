@@ -31,7 +31,7 @@ import random
 import re
 from typing import Any
 
-from pylon import __version__, pdk
+from pylon import pdk
 from pylon.pdk.template import compile_template
 
 name = "mocking"
@@ -63,7 +63,7 @@ _SUPPORTED = frozenset(("application/xml", "application/json", "text/plain", "te
 # APISIX: ngx.re.match(content_type, "([ -~]*);([ -~]*)"), greedy: the text before the last ';'
 _CT = re.compile(r"([ -~]*);([ -~]*)")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_MOCK_BY = f"Pylon/{__version__}"
+_MOCK_BY = f"Pylon/{pdk.VERSION}"
 
 
 def _media_type(content_type: str) -> str:

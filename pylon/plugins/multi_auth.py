@@ -27,8 +27,8 @@ they accept it.)
 Cost: the hook is synchronous; it only becomes a coroutine -- one task -- when a sub-plugin's
 hook returns an awaitable (e.g. hmac-auth checking the body), from that plugin on.
 
-The sub-plugins are looked up in the registry current when the configuration is prepared
-(``pylon.proxy.registry.current()``).
+The sub-plugins are looked up among the node's plugins when the configuration is prepared
+(``pylon.pdk.node().plugin(name)``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from pylon import pdk
-from pylon.proxy import registry
+from pylon.pdk.node import node
 
 name = "multi-auth"
 priority = 2600
@@ -70,18 +70,18 @@ class _Sub:
 
 def _subs(conf: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
     """(spec, checked configuration) per entry, or ValueError with APISIX's text."""
-    reg = registry.current()
+    here = node()
     out = []
     for entry in conf["auth_plugins"]:
         for plugin, sub in entry.items():
-            spec = reg.get(plugin)
+            spec = here.plugin(plugin)
             if spec is None:
                 raise ValueError(f"{plugin} plugin did not found")
             if spec.type != "auth" or plugin == name or "rewrite" not in spec.hooks:
                 raise ValueError(f"{plugin} plugin is not supported")
             try:
                 checked = spec.check_conf(sub, "route")
-            except registry.PluginConfigError as e:
+            except ValueError as e:          # the node's PluginConfigError: APISIX's text
                 inner = str(e).split(" err: ", 1)[-1]
                 raise ValueError(f"multi-auth plugin failed to check the configuration of "
                                  f"plugin {plugin} err: {inner}") from None

@@ -12,7 +12,7 @@ Node-wide (``plugin_attr.opentelemetry`` in conf/config.yaml): ``trace_id_source
 ``rewrite`` reads ``traceparent``, takes the sampling decision and sets ``traceparent`` on
 the request sent upstream (sampled or not); only a sampled request makes a span (its request
 attributes taken here, before other plugins rewrite the request).  ``log`` finishes the span
-and queues it; ``pylon.observe.otlp`` exports it off the request path.  The
+and queues it; ``pylon.pdk.tracing`` exports it off the request path.  The
 ``opentelemetry-proto`` package is imported only when a configuration uses the plugin.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from pylon import pdk
-from pylon.observe import otlp
+from pylon.pdk import tracing
 
 name = "opentelemetry"
 priority = 12009
@@ -80,8 +80,8 @@ def _attr() -> dict[str, Any]:
     c = _checked
     if c is not None and (c[0] is raw or c[0] == raw):
         return c[1]
-    attr = otlp.check_attr(raw)
-    otlp.import_proto()
+    attr = tracing.check_attr(raw)
+    tracing.import_proto()
     _checked = (raw, attr)
     return attr
 
@@ -97,7 +97,7 @@ class Tracer:
                  "var_attrs")
 
     def __init__(self, conf: dict[str, Any], attr: dict[str, Any]) -> None:
-        self.sampler = otlp.make_sampler(conf.get("sampler") or {})
+        self.sampler = tracing.make_sampler(conf.get("sampler") or {})
         self.var_attrs = tuple(conf.get("additional_attributes") or ())
         prefixes, exact = [], []
         for h in conf.get("additional_header_prefix_attributes") or ():
@@ -108,7 +108,7 @@ class Tracer:
         self.header_prefixes = tuple(prefixes)
         self.exact_headers = tuple(exact)
         self.request_id = attr["trace_id_source"] == "x-request-id"
-        self.exporter = otlp.exporter_for(attr)
+        self.exporter = tracing.exporter_for(attr)
 
 
 def prepare(conf: dict[str, Any]) -> Tracer:
@@ -117,20 +117,20 @@ def prepare(conf: dict[str, Any]) -> Tracer:
 
 def rewrite(t: Tracer, ctx: pdk.Context) -> None:
     tp = ctx.header("traceparent")
-    parent = otlp.parse_traceparent(tp) if tp is not None else None
+    parent = tracing.parse_traceparent(tp) if tp is not None else None
     ts = ctx.header("tracestate")
     if parent is not None:
         trace_id, parent_id, flags = parent
         sampled = t.sampler(trace_id, bool(flags & 1))
-        keep_ts = ts is not None and otlp.valid_tracestate(ts)
+        keep_ts = ts is not None and tracing.valid_tracestate(ts)
     else:
-        trace_id = (otlp.trace_id_from_request_id(ctx.header("x-request-id"))
-                    if t.request_id else 0) or otlp.new_trace_id()
+        trace_id = (tracing.trace_id_from_request_id(ctx.header("x-request-id"))
+                    if t.request_id else 0) or tracing.new_trace_id()
         parent_id = 0
         sampled = t.sampler(trace_id, None)
         keep_ts = False               # a tracestate belongs to a trace we do not continue
-    span_id = otlp.new_span_id()
-    header = otlp.format_traceparent(trace_id, span_id, sampled)
+    span_id = tracing.new_span_id()
+    header = tracing.format_traceparent(trace_id, span_id, sampled)
     if ts is not None and not keep_ts:
         ctx.set_headers({"traceparent": header, "tracestate": None})
         ts = None
@@ -141,7 +141,7 @@ def rewrite(t: Tracer, ctx: pdk.Context) -> None:
 
 
 def _start_span(t: Tracer, ctx: Any, trace_id: int, span_id: int, parent_id: int,
-                ts: str | None) -> otlp.Span:
+                ts: str | None) -> tracing.Span:
     method = ctx.method
     attrs: list[tuple[str, Any]] = [
         ("net.host.name", ctx.host), ("http.method", method), ("http.scheme", ctx.scheme),
@@ -170,7 +170,7 @@ def _start_span(t: Tracer, ctx: Any, trace_id: int, span_id: int, parent_id: int
     if t.header_prefixes or t.exact_headers:
         _header_attrs(t, ctx, attrs)
     start_ns = int(ctx.wall_start() * 1e9)
-    return otlp.Span(trace_id, span_id, parent_id, ts, span_name, start_ns, attrs)
+    return tracing.Span(trace_id, span_id, parent_id, ts, span_name, start_ns, attrs)
 
 
 def _header_attrs(t: Tracer, ctx: Any, attrs: list[tuple[str, Any]]) -> None:
@@ -200,9 +200,9 @@ def log(t: Tracer, ctx: pdk.Context) -> None:
         attrs.append(("pylon.upstream_addr", up))
     up_status = ctx.var("upstream_status")
     if up_status is not None and up_status.isdigit() and int(up_status) >= 500:
-        span.status = otlp.STATUS_ERROR
+        span.status = tracing.STATUS_ERROR
         span.status_msg = f"upstream response status: {up_status}"
     elif status >= 500:
-        span.status = otlp.STATUS_ERROR
+        span.status = tracing.STATUS_ERROR
         span.status_msg = f"response status: {status}"
     t.exporter.push(span)

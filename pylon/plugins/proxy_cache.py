@@ -26,8 +26,8 @@ from typing import Any
 
 from pylon import pdk
 from pylon.pdk.cache import FileCache, Writer
+from pylon.pdk.ratelimit import node_dir
 from pylon.pdk.template import Template
-from pylon.ratelimit.local import node_dir
 
 name = "proxy-cache"
 priority = 1085

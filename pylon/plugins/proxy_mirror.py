@@ -83,6 +83,12 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 
 class _Conf:
     __slots__ = ("base", "grpc", "path", "prefix", "ratio", "where")
+    base: str
+    grpc: bool
+    path: str | None
+    prefix: bool
+    ratio: float
+    where: str
 
 
 def prepare(conf: dict[str, Any]) -> _Conf:
@@ -152,13 +158,20 @@ def _upstream_host(ctx: pdk.Context) -> str | None:
     ``upstream_host`` (``rewrite``) or the node's host (``node``: known here only for an
     upstream with one node; the client's Host otherwise)."""
     client = ctx.head.authority.decode("latin-1") or None
+    route = ctx.route
+    if route is None:
+        return client
     try:
-        rt = ctx.snap.upstreams.get(ctx.route.upstream_key)  # type: ignore[attr-defined]
+        # (not ctx.upstream_host(): that follows proxy-rewrite's host and traffic-split, this
+        # keeps what the mirror always sent -- the route's own upstream)
+        rt = ctx.snap.upstreams.get(route.upstream_key)  # type: ignore[attr-defined]
+        if rt is None:
+            return client
         plan = rt.plan
         if plan.pass_host == "rewrite" and plan.upstream_host:
             return str(plan.upstream_host)
         if plan.pass_host == "node" and len(rt.host_headers) == 1:
-            return next(iter(rt.host_headers.values())).decode("latin-1")  # type: ignore
+            return next(iter(rt.host_headers.values())).decode("latin-1")
     except (AttributeError, KeyError, TypeError):
         pass
     return client

@@ -8,9 +8,10 @@ client's query string is appended (with ``&`` when the new uri has its own).
 ``use_real_request_uri_unsafe`` starts from the raw request-target instead and sends the
 result without encoding or appending.  ``method`` and ``host`` replace the upstream request's
 method and Host header (whatever the upstream's ``pass_host`` says); ``scheme`` (APISIX 2.x;
-3.x dropped it for the upstream's own ``scheme``) reaches the same nodes over http or https.  ``headers``: the old
-plain map (set; an empty value removes) or ``add`` / ``set`` / ``remove``, run in that order
-(as APISIX's code does); values may hold ``$var`` variables and ``$1`` regex_uri captures.
+3.x dropped it for the upstream's own ``scheme``) reaches the same nodes over http or https.
+``headers``: the old plain map (set; an empty value removes) or ``add`` / ``set`` /
+``remove``, run in that order (as APISIX's code does); values may hold ``$var`` variables
+and ``$1`` regex_uri captures.
 
 A value taken from the request never becomes a line break: control characters in a rendered
 header value are sent percent-escaped, and the uri is always escaped.
@@ -24,8 +25,8 @@ import re
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk.match import compile_pcre
 from pylon.pdk.template import Template, compile_replacement, compile_template, escape_uri
-from pylon.routing.expr import compile_pcre
 
 name = "proxy-rewrite"
 priority = 1008
@@ -187,7 +188,8 @@ class Conf:
         self.uri: Template | None = compile_template(uri) if uri is not None else None
         #: a uri without variables, encoded once: (target without the query, has its own ?)
         self.static: tuple[str, bool] | None = None
-        if self.uri is not None and not self.uri.has_vars and not self.real:
+        if uri is not None and self.uri is not None and not self.uri.has_vars and \
+                not self.real:
             q = uri.find("?")
             self.static = (escape_uri(uri), False) if q < 0 else \
                 (escape_uri(uri[:q]) + uri[q:], True)
@@ -224,13 +226,13 @@ def _render_uri(tmpl: Template, ctx: pdk.Context) -> str:
 
 
 def _upstream_uri(conf: Conf, ctx: pdk.Context) -> tuple[str, re.Match[str] | None]:
-    head = ctx.head  # type: ignore[attr-defined]
+    head = ctx.head
     caps = None
     static = conf.static
     if static is not None:
         new, own_query = static
     else:
-        uri = ctx.var("real_request_uri") if conf.real else ctx.uri
+        uri = (ctx.var("real_request_uri") or "") if conf.real else ctx.uri
         escaped = False                   # a '?' in the result starts the query
         if conf.uri is not None:
             escaped = True
@@ -259,7 +261,7 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> None:
     if conf.scheme is not None:
         ctx.set_upstream_scheme(conf.scheme)
     new, caps = _upstream_uri(conf, ctx)
-    if new != ctx.head.target.decode("latin-1"):  # type: ignore[attr-defined]
+    if new != ctx.head.target.decode("latin-1"):
         ctx.set_upstream_uri(new)
     for n, v in conf.add:
         val = v.render(ctx, caps)

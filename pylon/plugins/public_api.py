@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pylon.proxy import registry
+from pylon.pdk.node import node
 
 name = "public-api"
 priority = 501
@@ -29,7 +29,7 @@ def prepare(conf: dict[str, Any]) -> str | None:
 
 
 def access(uri: str | None, ctx: Any) -> Any:
-    api = registry.current().api_match(ctx.method, uri or ctx.uri)
+    api = node().api_match(ctx.method, uri or ctx.uri)
     if api is None:
         return 404
     return api.handler(ctx)

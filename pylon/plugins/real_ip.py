@@ -11,7 +11,7 @@ last address of the (last) X-Forwarded-For header is taken.
 A missing or malformed address changes nothing.  (The node itself already trusts
 ``X-Real-IP`` from ``nginx_config.http.real_ip_from`` -- 127.0.0.1 by default, as APISIX's
 nginx does -- before routing; this plugin then works from that address.  The parsing is
-shared: ``pylon.proxy.realip``.)  The new address is ``$remote_addr`` from
+shared: ``pylon.pdk.match``.)  The new address is ``$remote_addr`` from
 here on: ``ip-restriction``, ``vars`` on ``remote_addr``, logs, and the X-Real-IP /
 X-Forwarded-For sent upstream all follow.  Runs first of all (rewrite, priority 23000).
 """
@@ -21,9 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from pylon import pdk
-from pylon.plugins.ip_restriction import valid_cidr
-from pylon.proxy.realip import forwarded_addr, parse_addr
-from pylon.routing.expr import IpMatcher
+from pylon.pdk.match import IpMatcher, forwarded_addr, parse_addr, valid_cidr
 
 name = "real-ip"
 priority = 23000

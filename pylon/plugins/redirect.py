@@ -17,9 +17,9 @@ import re
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk.match import compile_pcre
 from pylon.pdk.template import compile_replacement as _replacement
 from pylon.pdk.template import escape_uri, wire_bytes
-from pylon.routing.expr import compile_pcre
 
 name = "redirect"
 priority = 900
@@ -110,7 +110,7 @@ def render(tmpl: Template, ctx: pdk.Context) -> str:
     out = []
     for is_var, s in tmpl:
         if is_var:
-            v = ctx.var(s) if s != "is_args" else ("?" if ctx.head.query else "")  # type: ignore
+            v = ctx.var(s) if s != "is_args" else ("?" if ctx.head.query else "")
             if v is not None:
                 out.append(str(v))
         else:
@@ -128,7 +128,7 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
             code = 301 if ctx.method in ("GET", "HEAD") else 308
     if tmpl is not None:
         new = render(tmpl, ctx)
-    elif conf.regex is not None:
+    elif conf.regex is not None and conf.replace is not None:
         new, n = conf.regex.subn(conf.replace, ctx.uri, count=1)
         if n < 1:
             return None
@@ -138,7 +138,7 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
     if conf.encode:
         new = escape_uri(new) if q < 0 else escape_uri(new[:q]) + new[q:]
     if conf.append:
-        query = ctx.head.query  # type: ignore[attr-defined]
+        query = ctx.head.query
         if query:
             new += ("?" if q < 0 else "&") + query.decode("latin-1")
     return code, None, {"Location": wire_bytes(new)}

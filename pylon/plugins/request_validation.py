@@ -24,12 +24,10 @@ import json
 import re
 import socket
 from typing import Any
-from urllib.parse import unquote_plus
 
 import fastjsonschema
 
 from pylon import pdk
-from pylon.model.schema_errors import lua_error
 
 name = "request-validation"
 priority = 2800
@@ -120,7 +118,7 @@ def _reject(conf: Conf, err: str | None) -> Any:
 def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
     if conf.header_v is not None:
         headers: dict[str, Any] = {}
-        for n, v in ctx.head.headers:  # type: ignore[attr-defined]
+        for n, v in ctx.head.headers:
             k = n.decode("latin-1").lower()
             s = v.decode("latin-1")
             old = headers.get(k)
@@ -133,7 +131,7 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
         try:
             conf.header_v(headers)
         except fastjsonschema.JsonSchemaValueException as e:
-            err = lua_error(e, headers)
+            err = pdk.lua_error(e, headers)
             pdk.log.error("req schema validation failed: %s", err)
             return _reject(conf, err)
     if conf.body_v is not None:
@@ -142,7 +140,7 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
 
 
 def _content_types(ctx: pdk.Context) -> list[bytes]:
-    return [v for n, v in ctx.head.headers  # type: ignore[attr-defined]
+    return [v for n, v in ctx.head.headers
             if n.lower() == b"content-type"]
 
 
@@ -160,15 +158,15 @@ async def _check_body(conf: Conf, ctx: pdk.Context) -> Any:
         try:
             data = json.loads(body, parse_constant=_no_constant)
         except ValueError as e:
-            err = _json_error(e)
+            err = pdk.json_error(e)
             pdk.log.error("failed to decode the req body: %s", err)
             return _reject(conf, err)
     else:
-        data = decode_args(body.decode("latin-1"))
+        data = pdk.decode_args(body.decode("latin-1"))
     try:
-        data = conf.body_v(data)
+        data = conf.body_v(data)  # type: ignore[misc]  # called only with a body schema
     except fastjsonschema.JsonSchemaValueException as e:
-        err = lua_error(e, data)
+        err = pdk.lua_error(e, data)
         pdk.log.error("req schema validation failed: %s", err)
         return _reject(conf, err)
     if is_json:
@@ -179,21 +177,3 @@ async def _check_body(conf: Conf, ctx: pdk.Context) -> Any:
 
 def _no_constant(c: str) -> Any:
     raise ValueError(f"invalid number {c}")
-
-
-def _json_error(e: ValueError) -> str:
-    if isinstance(e, json.JSONDecodeError):
-        return f"Expected value but found invalid token at character {e.pos + 1}" \
-            if e.msg == "Expecting value" else f"{e.msg} at character {e.pos + 1}"
-    return str(e)
-
-
-def decode_args(s: str) -> dict[str, Any]:
-    """``ngx.decode_args``: ``a=1&a=2&b`` → ``{"a": ["1", "2"], "b": True}``."""
-    def pairs() -> Any:
-        for part in s.split("&"):
-            if part:
-                k, eq, v = part.partition("=")
-                yield (unquote_plus(k, encoding="latin-1"),
-                       unquote_plus(v, encoding="latin-1") if eq else True)
-    return pdk.multi_dict(pairs())

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk.match import lua_tostring, pcre_to_python
 from pylon.pdk.template import Template, compile_replacement, compile_template
-from pylon.routing.expr import _lua_tostring, pcre_to_python
 
 name = "response-rewrite"
 priority = 899
@@ -208,7 +208,7 @@ _Op = tuple[bytes, bytes, _Value]       # name, lower-case name, value (bytes or
 
 
 def _op(field: str, value: Any) -> _Op:
-    t = compile_template(value if isinstance(value, str) else _lua_tostring(value))
+    t = compile_template(value if isinstance(value, str) else lua_tostring(value))
     n = field.encode("latin-1")
     return n, n.lower(), t if t.has_vars else _wire(t.literal)
 
@@ -298,17 +298,17 @@ def _render(ops: tuple[_Op, ...], ctx: pdk.Context) -> list[tuple[bytes, bytes]]
     out = []
     for n, _, v in ops:
         if not isinstance(v, bytes):
-            v = _wire(v.render(ctx, _lua_tostring))
+            v = _wire(v.render(ctx, lua_tostring))
         if v:                            # an empty value: no header (nginx)
             out.append((n, v))
     return out
 
 
 def header_filter(conf: Conf, ctx: pdk.Context) -> None:
-    if conf.when is not None and not conf.when(ctx):  # type: ignore[arg-type]
+    if conf.when is not None and not conf.when(ctx):
         return
     if conf.status is not None:
-        ctx.status = conf.status  # type: ignore[attr-defined]
+        ctx.status = conf.status
     hs = ctx.resp_headers or []
     if conf.body is not None:
         ctx.body_will_change()

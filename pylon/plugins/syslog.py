@@ -8,7 +8,7 @@ memory instead).  Each entry is one message
 ``<46>1 TIMESTAMP HOSTNAME apisix PID - - {json}\\n`` (facility syslog, severity info); a
 batch goes in one TCP write, or one datagram per message over UDP.
 ``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
-put the bodies in the entry (``pylon.observe.log_entry``).
+put the bodies in the entry (``pylon.pdk.logger``).
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import os
 import time
 from typing import Any
 
-from pylon.observe import batch, log_entry
-from pylon.observe.log_entry import (  # noqa: F401
-    access, body_filter, check, phases, prepare_metadata)
-from pylon.plugins.tcp_logger import send_tcp
-from pylon.plugins.udp_logger import send_udp
+from pylon.pdk import logger
+from pylon.pdk.logger import access, body_filter, check, phases, prepare_metadata  # noqa: F401
 
 name = "syslog"
 priority = 401
 version = 0.1
 
-schema = log_entry.logger_schema({
+schema = logger.logger_schema({
     "host": {"type": "string"},
     "port": {"type": "integer"},
     "flush_limit": {"type": "integer", "minimum": 1, "default": 4096},
@@ -38,20 +35,20 @@ schema = log_entry.logger_schema({
     "pool_size": {"type": "integer", "minimum": 5, "default": 5},
     "tls": {"type": "boolean", "default": False},
 }, ["host", "port"], "sys logger")
-metadata_schema = log_entry.METADATA_SCHEMA
-# check, prepare_metadata, access and body_filter (the body capture hooks) are log_entry's
-prepare = log_entry.prepare_logger
+metadata_schema = logger.METADATA_SCHEMA
+# check, prepare_metadata, access and body_filter (the body capture hooks) are pdk.logger's
+prepare = logger.prepare_logger
 
 PRI = 5 * 8 + 6          # facility syslog (5), severity info (6)
 
 
-def rfc5424(msg: str, hostname: str = log_entry.HOSTNAME, app: str = "apisix") -> bytes:
+def rfc5424(msg: str, hostname: str = logger.HOSTNAME, app: str = "apisix") -> bytes:
     ts = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
     return f"<{PRI}>1 {stamp} {hostname or '-'} {app} {os.getpid()} - - {msg}\n".encode()
 
 
-def _sender(conf: dict[str, Any]) -> batch.Sender:
+def _sender(conf: dict[str, Any]) -> logger.Sender:
     host, port, tls = conf["host"], conf["port"], conf["tls"]
     timeout = conf["timeout"] / 1000
     udp = conf["sock_type"] == "udp"
@@ -60,11 +57,11 @@ def _sender(conf: dict[str, Any]) -> batch.Sender:
         msgs = [rfc5424(json.dumps(e, default=str)) for e in entries]
         if udp:
             for m in msgs:
-                await send_udp(host, port, m, timeout)
+                await logger.send_udp(host, port, m, timeout)
         else:
-            await send_tcp(host, port, b"".join(msgs), timeout, tls)
+            await logger.send_tcp(host, port, b"".join(msgs), timeout, tls)
 
     return send
 
 
-log = log_entry.batch_log(name, _sender)
+log = logger.batch_log(name, _sender)

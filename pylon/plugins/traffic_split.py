@@ -58,7 +58,6 @@ def _key(raw: dict[str, Any]) -> str:
 
 
 def check(conf: dict[str, Any], schema_type: str) -> None:
-    from pylon.model.validate import convert
     for i, rule in enumerate(conf.get("rules") or ()):
         for m in rule.get("match") or ():
             if m.get("vars"):
@@ -67,10 +66,8 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
             if "upstream" in wu:
                 if "upstream_id" in wu:
                     raise ValueError("set upstream or upstream_id, not both")
-                _, rej = convert("upstreams", wu["upstream"],
-                                 f"rules[{i}].weighted_upstreams[{j}].upstream")
-                if rej is not None:
-                    raise ValueError(f"{rej.path}: {rej.message}")
+                pdk.check_upstream(wu["upstream"],
+                                   f"rules[{i}].weighted_upstreams[{j}].upstream")
 
 
 def upstreams(conf: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from pylon import pdk
-from pylon.routing.expr import compile_pcre
+from pylon.pdk.match import compile_pcre
 
 name = "ua-restriction"
 priority = 2999

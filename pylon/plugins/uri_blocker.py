@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from pylon import pdk
-from pylon.routing.expr import compile_pcre
+from pylon.pdk.match import compile_pcre
 
 name = "uri-blocker"
 priority = 2900
@@ -72,7 +72,7 @@ def prepare(conf: dict[str, Any]) -> Prepared:
 
 
 def rewrite(conf: Prepared, ctx: pdk.Context) -> Any:
-    uri = ctx.var("request_uri")
+    uri = ctx.var("request_uri") or ""
     for r in conf.rules:
         if r.search(uri):
             return conf.reply

@@ -14,11 +14,11 @@ prepared configurations between routes (10k routes with ``key-auth: {}`` hold on
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from .registry import PHASES, Registry, current
+from .registry import PHASES, Registry, map_fields
 
 _enc = msgspec.json.Encoder(order="sorted")
 
@@ -98,15 +98,23 @@ def merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+class Opener(Protocol):
+    """What opens a secret stored encrypted (the node's ``Keyring``)."""
+
+    def open(self, value: Any) -> Any: ...
+
+
 class ChainBuilder:
     """Builds chains against one registry, caching what identical inputs share.
 
-    The caches live as long as the builder; the config model makes a new builder on a full
-    load or a plugin reload (a registry change), so a cached entry never outlives the code
-    it was compiled for."""
+    ``keyring`` (the node's) opens the secret fields (``encrypt_fields``) of configurations
+    stored encrypted; None: they are stored plain.  The caches live as long as the builder;
+    the config model makes a new builder on a full load or a plugin reload (a registry
+    change), so a cached entry never outlives the code it was compiled for."""
 
-    def __init__(self, registry: Registry | None = None) -> None:
-        self.registry = registry or current()
+    def __init__(self, registry: Registry, keyring: Opener | None = None) -> None:
+        self.registry = registry
+        self.keyring = keyring
         self._entries: dict[bytes, tuple[Any, ...] | None] = {}
         self._chains: dict[bytes, Chain] = {}
 
@@ -133,10 +141,8 @@ class ChainBuilder:
         spec = self.registry.get(name)
         if spec is None:
             raise ValueError(f"unknown plugin [{name}]")
-        if spec.encrypt_fields and isinstance(conf, dict):
-            from . import consumers
-            if consumers.KEYRING is not None:
-                conf = consumers.decrypt_fields(conf, spec.encrypt_fields, consumers.KEYRING)
+        if spec.encrypt_fields and isinstance(conf, dict) and self.keyring is not None:
+            conf = map_fields(conf, spec.encrypt_fields, self.keyring.open)
         checked = spec.check_conf(conf, "route")
         meta = checked.pop("_meta", None) or {}
         entry: tuple[Any, ...] | None
@@ -156,6 +162,15 @@ class ChainBuilder:
             self._entries.clear()
         self._entries[key] = entry
         return entry
+
+    def merge_consumer(self, route_chain: Chain, plugins: dict[str, Any]) -> Chain:
+        """``route_chain`` with a consumer's ``plugins`` merged in (the consumer's win); its
+        ``consumer_rewrite`` holds the rewrite hooks the consumer brought."""
+        merged = self.build(merge(route_chain.confs or {}, plugins))
+        mine = frozenset(plugins)
+        return Chain(merged.rewrite, merged.access, merged.before_proxy, merged.header_filter,
+                     merged.body_filter, merged.log, merged.confs, merged.names,
+                     tuple(h for h in merged.rewrite if h.name in mine), merged.upstreams)
 
     def prepare_consumer(self, name: str, conf: dict[str, Any]) -> Any:
         spec = self.registry.get(name)

@@ -26,9 +26,10 @@ A plugin is one Python module (see ``docs/writing-a-plugin.md``)::
 Plugins come from three places: ``pylon.plugins`` (built in), directories named in the node
 config (``pylon.extra_plugin_dirs``) and installed packages (entry point group
 ``pylon.plugins``).  The node config's ``plugins:`` list (APISIX-style) says which load; without
-it every plugin found loads.  ``load`` builds a new ``Registry``; ``use`` makes it current.  A
-compiled config snapshot keeps references to the hooks it was compiled with, so a reload never
-changes a request in flight.
+it every plugin found loads.  ``load`` builds a new ``Registry``; the node holds it
+(``pylon.node.Node.plugins``) and a plugin reload swaps it for a new one.  A compiled config
+snapshot keeps references to the hooks it was compiled with, so a reload never changes a
+request in flight.
 """
 
 from __future__ import annotations
@@ -249,10 +250,8 @@ class Registry:
     def __init__(self, specs: Iterable[PluginSpec] = ()) -> None:
         self.plugins: dict[str, PluginSpec] = {s.name: s for s in specs}
         self.errors: list[str] = []
-        #: the node config's ``plugin_attr`` (name -> attributes), set by ``load_for``
+        #: the node config's ``plugin_attr`` (name -> attributes), set by ``configure``
         self.attrs: dict[str, dict[str, Any]] = {}
-        #: the node's resolved settings (``pylon.settings.Settings``), set by ``configure``
-        self.settings: Any = None
         #: the plugins' endpoints (``api()``): exact URIs, and ``prefix*`` ones longest first;
         #: built at the first lookup (``api()`` may read ``plugin_attr``)
         self._api: tuple[dict[str, list[ApiRoute]], list[ApiRoute]] | None = None
@@ -458,57 +457,24 @@ def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
     out: list[PluginSpec] = []
     prios: dict[int, str] = {}
     for name in wanted:
-        spec = found.get(name)
-        if spec is None:
+        chosen = found.get(name)
+        if chosen is None:
             errors.append(f"plugin {name} is listed in `plugins` but no module provides it")
             continue
-        other = prios.get(spec.priority)
+        other = prios.get(chosen.priority)
         if other is not None and other != name:
-            errors.append(f"plugin {name} not loaded: priority {spec.priority} is already "
+            errors.append(f"plugin {name} not loaded: priority {chosen.priority} is already "
                           f"used by {other}")
             continue
-        prios[spec.priority] = name
-        out.append(spec)
+        prios[chosen.priority] = name
+        out.append(chosen)
     reg = Registry(sorted(out, key=lambda s: -s.priority))
     reg.errors = errors
-    for e in errors:
-        log.error("%s", e)
+    for msg in errors:
+        log.error("%s", msg)
     return reg
 
 
-# ----------------------------------------------------------------------------- current
-_current = Registry()
-
-
-def current() -> Registry:
-    return _current
-
-
-def use(reg: Registry) -> Registry:
-    global _current
-    old, _current = _current, reg
-    return old
-
-
-def load_for(settings: Any, *, reload: bool = False) -> Registry:
-    """Load what the node config asks for and make it current."""
-    reg = load(settings.plugins, settings.plugin_dirs, reload=reload)
-    configure(reg, settings)
-    use(reg)
-    return reg
-
-
-def configure(reg: Registry, settings: Any) -> None:
-    """Give the plugins of ``reg`` the node config: ``plugin_attr`` and the settings."""
-    reg.attrs = dict(getattr(settings, "plugin_attr", None) or {})
-    reg.settings = settings
-
-
-def check_plugins(plugins: dict[str, Any] | None, path: str) -> str | None:
-    err = _current.check_plugins(plugins)
-    return f"{path}: {err}" if err else None
-
-
-def plugin_table() -> dict[str, dict[str, Any]]:
-    """The loaded plugins as the Admin API publishes them (``name -> attributes``)."""
-    return _current.table()
+def configure(reg: Registry, plugin_attr: dict[str, dict[str, Any]] | None) -> None:
+    """Give the plugins of ``reg`` the node config's ``plugin_attr`` (name -> attributes)."""
+    reg.attrs = dict(plugin_attr or {})

@@ -10,7 +10,7 @@ either direction for the route's read timeout (nginx applies proxy_read_timeout 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
 
 from ..timer import Deadline
 
@@ -20,7 +20,8 @@ class Tunnel:
                  "bytes_up", "bytes_down")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: asyncio.Transport,
-                 upstream: asyncio.Transport, idle_timeout: float, on_close: Any) -> None:
+                 upstream: asyncio.Transport, idle_timeout: float,
+                 on_close: Callable[[Tunnel], None]) -> None:
         self.loop = loop
         self.client = client
         self.upstream = upstream

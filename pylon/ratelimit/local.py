@@ -249,7 +249,7 @@ class SharedTable:
     # -- lock-free path (compare-and-swap) ---------------------------------------------
     def _cas(self, off: int, old: int, new: int) -> bool:
         self._expected.value = old
-        return self.cas(self.base + off, self._pexp, new, False, _SEQ_CST, _SEQ_CST)  # type: ignore[no-any-return,misc]
+        return self.cas(self.base + off, self._pexp, new, False, _SEQ_CST, _SEQ_CST)
 
     def _slot(self, fp: int, now: int) -> int:
         """The record of ``fp`` (claimed with one CAS on the fingerprint when new)."""

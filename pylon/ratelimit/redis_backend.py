@@ -60,7 +60,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from ..errors import PylonError
+from . import RedisUnavailable
 
 __all__ = [
     "LIMIT_CONN_PREFIX",
@@ -68,7 +68,6 @@ __all__ = [
     "LIMIT_REQ_PREFIX",
     "RedisConfig",
     "RedisLimiter",
-    "RedisUnavailable",
     "close_all",
     "get_limiter",
 ]
@@ -81,14 +80,6 @@ SLIDING_SUFFIX = ":sliding"
 LIMIT_REQ_PREFIX = "limit_req"
 #: APISIX: ``"limit_conn" .. ":" .. key``
 LIMIT_CONN_PREFIX = "limit_conn"
-
-
-class RedisUnavailable(PylonError):
-    """Redis could not answer (refused, timed out, pool exhausted, cluster down, error reply).
-
-    The plugin lets the request through when ``allow_degradation`` is set, else answers 500.
-    ``__cause__`` is the underlying redis-py / OS error.
-    """
 
 
 # -- configuration -------------------------------------------------------------------------------

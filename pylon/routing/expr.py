@@ -38,8 +38,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..errors import PylonError
 
@@ -50,11 +51,15 @@ __all__ = [
     "VarSource",
     "compile_expr",
     "lua_tonumber",
+    "lua_tostring",
 ]
 
 
 class VarSource(Protocol):
-    def var(self, name: str) -> str | None: ...
+    """Where a predicate reads variables: a string, None when unset; a JSON body's
+    ``post_arg.*`` may be any decoded JSON value (number, bool, list, ...)."""
+
+    def var(self, name: str) -> object: ...
 
 
 Predicate = Callable[[VarSource], bool]
@@ -95,7 +100,8 @@ def lua_tonumber(v: Any) -> float | int | None:
     return None
 
 
-def _lua_tostring(v: Any) -> str:
+def lua_tostring(v: Any) -> str:
+    """Lua's ``tostring`` of a JSON value (a float that is an integer prints without ``.0``)."""
     if isinstance(v, float):
         if v.is_integer() and abs(v) < 1e15:
             return str(int(v))
@@ -103,7 +109,7 @@ def _lua_tostring(v: Any) -> str:
     return str(v)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -299,7 +305,7 @@ def pcre_to_python(pat: str) -> str:
                 end = pat.find("}", i + 3)
                 if end == -1:
                     raise re.error("missing } in \\x{...}")
-                out.append("\\U%08x" % int(pat[i + 3 : end] or "0", 16))
+                out.append(f"\\U{int(pat[i + 3 : end] or '0', 16):08x}")
                 i = end + 1
                 class_start = False
                 continue
@@ -416,9 +422,10 @@ def compile_expr(spec: Any, path: str = "vars") -> Predicate:
     if len(spec) == 0:
         return _true
     first = spec[0]
-    if not isinstance(first, (list, tuple)):
-        if not (isinstance(first, str) and first.upper() in _LOGIC_OPS):
-            raise ExprError("rule should be wrapped inside brackets", path)
+    if not isinstance(first, (list, tuple)) and not (
+        isinstance(first, str) and first.upper() in _LOGIC_OPS
+    ):
+        raise ExprError("rule should be wrapped inside brackets", path)
     return _compile(spec, path)
 
 
@@ -510,7 +517,9 @@ def _compile_cond(expr: Any, path: str) -> Predicate:
         value = expr[2] if n == 3 else _MISSING
         op_idx = 1
     else:
-        raise ExprError("invalid expression: expected [var, op, value] or [var, '!', op, value]", path)
+        raise ExprError(
+            "invalid expression: expected [var, op, value] or [var, '!', op, value]", path
+        )
 
     if not isinstance(name, str) or not name:
         raise ExprError("variable name must be a non-empty string", f"{path}[0]")
@@ -519,7 +528,7 @@ def _compile_cond(expr: Any, path: str) -> Predicate:
 
     if op is not None and not isinstance(op, str) and not _is_number(op):
         raise ExprError(f"operator must be a string, got {op!r}", f"{path}[{op_idx}]")
-    op_l = _lua_tostring(op).lower() if op is not None else None
+    op_l = lua_tostring(op).lower() if op is not None else None
     if value is _MISSING and op_l not in _COMPARE_OPS:
         # legacy two-element form: [var, value]  ==  [var, "==", lower(value)]
         if op_l is None:
@@ -549,7 +558,7 @@ def _build_compare(name: str, op: str, value: Any, vpath: str) -> Predicate:
 
     if op == "~~" or op == "~*":
         if _is_number(value):
-            value = _lua_tostring(value)
+            value = lua_tostring(value)
         if not isinstance(value, str):
             raise ExprError(f"operator '{op}' expects a regex string, got {value!r}", vpath)
         try:
@@ -607,7 +616,7 @@ def _build_compare(name: str, op: str, value: Any, vpath: str) -> Predicate:
     return ipmatch
 
 
-def _raw_eq(a: Any, b: Any) -> bool:
+def _raw_eq(a: object, b: object) -> bool:
     """Lua raw equality between decoded JSON-ish values (no bool/number mixing)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b

@@ -24,7 +24,9 @@ by :meth:`RadixTree.segment_index` is brought up to date by
 
 from __future__ import annotations
 
-from typing import Generic, Iterable, Iterator, TypeVar
+import builtins
+from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
 
 __all__ = ["RadixNode", "RadixTree"]
 
@@ -63,7 +65,7 @@ class RadixTree(Generic[V]):
         return self._size
 
     @classmethod
-    def from_dict(cls, items: dict[str, V]) -> "RadixTree[V]":
+    def from_dict(cls, items: dict[str, V]) -> RadixTree[V]:
         """Bulk build (sorted keys + stack, linear in total key length); frozen."""
         tree: RadixTree[V] = cls()
         root = tree.root
@@ -335,8 +337,8 @@ class RadixTree(Generic[V]):
     def _refresh_best(
         self,
         index: dict[str, tuple[RadixNode[V], RadixNode[V] | None, str, RadixNode[V] | None]],
-        short: set[str],
-        done: set[str],
+        short: builtins.set[str],    # builtins: RadixTree.set shadows the name here
+        done: builtins.set[str],
     ) -> None:
         """Fix ``best`` of the entries below changed short keys (``done`` are already fresh).
 
@@ -352,8 +354,8 @@ class RadixTree(Generic[V]):
         starts = tuple(shorts)
         ends: dict[str, tuple[RadixNode[V] | None, set[RadixNode[V]]]] = {}
         for key in shorts:
-            on_path = self._valued_prefix_nodes(key)
-            ends[key] = (on_path[-1] if on_path else None, set(on_path))
+            valued = self._valued_prefix_nodes(key)
+            ends[key] = (valued[-1] if valued else None, set(valued))
         for seg in [s for s in index if s.startswith(starts)]:
             if seg in done:
                 continue

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Callable, Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable, KeysView
+from typing import Any, Literal, cast
 
 from ..errors import PylonError
-from .expr import ExprError, IpMatcher, VarSource, compile_expr
-from .radix import RadixTree, walk
+from .expr import ExprError, IpMatcher, Predicate, VarSource, compile_expr
+from .radix import RadixNode, RadixTree, walk
 
 __all__ = [
     "HTTP_METHODS",
@@ -63,10 +64,10 @@ HTTP_METHODS = frozenset(
 class RouteSpec:
     id: str
     payload: object  # returned on match; never inspected by the router
-    uris: tuple[str, ...]
-    hosts: tuple[str, ...] = ()
+    uris: Sequence[str]  # tuples normally; a list is copied, never kept
+    hosts: Sequence[str] = ()
     methods: frozenset[str] = frozenset()
-    remote_addrs: tuple[str, ...] = ()
+    remote_addrs: Sequence[str] = ()
     vars: object | None = None
     priority: int = 0
 
@@ -87,11 +88,14 @@ class Match:
 
 
 _new = object.__new__
-_set_route = Match.route.__set__  # type: ignore[attr-defined]
-_set_route_id = Match.route_id.__set__  # type: ignore[attr-defined]
-_set_params = Match.params.__set__  # type: ignore[attr-defined]
-_set_uri = Match.matched_uri.__set__  # type: ignore[attr-defined]
-_set_host = Match.matched_host.__set__  # type: ignore[attr-defined]
+# the slot descriptors' setters (the frozen dataclass's own __setattr__ refuses)
+_slots = Match.__dict__
+_set_route: Callable[[Match, object], None] = _slots["route"].__set__
+_set_route_id: Callable[[Match, str], None] = _slots["route_id"].__set__
+_set_params: Callable[[Match, dict[str, str] | None], None] = _slots["params"].__set__
+_set_uri: Callable[[Match, str], None] = _slots["matched_uri"].__set__
+_set_host: Callable[[Match, str], None] = _slots["matched_host"].__set__
+del _slots
 
 
 def _new_match(
@@ -115,8 +119,9 @@ class RouterError(PylonError, ValueError):
 
 
 # check(method, host, src, remote_addr) -> the Match to return, or None
-Check = Callable[[str, str, VarSource, Any], "Match | None"]
-TableMatcher = Callable[[str, str, str, VarSource, Any], "Match | None"]
+Check = Callable[[str, str, VarSource, str], Match | None]
+# matcher(method, host, path, src, remote_addr) -> Match or None
+TableMatcher = Callable[[str, str, str, VarSource, str], Match | None]
 
 # A candidate is a plain tuple (cheap to build, cheap to unpack):
 #   (check, match, regex, names, key_len, order)
@@ -125,11 +130,12 @@ TableMatcher = Callable[[str, str, str, VarSource, Any], "Match | None"]
 # regex:  None, or a pattern path[key_len:] must fully match (params / inner globs)
 # names:  () no params; True: params = groupdict(); tuple: names of the positional groups
 # order:  (-priority, -len(uri pattern), seq): lua-resty-radixtree's sort_route + stable insert
-_Entry = tuple
+_Names = tuple[str, ...] | Literal[True]
+_Entry = tuple[Check | None, Match, re.Pattern[str] | None, _Names, int, tuple[int, int, int]]
 
 # parsed uri: (pattern, exact, key, regex, names)
 #   regex/names: see _tail_regex; the regex is matched against path[len(key):]
-_Uri = tuple
+_Uri = tuple[str, bool, str, re.Pattern[str] | None, _Names]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -169,7 +175,7 @@ def _parse_uri(uri: str, with_params: bool) -> _Uri:
 @lru_cache(maxsize=4096)
 def _tail_regex(
     tail: str, with_params: bool, partial: bool
-) -> tuple[re.Pattern[str], tuple[str, ...] | bool]:
+) -> tuple[re.Pattern[str], _Names]:
     """Regex for the part of a uri pattern after its literal prefix (shared across routes).
 
     Returns (pattern, names): names is ``()`` when nothing is captured, ``True``
@@ -208,7 +214,7 @@ def _glob(s: str) -> str:
 
 # --------------------------------------------------------------------------- conditions
 
-_Pred = Callable[[str, VarSource, Any], bool]
+_Pred = Callable[[str, VarSource, str], bool]
 
 
 def _make_check(
@@ -227,14 +233,14 @@ def _make_check(
     if ipm is not None:
         ip_match = ipm.match
 
-        def p_ip(m: str, s: VarSource, r: Any) -> bool:
+        def p_ip(m: str, s: VarSource, r: str) -> bool:
             return ip_match(r)
 
         preds.append(p_ip)
     if expr is not None:
         ex = expr
 
-        def p_vars(m: str, s: VarSource, r: Any) -> bool:
+        def p_vars(m: str, s: VarSource, r: str) -> bool:
             return ex(s)
 
         preds.append(p_vars)
@@ -245,12 +251,12 @@ def _make_check(
         hf = host_fn
         if ms is None and not ptuple:
 
-            def check_h(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+            def check_h(m: str, h: str, s: VarSource, r: str) -> Match | None:
                 return hf(h)
 
             return check_h
 
-        def check_hp(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+        def check_hp(m: str, h: str, s: VarSource, r: str) -> Match | None:
             if ms is not None and m not in ms:
                 return None
             res = hf(h)
@@ -267,19 +273,19 @@ def _make_check(
         return None
     if not ptuple:
 
-        def check_m(m: str, h: str, s: VarSource, r: Any) -> Match | None:
-            return m0 if m in ms else None  # type: ignore[operator]
+        def check_m(m: str, h: str, s: VarSource, r: str) -> Match | None:
+            return m0 if m in ms else None  # type: ignore[operator]  # ms: not None here
 
         return check_m
     if ms is None and len(ptuple) == 1:
         p0 = ptuple[0]
 
-        def check_1(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+        def check_1(m: str, h: str, s: VarSource, r: str) -> Match | None:
             return m0 if p0(m, s, r) else None
 
         return check_1
 
-    def check_n(m: str, h: str, s: VarSource, r: Any) -> Match | None:
+    def check_n(m: str, h: str, s: VarSource, r: str) -> Match | None:
         if ms is not None and m not in ms:
             return None
         for p in ptuple:
@@ -338,7 +344,10 @@ def _tupled(table: dict[str, list[_Entry]]) -> dict[str, tuple[_Entry, ...]]:
 
 
 # where a host table is filed: (is_wildcard, host-or-suffix); None for the host-less table
-_Where = tuple
+_Where = tuple[bool, str]
+# a radix tree's segment_index(): first segment -> (node, pending node, rest, best)
+_Jump = dict[str, tuple[RadixNode[tuple[_Entry, ...]], RadixNode[tuple[_Entry, ...]] | None, str,
+                        RadixNode[tuple[_Entry, ...]] | None]]
 
 
 class _Table:
@@ -365,7 +374,7 @@ class _Table:
         self.exact = exact
         self.prefix = prefix
         self.tree: RadixTree[tuple[_Entry, ...]] | None = None
-        self.jump: dict[str, tuple] | None = None
+        self.jump: _Jump | None = None
         self.matcher: TableMatcher
         self.sync(())
 
@@ -410,7 +419,7 @@ class _Table:
         return not self.exact and not self.prefix
 
 
-def _no_match(method: str, host: str, path: str, src: VarSource, remote_addr: Any) -> None:
+def _no_match(method: str, host: str, path: str, src: VarSource, remote_addr: str) -> None:
     return None
 
 
@@ -422,9 +431,10 @@ _SMALL_TABLE_MAX_KEYS = 4
 
 def _try_entries(
     entries: tuple[_Entry, ...], method: str, host: str, path: str, src: VarSource,
-    remote_addr: Any,
+    remote_addr: str,
 ) -> Match | None:
     """First candidate on one prefix key whose uri regex and conditions pass."""
+    m0: Match | None
     for check, m0, rx, names, klen, _o in entries:
         if rx is not None:
             rm = rx.fullmatch(path, klen)
@@ -434,8 +444,10 @@ def _try_entries(
             m0 = check(method, host, src, remote_addr)
             if m0 is None:
                 continue
-        if names:
-            params = rm.groupdict() if names is True else dict(zip(names, rm.groups()))
+        if names:  # names come with a uri regex, so rm is the match here
+            # one name per group by construction (_tail_regex); zip(strict=) costs per request
+            params = (rm.groupdict() if names is True  # type: ignore[union-attr]
+                      else dict(zip(names, rm.groups())))  # type: ignore[union-attr]  # noqa: B905
             return _new_match(m0.route, m0.route_id, params, m0.matched_uri, m0.matched_host)
         return m0
     return None
@@ -449,7 +461,7 @@ def _small_table_matcher(
     exact_get = exact.get
 
     def match(
-        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+        method: str, host: str, path: str, src: VarSource, remote_addr: str
     ) -> Match | None:
         entries = exact_get(path)
         if entries is not None:
@@ -472,7 +484,7 @@ def _small_table_matcher(
 def _table_matcher(
     exact: dict[str, tuple[_Entry, ...]],
     tree: RadixTree[tuple[_Entry, ...]],
-    jump: dict[str, tuple] | None,
+    jump: _Jump | None,
 ) -> TableMatcher:
     exact_get = exact.get
     root = tree.root
@@ -480,7 +492,7 @@ def _table_matcher(
     jump_get = jump.get if jump else None
 
     def match(
-        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+        method: str, host: str, path: str, src: VarSource, remote_addr: str
     ) -> Match | None:
         entries = exact_get(path)
         if entries is not None:
@@ -513,7 +525,9 @@ def _table_matcher(
         best = walk(node, best, path, pos)
         # then that key and every shorter one, deepest first
         while best is not None:
-            res = _try_entries(best.value, method, host, path, src, remote_addr)
+            # walk() and the up links only ever land on valued nodes
+            res = _try_entries(best.value, method, host, path, src,  # type: ignore[arg-type]
+                               remote_addr)
             if res is not None:
                 return res
             best = best.up
@@ -524,7 +538,7 @@ def _table_matcher(
 
 # --------------------------------------------------------------------------- router
 
-_HostSpec = tuple  # (is_wildcard, host-or-suffix, original pattern)
+_HostSpec = tuple[bool, str, str]  # (is_wildcard, host-or-suffix, original pattern)
 
 
 def _compile_methods(rid: str, ms: Any, cache: dict[Any, frozenset[str]]) -> frozenset[str]:
@@ -560,7 +574,7 @@ def _compile_hosts(rid: str, hosts: Any) -> tuple[_HostSpec, ...]:
     return tuple(out)
 
 
-def _compile_uris(rid: str, uris: Any, with_params: bool) -> tuple[_Uri, ...] | list[_Uri]:
+def _compile_uris(rid: str, uris: Any, with_params: bool) -> Sequence[_Uri]:
     u = uris[0] if type(uris) is tuple and len(uris) == 1 else None
     if type(u) is str and u and (not with_params or ":" not in u):
         star = u.find("*")
@@ -572,7 +586,7 @@ def _compile_uris(rid: str, uris: Any, with_params: bool) -> tuple[_Uri, ...] | 
         uris = (uris,)
     if not uris:
         raise RouterError(rid, "route has no uris")
-    out = []
+    out: list[_Uri] = []
     for u in uris:
         try:
             out.append(_parse_uri(u, with_params))
@@ -582,14 +596,16 @@ def _compile_uris(rid: str, uris: Any, with_params: bool) -> tuple[_Uri, ...] | 
 
 
 # compiled route: (id, payload, uris, hosts, methods, ip matcher, vars, -priority)
-_Compiled = tuple
+_Compiled = tuple[str, object, Sequence[_Uri], tuple[_HostSpec, ...], frozenset[str] | None,
+                  IpMatcher | None, Predicate | None, int]
 # What finding a route's entries again takes: its spec's uris, or (uris, hosts) when
 # routes are filed per host (radixtree_host_uri).  The spec's own tuples, so recording
 # a route at build time allocates nothing; a list of them for an id given twice.
-_Placed = Any
+_Placement = Sequence[str] | tuple[Sequence[str], Sequence[str]]
+_Placed = _Placement | list[_Placement]
 
 
-def _placement(spec: RouteSpec, host_first: bool) -> _Placed:
+def _placement(spec: RouteSpec, host_first: bool) -> _Placement:
     uris = spec.uris
     if type(uris) is list:  # keep no reference to a caller's mutable list
         uris = tuple(uris)
@@ -603,7 +619,9 @@ def _compile_route(
     spec: RouteSpec, with_params: bool, method_cache: dict[Any, frozenset[str]]
 ) -> _Compiled:
     """Validate and compile one route; raises :class:`RouterError` (for any failure)."""
-    ms = ipm = expr = None
+    ms: frozenset[str] | None = None
+    ipm: IpMatcher | None = None
+    expr: Predicate | None = None
     try:
         rid = spec.id
         uris = _compile_uris(rid, spec.uris, with_params)
@@ -653,7 +671,8 @@ def _route_entries(
                 if not unconditional:
                     check = _make_check(ms, ipm, expr, None, m0)
                 out.append(
-                    (where, exact, key, (check, m0, rx, names, len(key), (prio, -len(pattern), seq)))
+                    (where, exact, key,
+                     (check, m0, rx, names, len(key), (prio, -len(pattern), seq)))
                 )
     else:
         for pattern, exact, key, rx, names in uris:
@@ -679,6 +698,11 @@ class Router:
 
     kind: str
     route_count: int
+    _routes: dict[str, _Placed]
+    _seq: int
+    _nohost: _Table
+    _nondot: int
+    _match: TableMatcher
 
     def __init__(self, routes: Iterable[RouteSpec], kind: str = "radixtree_host_uri") -> None:
         self._setup(routes, kind, None)
@@ -686,7 +710,7 @@ class Router:
     @classmethod
     def build(
         cls, routes: Iterable[RouteSpec], kind: str = "radixtree_host_uri"
-    ) -> tuple["Router", list[tuple[str, str]]]:
+    ) -> tuple[Router, list[tuple[str, str]]]:
         """Like ``Router(routes, kind)`` but skips bad routes, returning ``[(route_id, error)]``."""
         self = cls.__new__(cls)
         errors: list[tuple[str, str]] = []
@@ -694,7 +718,7 @@ class Router:
         return self, errors
 
     def match(
-        self, method: str, host: str, path: str, src: VarSource, remote_addr: Any
+        self, method: str, host: str, path: str, src: VarSource, remote_addr: str
     ) -> Match | None:  # pragma: no cover - shadowed per instance by the compiled matcher
         return self._match(method, host, path, src, remote_addr)
 
@@ -764,12 +788,12 @@ class Router:
                 kept_seq[rid] = seq
         for rid, new in compiled.items():
             if new is not None:
-                seq = kept_seq.get(rid)
-                if seq is None:
-                    seq = self._seq = self._seq + 1
+                new_seq = kept_seq.get(rid)
+                if new_seq is None:
+                    new_seq = self._seq = self._seq + 1
                 placed[rid] = new[1]
                 self.route_count += 1
-                self._file(new[0], seq, changed)
+                self._file(new[0], new_seq, changed)
         if changed:
             self._sync(changed)
         return errors
@@ -777,13 +801,16 @@ class Router:
     def _unfile(self, rid: str, rec: _Placed, changed: dict[_Table, set[str]]) -> int:
         """Drop the entries of route ``rid`` from the keys ``rec`` filed them under;
         returns the route's seq (its place in insertion order)."""
+        hosts: tuple[_HostSpec, ...] = ()
         if self._host_first:
-            uris, hosts = rec
-            hosts = _compile_hosts(rid, hosts) if hosts else ()
+            uris, spec_hosts = cast(tuple[Sequence[str], Sequence[str]], rec)
+            if spec_hosts:
+                hosts = _compile_hosts(rid, spec_hosts)
         else:
-            uris, hosts = rec, ()
+            uris = cast(Sequence[str], rec)
         seq = self._seq + 1  # only if every entry went with an earlier spec of the same id
-        wheres = [(is_wild, value) for is_wild, value, _pat in hosts] if hosts else [None]
+        wheres: list[_Where | None] = (
+            [(is_wild, value) for is_wild, value, _pat in hosts] if hosts else [None])
         for where in wheres:
             table = self._table(where)
             keys = changed.get(table)
@@ -792,7 +819,7 @@ class Router:
             for _pattern, exact, key, _rx, _names in _compile_uris(rid, uris, self._with_params):
                 d = table.exact if exact else table.prefix
                 old = d.get(key, ())
-                kept = []
+                kept: list[_Entry] = []
                 for e in old:
                     if e[1].route_id != rid:
                         kept.append(e)
@@ -830,7 +857,8 @@ class Router:
             if where is None:
                 continue
             is_wild, name = where
-            tables, fns = (self._wilds, self._wild_fns) if is_wild else (self._hosts, self._host_fns)
+            tables, fns = ((self._wilds, self._wild_fns) if is_wild
+                           else (self._hosts, self._host_fns))
             if not table.empty():
                 fns[name] = table.matcher
             elif tables.pop(name, None) is not None:
@@ -862,7 +890,8 @@ class Router:
             matcher = nohost
         self._match = matcher
         # instance attribute shadows the method: one call less on the hot path
-        self.match = matcher  # type: ignore[method-assign]
+        # (ignore: a method rebound to a positional-only callable on purpose)
+        self.match = matcher  # type: ignore[method-assign,assignment]
 
     def _setup(
         self, routes: Iterable[RouteSpec], kind: str, errors: list[tuple[str, str]] | None
@@ -907,7 +936,8 @@ class Router:
             if prev is None:
                 placed[rid] = rec
             else:  # an id given twice: both routes are filed, keep both placements
-                placed[rid] = prev + [rec] if type(prev) is list else [prev, rec]
+                placed[rid] = (prev + [rec] if type(prev) is list
+                               else [cast(_Placement, prev), rec])
             for where, exact, key, entry in _route_entries(route, seq, host_first):
                 if where is None:
                     d = nohost_exact if exact else nohost_prefix
@@ -929,8 +959,8 @@ class Router:
         self._host_fns: dict[str, TableMatcher] = {}
         self._wild_fns: dict[str, TableMatcher] = {}
         self._nondot = 0  # wildcard suffixes not starting with "." (see _host_matcher)
-        for where, (exact, prefix) in by_where.items():
-            table = _Table(where, _tupled(exact), _tupled(prefix))
+        for where, (exact_d, prefix_d) in by_where.items():
+            table = _Table(where, _tupled(exact_d), _tupled(prefix_d))
             is_wild, name = where
             if is_wild:
                 self._wilds[name] = table
@@ -987,7 +1017,7 @@ def _host_matcher(
     cache_max = _HOST_CACHE_MAX
 
     def match(
-        method: str, host: str, path: str, src: VarSource, remote_addr: Any
+        method: str, host: str, path: str, src: VarSource, remote_addr: str
     ) -> Match | None:
         tables = cache_get(host)
         if tables is None:

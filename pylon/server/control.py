@@ -33,7 +33,7 @@ decrypted:
   as strings (APISIX reads them out of nginx's stub_status text).  Summed over the workers,
   each asked over its control channel; a replaced worker's past counts leave with it.
 
-The checkers themselves run in the master (``upstream/health.py``), fed from the config
+The checkers themselves run in the master (``upstream/checker.py``), fed from the config
 state the master already holds: ``checked_plans`` finds the upstreams with ``checks`` in it
 (only those are decoded), ``changed_plans`` the ones a change touched.
 """
@@ -55,7 +55,7 @@ from ..config.compiler import upstream_plan
 from ..config.store import Event
 from ..model.validate import convert
 from ..settings import ConnLimits
-from ..upstream.health import HealthManager
+from ..upstream.checker import HealthManager
 from ..upstream.runtime import UpstreamPlan
 
 log = logging.getLogger("pylon.control")
@@ -226,19 +226,20 @@ class ControlApp:
         return 200, {**copy.deepcopy(item.value), "id": name}
 
     def _schema(self) -> dict[str, Any]:
-        from ..admin.meta import _ATTRS, _PLUGINS, resource_schema
+        from ..admin.meta import PLUGIN_ATTRS
+        from ..model.schemas import PLUGINS_SCHEMA, resource_schema
         main: dict[str, Any] = {k: resource_schema(v) for k, v in MAIN_SCHEMAS.items()}
-        main["plugins"] = copy.deepcopy(_PLUGINS)
+        main["plugins"] = copy.deepcopy(PLUGINS_SCHEMA)
         main["upstream_hash_header_schema"] = dict(UPSTREAM_HASH_HEADER)
         main["upstream_hash_vars_schema"] = dict(UPSTREAM_HASH_VARS)
-        plugins = {name: {k: copy.deepcopy(info[k]) for k in _ATTRS if k in info}
+        plugins = {name: {k: copy.deepcopy(info[k]) for k in PLUGIN_ATTRS if k in info}
                    for name, info in self.plugins().items()}
         return {"main": main, "plugins": plugins, "stream_plugins": {}}
 
     def _plugin_names(self) -> list[str]:
-        from ..admin.meta import _priority
+        from ..admin.meta import plugin_priority
         table = self.plugins()
-        return sorted(table, key=lambda n: -_priority(table[n]))
+        return sorted(table, key=lambda n: -plugin_priority(table[n]))
 
     def _server_info(self) -> dict[str, Any]:
         from .. import __version__
@@ -340,5 +341,4 @@ async def start_control(loop: asyncio.AbstractEventLoop, app: ControlApp, host: 
     """Serve ``app`` on the master's small HTTP server, within ``apisix.control``'s
     limits (``settings.control_limits``)."""
     from ..admin.server import start_admin
-    return await start_admin(loop, app, host, port, limits,  # type: ignore[arg-type]
-                             "Control API")
+    return await start_admin(loop, app, host, port, limits, "Control API")

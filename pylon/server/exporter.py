@@ -42,17 +42,18 @@ _CONN_STATES = ("active", "accepted", "handled", "reading", "writing", "waiting"
 
 
 class ExportApp:
-    def __init__(self, master: Any, uri: str, prefix: str) -> None:
+    def __init__(self, master: Any, uri: str, prefix: str,
+                 max_values: int = metrics.DEFAULT_MAX_VALUES) -> None:
         self.master = master
         self.uri = uri
         self.prefix = prefix
+        self.max_values = max_values      # plugin_attr.prometheus.max_values
         self.reader: metrics.Reader | None = None
 
     def _reader(self) -> metrics.Reader:
         if self.reader is None:
             from ..ratelimit.local import node_dir
-            self.reader = metrics.Reader(metrics.MetricStore(node_dir(),
-                                                             metrics._max_values()))
+            self.reader = metrics.Reader(metrics.MetricStore(node_dir(), self.max_values))
         return self.reader
 
     async def handle(self, method: str, path: str, query: str, headers: Mapping[str, str],
@@ -134,21 +135,5 @@ async def start_exporter(loop: asyncio.AbstractEventLoop, app: ExportApp, host: 
     """Serve ``app`` on the master's small HTTP server, within the Control API's limits
     (``settings.control_limits``: APISIX's ``plugin_attr.prometheus`` has none)."""
     from ..admin.server import start_admin
-    return await start_admin(loop, app, host, port, limits,  # type: ignore[arg-type]
+    return await start_admin(loop, app, host, port, limits,
                              "Prometheus export server")
-
-
-def export_settings(attr: dict[str, Any]) -> tuple[bool, str, int, str, str]:
-    """(enabled, ip, port, uri, metric prefix) from ``plugin_attr.prometheus``."""
-    addr = attr.get("export_addr") or {}
-    prefix = metrics.metric_prefix(attr)            # the plugin logs a bad one
-    if not isinstance(addr, dict):
-        raise ValueError("plugin_attr.prometheus.export_addr must be {ip, port}")  # noqa: TRY004
-    port = addr.get("port") or 9091
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ValueError(f"plugin_attr.prometheus.export_addr.port {port!r} is not a port")
-    uri = str(attr.get("export_uri") or "/apisix/prometheus/metrics")
-    if not uri.startswith("/"):
-        raise ValueError(f"plugin_attr.prometheus.export_uri {uri!r} must start with '/'")
-    return (attr.get("enable_export_server", True) is not False,
-            str(addr.get("ip") or "127.0.0.1"), port, uri, prefix)

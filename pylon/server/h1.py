@@ -12,10 +12,13 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..proxy.exchange import Exchange
+from ..proxy.realip import RealIp
+from ..proxy.state import RESPONDING
 from ..proxy.tunnel import Tunnel
 from ..timer import Deadline
 from ..wire.h1 import _STATUS_LINES, RequestParser, chunk, encode_headers, last_chunk, status_line
@@ -70,6 +73,9 @@ _DISCARD = _Discard()
 
 
 class H1Connection(asyncio.Protocol):
+    """One client connection: the ``proxy.downstream.Downstream`` of its exchanges (one at a
+    time; pipelined requests wait in ``queue``)."""
+
     __slots__ = (
         "born",
         "bytes_out",
@@ -135,7 +141,7 @@ class H1Connection(asyncio.Protocol):
         self.lingering = False
         self.linger_until = 0.0
         self.tunnel: Tunnel | None = None
-        self.realip: Any = None
+        self.realip: RealIp | None = None
         #: client bytes after an upgrade request's head (for the tunnel, if it switches)
         self.early = b""
 
@@ -280,6 +286,17 @@ class H1Connection(asyncio.Protocol):
         r.req_end(trailers)
 
     # ---------------------------------------------------------------- downstream API
+    # (``proxy.downstream.Downstream``: what the exchange calls)
+    @property
+    def max_body(self) -> int:
+        """client_max_body_size (0: unlimited)."""
+        return self.w.limits.max_body
+
+    @property
+    def wall_offset(self) -> float:
+        """``time.time() - loop.time()``, for a wall-clock request start."""
+        return self.w.wall_offset
+
     def send_continue(self) -> None:
         if not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -352,7 +369,7 @@ class H1Connection(asyncio.Protocol):
 
     def send_local(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                    close: bool) -> None:
-        """A response made by the gateway itself (errors, and later plugin replies)."""
+        """A response made by the gateway itself (errors, plugin replies)."""
         ex = self.exchange
         if close or not self.req_complete:
             # the rest of the request body was not read: the connection cannot be reused
@@ -370,8 +387,9 @@ class H1Connection(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.write(data)
 
-    def start_tunnel(self, ex: Exchange, headers: list[tuple[bytes, bytes]], upgrade: bytes,
-                     upstream: asyncio.Transport, early: bytes, idle: float) -> Tunnel:
+    def start_tunnel(self, headers: list[tuple[bytes, bytes]], upgrade: bytes,
+                     upstream: asyncio.Transport, early: bytes, idle: float,
+                     on_close: Callable[[Tunnel], None]) -> Tunnel:
         """The upstream switched protocols: send the 101 and splice the two connections."""
         self.deadline.cancel()
         self.timer_state = _T_OFF
@@ -380,7 +398,7 @@ class H1Connection(asyncio.Protocol):
                          b"\r\n\r\n"])
         self.bytes_out += len(head)
         self.transport.write(head + early)
-        tunnel = Tunnel(self.loop, self.transport, upstream, idle, lambda t: ex.tunnel_closed(t))
+        tunnel = Tunnel(self.loop, self.transport, upstream, idle, on_close)
         self.tunnel = tunnel
         if self.early:
             tunnel.from_client(self.early)
@@ -459,8 +477,8 @@ class H1Connection(asyncio.Protocol):
             self.dispatching = False
         if self.closing:
             return
-        ex = self.exchange
-        if ex is None:
+        cur = self.exchange
+        if cur is None:
             # (a request answered before its body was read keeps reading = _DISCARD until
             # the body ends: the next request starts after it, as nginx discards the body)
             self._resume(_PAUSE_PIPELINE)
@@ -468,7 +486,7 @@ class H1Connection(asyncio.Protocol):
             self.deadline.set(self.loop.time() + self.w.timeouts.keepalive)
             if self.w.draining:
                 self.close()
-        elif self.reading is ex:        # the dispatched request's body is still to come
+        elif self.reading is cur:       # the dispatched request's body is still to come
             self._resume(_PAUSE_PIPELINE)
             self.timer_state = _T_BODY
             self.deadline.set(self.loop.time() + self.w.timeouts.client_body)
@@ -478,7 +496,7 @@ class H1Connection(asyncio.Protocol):
         ex = self.exchange
         self.keep_alive = False
         self.queue.clear()
-        if ex is not None and self.reading is not ex and not ex.resp_started:
+        if ex is not None and self.reading is not ex and ex.state < RESPONDING:
             # the bad bytes belong to a later, pipelined request: the request in flight
             # still gets its own response, then the connection closes
             self._pause(_PAUSE_PIPELINE)
@@ -523,10 +541,10 @@ class H1Connection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         state = self.timer_state
-        if state == _T_IDLE or state == _T_LINGER:
+        if state in (_T_IDLE, _T_LINGER):
             self.transport.close()              # idle keep-alive / lingering: close silently
             return
-        if state == _T_HEADER or state == _T_BODY:
+        if state in (_T_HEADER, _T_BODY):
             self._bad_request(errors.RequestTimeout())
             return
         # send timeout: the client stopped reading our response
@@ -562,6 +580,6 @@ class H1Connection(asyncio.Protocol):
         response (sent with ``Connection: close``).  A connection that has not sent anything
         yet gets DRAIN_GRACE first: it was accepted just before the drain and its request
         may already be on its way — closing it would fail that request."""
-        if self.exchange is None and not self.queue and self.timer_state == _T_IDLE:
-            if self.requests or self.loop.time() - self.born >= DRAIN_GRACE:
-                self.close()
+        if self.exchange is None and not self.queue and self.timer_state == _T_IDLE and \
+                (self.requests or self.loop.time() - self.born >= DRAIN_GRACE):
+            self.close()

@@ -10,7 +10,7 @@
   that changed; workers compile and swap (worker 0 logs rejected objects).  A store that
   fails keeps the last good config serving.
 * Upstream health checks run here, once per node whatever the worker count
-  (``upstream/health.py``): active probes, and the workers' passive reports aggregated; every
+  (``upstream/checker.py``): active probes, and the workers' passive reports aggregated; every
   status change goes to every worker (``{"t": "health", ...}``), a new worker gets the whole
   table.  The Control API (``/v1/healthcheck``, ``server/control.py``) is served here too.
 * Signals: SIGHUP re-reads everything and replaces workers one slot at a time (the new worker
@@ -41,8 +41,9 @@ from ..config.store import Event
 from ..config.yaml_store import YamlStore
 from ..errors import ConfigError
 from ..logs import setup_logging
-from ..settings import Settings
-from ..upstream.health import UP_STATES, HealthManager
+from ..node import Node, load_plugins
+from ..upstream.checker import HealthManager
+from ..upstream.health import UP_STATES
 from .control import STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id, start_control
 from .takeover import Orphan, find_orphans
 from .worker import encode_msg, read_msg
@@ -71,7 +72,6 @@ class WorkerProc:
     #: objects the worker's last compile kept out (rejected)
     rejected: int = 0
     retiring: bool = False
-    started: float = field(default_factory=time.monotonic)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -104,8 +104,13 @@ def load_standalone(path: str) -> Any:
 
 
 class Master:
-    def __init__(self, settings: Settings, config_path: str, workers: int | None,
+    def __init__(self, node: Node, config_path: str, workers: int | None,
                  orphans: list[Orphan] | None = None) -> None:
+        settings = node.settings
+        assert settings is not None, "a master runs a node with settings"
+        #: settings, plugins, keyring: what the Admin API and the exporter read (a reload
+        #: changes them in place, so holders see the new ones)
+        self.node = node
         self.settings = settings
         #: workers of a master that died, taken over (``server/takeover.py``): their
         #: listening sockets become this master's slots; they drain once ours serve
@@ -207,10 +212,9 @@ class Master:
         host, port = self.settings.control_listen
         if not _is_loopback(host):
             log.warning("Control API on %s: it should never listen to public traffic", host)
-        from ..proxy.registry import plugin_table
         app = ControlApp(lambda: self.health, lambda key: self.hub.state.get(key) is not None,
                          self.settings.etcd.prefix, state=lambda: self.hub.state,
-                         plugins=plugin_table, node_status=self.node_status,
+                         plugins=self._plugin_table, node_status=self.node_status,
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
                          store_kind=type(self.hub.store).__name__)
         try:
@@ -220,6 +224,11 @@ class Master:
             log.error("Control API not started on %s:%d: %s", host, port, e)
             return
         log.info("Control API listening on %s:%d", host, port)
+
+    def _plugin_table(self) -> dict[str, dict[str, Any]]:
+        """The loaded plugins as the Control API lists them (read at each call: a plugin
+        reload swaps ``node.plugins``)."""
+        return self.node.plugins.table()
 
     async def start_admin(self) -> None:
         """Serve the Admin API from the master: one writer per node, reading what it serves."""
@@ -238,11 +247,9 @@ class Master:
             raise ConfigError(f"admin_listen {host} is not loopback and no admin_key is set",
                               "deployment.admin")
 
-        from ..config.encryption import node_keyring
-        keyring = node_keyring(s.keyring, s.prefix) if s.encrypt_fields else None
         app = AdminApp(self.hub, parse_keys(rows), parse_allow(s.allow_admin),
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
-                       explain=self.explain, keyring=keyring, router_kind=s.router,
+                       explain=self.explain, node=self.node, router_kind=s.router,
                        reload_plugins=self.reload_plugins, viewer_secrets=s.admin_viewer_secrets)
         self.admin_server = await start_admin(self.loop, app, host, port, s.admin_limits)
         log.warning("Admin API listening on %s:%d", host, port)
@@ -252,15 +259,12 @@ class Master:
         and the plugin code, here and in every worker; the workers then recompile the
         current configuration against it and swap (requests in flight finish on the old
         snapshot).  A plugin that fails to load refuses the reload: the running set stays."""
-        from ..cli import load_node_config
-        from ..proxy import registry
-        settings, _ = load_node_config(self.config_path, self.settings.prefix)
-        reg = await asyncio.to_thread(registry.load, settings.plugins, settings.plugin_dirs,
-                                      reload=True)
+        fresh = Node.load(self.config_path, self.settings.prefix, plugins=False)
+        assert fresh.settings is not None
+        reg = await asyncio.to_thread(load_plugins, fresh.settings, reload=True)
         if reg.errors:
             raise RuntimeError("; ".join(reg.errors))
-        registry.configure(reg, settings)
-        registry.use(reg)
+        self.node.plugins = reg
         log.warning("plugins reloaded: %d loaded", len(reg.plugins))
         self._doc_msg = None
         self._send(encode_msg({"t": "plugins"}))
@@ -329,21 +333,22 @@ class Master:
     async def start_exporter(self) -> None:
         """The Prometheus export server, when the prometheus plugin is loaded (APISIX
         ``plugin_attr.prometheus``); a port in use is logged, not fatal."""
-        from ..proxy import registry
-        from .exporter import ExportApp, export_settings, start_exporter
-        if "prometheus" not in registry.current():
+        from ..observe.metrics import export_settings, max_values
+        from .exporter import ExportApp, start_exporter
+        if "prometheus" not in self.node.plugins:
             return
+        attr = self.node.plugin_attr("prometheus")
         try:
-            on, host, port, uri, prefix = export_settings(registry.current().attrs.get(
-                "prometheus") or {})
+            on, host, port, uri, prefix = export_settings(attr)
         except ValueError as e:
             log.error("Prometheus export server not started: %s", e)
             return
         if not on:
             return
         try:
-            self.export_server = await start_exporter(self.loop, ExportApp(self, uri, prefix),
-                                                      host, port, self.settings.control_limits)
+            app = ExportApp(self, uri, prefix, max_values(attr))
+            self.export_server = await start_exporter(self.loop, app, host, port,
+                                                      self.settings.control_limits)
         except OSError as e:
             log.error("Prometheus export server not started on %s:%d: %s", host, port, e)
             return
@@ -352,14 +357,14 @@ class Master:
     async def _scrape(self, w: WorkerProc, seq: Any) -> None:
         """A worker's ``scrape`` question: the node's metrics as the export server renders
         them (prometheus' ``api()``, exposed with ``public-api``), answered as ``reply``."""
-        from ..proxy import registry
-        from .exporter import ExportApp, export_settings
+        from ..observe.metrics import export_settings, max_values
+        from .exporter import ExportApp
         text = None
         try:
             if self._scraper is None:
-                _, _, _, uri, prefix = export_settings(registry.current().attrs.get(
-                    "prometheus") or {})
-                self._scraper = ExportApp(self, uri, prefix)
+                attr = self.node.plugin_attr("prometheus")
+                _, _, _, uri, prefix = export_settings(attr)
+                self._scraper = ExportApp(self, uri, prefix, max_values(attr))
             text = await self._scraper.scrape()
         except Exception:
             log.exception("metrics for worker %d failed", w.slot)
@@ -559,13 +564,15 @@ class Master:
             self._reloading = False
 
     async def _reload(self) -> None:
-        from ..cli import load_node_config
         try:
-            settings, _ = load_node_config(self.config_path, self.settings.prefix,
-                                           plugins=True)
+            fresh = Node.load(self.config_path, self.settings.prefix)
         except ConfigError as e:
             log.error("reload refused, node config invalid: %s", e)
             return
+        settings = fresh.settings
+        assert settings is not None
+        node = self.node
+        node.settings, node.plugins, node.keyring = settings, fresh.plugins, fresh.keyring
         if settings.listen != self.settings.listen:
             for slot in self.slots:
                 for sock in slot:
@@ -605,8 +612,8 @@ class Master:
         self.health = HealthManager(self._health_changed)
         self._health_resync()
         self.open_slots()
-        for slot in range(self.nworkers):
-            self.workers[slot] = await self.spawn(slot)
+        for index in range(self.nworkers):
+            self.workers[index] = await self.spawn(index)
         if not await self._started(stop):
             self.stopping = True
             for w in list(self.workers.values()):

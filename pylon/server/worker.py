@@ -27,8 +27,10 @@ import msgspec
 from .. import __version__, errors
 from ..config.compiler import Compiled, ConfigModel
 from ..config.snapshot import Snapshot, SnapshotHolder
+from ..node import Node, load_plugins
 from ..observe import metrics
 from ..observe.access_log import AccessLog
+from ..pdk.node import install as install_node
 from ..proxy.realip import RealIp
 from ..settings import Settings
 from ..upstream.runtime import Runtimes
@@ -61,13 +63,17 @@ def _load_model(model: ConfigModel, doc: Any) -> Compiled:
             gc.enable()
 
 
-def compile_doc(doc: Any, router: str) -> Compiled:
-    """A whole document compiled as a worker compiles it (``pylon validate``)."""
-    return _load_model(ConfigModel(router), doc)
+def compile_doc(doc: Any, node: Node) -> Compiled:
+    """A whole document compiled as a worker of ``node`` compiles it (``pylon validate``)."""
+    assert node.settings is not None
+    return _load_model(ConfigModel(node.settings.router, node), doc)
 
 
 class Worker:
-    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop, index: int = 0) -> None:
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop, index: int = 0) -> None:
+        settings = node.settings
+        assert settings is not None, "a worker runs a node with settings"
+        self.node = node
         self.settings = settings
         self.loop = loop
         self.index = index
@@ -79,7 +85,7 @@ class Worker:
         self.connections: set[H1Connection] = set()
         self.draining = False
         self.runtimes = Runtimes(loop)
-        self.model = ConfigModel(settings.router)
+        self.model = ConfigModel(settings.router, node)
         self.holder = SnapshotHolder(Snapshot(0, self.model.compiled, {}))
         self.apply_ms = 0.0
         self.server_header = f"Server: Pylon/{__version__}\r\n".encode()
@@ -98,11 +104,6 @@ class Worker:
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- per request -------------------------------------------------------------------------
-    def finished(self, exchange: Any, bytes_out: int) -> None:
-        self.requests += 1
-        if self.access_log is not None:
-            self.access_log.add(exchange, bytes_out)
-
     def count_error(self, e: errors.GatewayError, client: str) -> None:
         log.info("refused request from %s: %s (%s)", client, e.code, e)
 
@@ -110,16 +111,13 @@ class Worker:
         self.date_hdr = b"Date: " + formatdate(usegmt=True).encode() + b"\r\n"
         self.wall_offset = time.time() - self.loop.time()
 
-    def date_header(self) -> bytes:
-        return self.date_hdr
-
     # -- config ------------------------------------------------------------------------------
     async def apply(self, revision: int, doc: Any) -> Compiled:
         """Compile a whole document and swap it in.  Compilation runs in a thread so a large
         config does not stall the requests this worker is serving."""
         async with self._apply_lock:
             t0 = time.perf_counter()
-            model = ConfigModel(self.settings.router)
+            model = ConfigModel(self.settings.router, self.node)
             compiled = await asyncio.to_thread(_load_model, model, doc)
             self.model = model
             runtimes = self.runtimes.reconcile(compiled.plans)
@@ -182,11 +180,13 @@ class Worker:
                 "reading": states[1], "writing": states[2]}
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def _connection(self) -> H1Connection:
+        return H1Connection(self, "http")
+
     async def serve(self, socks: list[socket.socket]) -> None:
         for s in socks:
-            scheme = "http"
-            srv = await self.loop.create_server(lambda sch=scheme: H1Connection(self, sch),
-                                                sock=s, backlog=self.settings.backlog)
+            srv = await self.loop.create_server(self._connection, sock=s,
+                                                backlog=self.settings.backlog)
             self.servers.append(srv)
         self._sweep()
 
@@ -291,24 +291,14 @@ class MasterLink:
             fut.set_result(msg.get("body"))
 
 
-_link: MasterLink | None = None
-
-
-async def ask_master(t: str, timeout: float = 5.0) -> Any:
-    """Ask this process's master ``t`` (``"scrape"``: the node's metrics text) and return
-    the answer's body; RuntimeError outside a worker, TimeoutError when none comes."""
-    if _link is None:
-        raise RuntimeError("not running in a worker")
-    return await _link.ask(t, timeout)
-
-
-async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl_fd: int) -> int:
+async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int) -> int:
     loop = asyncio.get_running_loop()
-    w = Worker(settings, loop, index)
+    w = Worker(node, loop, index)
+    settings = w.settings
     ctl = socket.socket(fileno=ctl_fd)
     reader, writer = await asyncio.open_connection(sock=ctl, limit=1 << 30)
-    global _link
-    link = _link = MasterLink(writer)
+    link = node.master = MasterLink(writer)
+    install_node(node)              # what the plugins of this process see as pdk.node()
     socks = [socket.socket(fileno=fd) for fd in listen_fds]
     from ..ratelimit.local import ENV, hold
     if os.environ.get(ENV):
@@ -387,10 +377,9 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
                                          "rejected": len(w.holder.current.compiled.rejected)}))
             elif t == "plugins":            # plugin reload: the full config follows
                 try:
-                    from ..cli import load_node_config
-                    from ..proxy import registry
-                    fresh, _ = load_node_config(settings.path, settings.prefix)
-                    registry.load_for(fresh, reload=True)
+                    fresh = Node.load(settings.path, settings.prefix, plugins=False)
+                    assert fresh.settings is not None
+                    node.plugins = load_plugins(fresh.settings, reload=True)
                 except Exception:
                     log.exception("worker %d: plugin reload failed; keeping the plugins",
                                   index)
@@ -429,18 +418,19 @@ async def worker_main(settings: Settings, index: int, listen_fds: list[int], ctl
     return 0
 
 
-def run_worker(settings: Settings, index: int, listen_fds: list[int], ctl_fd: int) -> None:
+def run_worker(node: Node, index: int, listen_fds: list[int], ctl_fd: int) -> None:
     import uvloop
 
     from ..logs import setup_logging
-    setup_logging(settings, f"worker {index}")
+    assert node.settings is not None
+    setup_logging(node.settings, f"worker {index}")
     profile = os.environ.get("PYLON_PROFILE")     # performance work: cProfile a worker
     if profile:
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
     try:
-        rc = uvloop.run(worker_main(settings, index, listen_fds, ctl_fd))
+        rc = uvloop.run(worker_main(node, index, listen_fds, ctl_fd))
     except KeyboardInterrupt:  # pragma: no cover
         rc = 0
     if profile:

@@ -19,8 +19,9 @@ must call ``after()`` on the same balancer object it called ``before()`` on.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "BALANCERS",
@@ -61,7 +62,8 @@ class HashKeySource(Protocol):
     consumer_name: str | None
 
     def var(self, name: str) -> str | None:
-        """nginx-style variables: ``remote_addr``, ``uri``, ``arg_x``, ``http_x_y``, ``cookie_z``."""
+        """nginx-style variables: ``remote_addr``, ``uri``, ``arg_x``, ``http_x_y``,
+        ``cookie_z``."""
         ...
 
 
@@ -194,9 +196,10 @@ def create_balancer(
 # name -> class.  Each algorithm module registers itself on import; the module imports
 # below complete the table whichever module is imported first (they import Node and
 # TieredBalancer from here, which are defined above, so the cycle is safe).
-BALANCERS: dict[str, type] = {}
+# type name -> class; the constructors differ in their keyword options (see create_balancer)
+BALANCERS: dict[str, Callable[..., Balancer]] = {}
 
-import pylon.upstream.chash  # noqa: E402,F401
-import pylon.upstream.ewma  # noqa: E402,F401
-import pylon.upstream.least_conn  # noqa: E402,F401
+import pylon.upstream.chash  # noqa: E402
+import pylon.upstream.ewma  # noqa: E402
+import pylon.upstream.least_conn  # noqa: E402
 import pylon.upstream.roundrobin  # noqa: E402,F401

@@ -29,11 +29,18 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from math import gcd
-from typing import Any, Callable, Sequence
+from typing import Any
 from zlib import crc32
 
-from pylon.upstream.balancer import BALANCERS, HashKeySource, Node, TieredBalancer
+from pylon.upstream.balancer import (
+    BALANCERS,
+    HashKeySource,
+    HealthFn,
+    Node,
+    TieredBalancer,
+)
 
 __all__ = ["CHash", "HASH_ON", "POINTS_PER_WEIGHT", "node_points"]
 
@@ -89,7 +96,7 @@ class _Ring:
             raise ValueError("too many nodes in one priority tier")
         self.nodes = tuple(nodes)
         packed: list[float] = []
-        for idx, (n, w) in enumerate(zip(nodes, _ring_weights(nodes))):
+        for idx, (n, w) in enumerate(zip(nodes, _ring_weights(nodes), strict=True)):
             frac = idx * _OWNER_INV
             packed.extend([h + frac for h in node_points(n.addr, w)])
         packed.sort()
@@ -153,7 +160,8 @@ def _key_getter(hash_on: str, key: str | None) -> Callable[[Any], Any]:
             var = req.var
             out = [literals[0]]
             resolved = 0
-            for name, lit in zip(names, literals[1:]):
+            # split() with one group: len(literals) == len(names) + 1; per request, so no strict=
+            for name, lit in zip(names, literals[1:]):  # noqa: B905
                 v = var(name)
                 if v is not None:
                     resolved += 1
@@ -201,7 +209,10 @@ class CHash(TieredBalancer):
                 return ""
         return k if isinstance(k, str) else str(k)
 
-    def _pick_tier(self, tier: _Ring, h: float, tried, healthy) -> Node | None:
+    def _pick_tier(
+        self, tier: _Ring, h: float,
+        tried: frozenset[str] | set[str] | None, healthy: HealthFn | None,
+    ) -> Node | None:
         if tried is None and healthy is None:
             return tier.find(h)
         return tier.walk(h, tried, healthy)

@@ -25,10 +25,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Sequence
 from math import exp
-from typing import Callable, Sequence
 
-from pylon.upstream.balancer import BALANCERS, HashKeySource, Node, TieredBalancer
+from pylon.upstream.balancer import (
+    BALANCERS,
+    HashKeySource,
+    HealthFn,
+    Node,
+    TieredBalancer,
+)
 
 __all__ = ["EWMA", "DECAY_TIME_S", "PENALTY"]
 
@@ -133,7 +139,10 @@ class EWMA(TieredBalancer):
             a = b
         return tier.nodes[a]
 
-    def _pick_tier(self, tier: _Tier, req: object, tried, healthy) -> Node | None:
+    def _pick_tier(
+        self, tier: _Tier, req: object,
+        tried: frozenset[str] | set[str] | None, healthy: HealthFn | None,
+    ) -> Node | None:
         if tried is None and healthy is None:
             idx: Sequence[int] = range(tier.n)
         else:
@@ -203,9 +212,7 @@ class EWMA(TieredBalancer):
         if st is None:
             return
         now = self._clock()
-        if st.stamp is None:
-            st.cost = rtt
-        elif self._peak and rtt > st.cost:
+        if st.stamp is None or (self._peak and rtt > st.cost):
             st.cost = rtt
         else:
             td = now - st.stamp

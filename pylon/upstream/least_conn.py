@@ -13,9 +13,15 @@ by true division, so equal ratios compare equal exactly.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from pylon.upstream.balancer import BALANCERS, HashKeySource, Node, TieredBalancer
+from pylon.upstream.balancer import (
+    BALANCERS,
+    HashKeySource,
+    HealthFn,
+    Node,
+    TieredBalancer,
+)
 
 __all__ = ["LeastConn"]
 
@@ -57,16 +63,19 @@ class LeastConn(TieredBalancer):
         tier.entries[i] = (e[0], seq, i)
         return tier.nodes[i]
 
-    def _pick_tier(self, tier: _Tier, req: object, tried, healthy) -> Node | None:
+    def _pick_tier(
+        self, tier: _Tier, req: object,
+        tried: frozenset[str] | set[str] | None, healthy: HealthFn | None,
+    ) -> Node | None:
         if tried is None and healthy is None:
             return self._take(tier, min(tier.entries))
         nodes = tier.nodes
         best = None
         for e in tier.entries:
             n = nodes[e[2]]
-            if (tried is None or n.addr not in tried) and (healthy is None or healthy(n)):
-                if best is None or e < best:
-                    best = e
+            if ((tried is None or n.addr not in tried) and (healthy is None or healthy(n))
+                    and (best is None or e < best)):
+                best = e
         return None if best is None else self._take(tier, best)
 
     def pick(

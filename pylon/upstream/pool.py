@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Any, Protocol
+from typing import Protocol
 
 from .. import errors
 from ..timer import Deadline
@@ -22,14 +22,32 @@ log = logging.getLogger("pylon.upstream")
 WRITE_HIGH_WATER = 64 * 1024
 
 
-class ConnOwner(Protocol):
-    """What an upstream connection reports to (the exchange using it)."""
+class _Flusher(Protocol):
+    def flush(self) -> None: ...
 
-    # while it owns a connection, the owner is also the sink of its ResponseParser
+
+class _TunnelEnd(Protocol):
+    """After a 101 the connection is one end of a ``proxy.tunnel.Tunnel``."""
+
+    def from_upstream(self, data: bytes) -> None: ...
+    def upstream_writable(self, writable: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class ConnOwner(Protocol):
+    """What an upstream connection reports to: the exchange using it
+    (``proxy.exchange.Exchange``).  While it owns the connection it is also the sink of its
+    ``ResponseParser`` (``on_response`` / ``on_body`` / ``on_end``)."""
+
+    @property
+    def down(self) -> _Flusher: ...
+    @property
+    def read_timeout(self) -> float: ...
     def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
                     length: int | None, chunked: bool) -> None: ...
-    def on_body(self, chunk: bytes) -> None: ...
+    def on_body(self, data: bytes) -> None: ...
     def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None: ...
+    def switched(self, conn: UpstreamConnection, rest: bytes) -> None: ...
     def upstream_failed(self, error: errors.GatewayError) -> None: ...
     def upstream_writable(self, writable: bool) -> None: ...
 
@@ -42,7 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = ResponseParser(self)
-        self.owner: Any = None
+        self.owner: ConnOwner | None = None
         self.alive = True
         self.requests = 0
         self.idle_since = 0.0
@@ -51,7 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.close_delimited = False
         #: after a 101 the connection is one end of a Tunnel and never returns to the pool
-        self.tunnel: Any = None
+        self.tunnel: _TunnelEnd | None = None
 
     # -- transport callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,8 +112,9 @@ class UpstreamConnection(asyncio.Protocol):
                 e = errors.InternalError()
             self.alive = False
             self.transport.close()
-            if self.owner is not None:
-                self.owner, o = None, self.owner
+            o = self.owner
+            if o is not None:
+                self.owner = None
                 o.upstream_failed(e)
 
     def eof_received(self) -> bool:
@@ -142,13 +161,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline.due = None
 
     # -- use -------------------------------------------------------------------------------------
-    def attach(self, owner: Any, head_request: bool) -> None:
-        self.owner = owner
-        self.requests += 1
-        self.got_bytes = False
-        self.close_delimited = False
-        self.parser.head_request = head_request
-
     def arm(self, timeout: float, error: type[errors.UpstreamError]) -> None:
         self.timeout_error = error
         self.deadline.set(self.pool.loop.time() + timeout)

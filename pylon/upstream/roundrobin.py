@@ -21,10 +21,16 @@ smooth variant, which APISIX also ships as ``swrr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from math import gcd
-from typing import Callable, Sequence
 
-from pylon.upstream.balancer import BALANCERS, HashKeySource, Node, TieredBalancer
+from pylon.upstream.balancer import (
+    BALANCERS,
+    HashKeySource,
+    HealthFn,
+    Node,
+    TieredBalancer,
+)
 
 __all__ = ["RoundRobin", "swrr_sequence"]
 
@@ -136,7 +142,10 @@ class RoundRobin(TieredBalancer):
     def _make_tier(self, nodes: list[Node]) -> _Swrr:
         return _Swrr(nodes)
 
-    def _pick_tier(self, tier: _Swrr, req: object, tried, healthy) -> Node | None:
+    def _pick_tier(
+        self, tier: _Swrr, req: object,
+        tried: frozenset[str] | set[str] | None, healthy: HealthFn | None,
+    ) -> Node | None:
         if tried is None and healthy is None:
             return tier.next()
         return tier.next_among(tried, healthy)

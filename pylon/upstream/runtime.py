@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .balancer import Node, create_balancer
-from .health import HealthFilter, HealthView, PassiveReporter, has_checker, parse_checks
+from .health import HealthFilter, HealthView, PassiveReporter, has_checker
 from .pool import NodePool
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
@@ -48,7 +48,10 @@ class UpstreamPlan:
     read_timeout: float = 60.0
     retries: int | None = None
     retry_timeout: float = 0.0
+    #: ``pylon.model.health.Checks`` as the compiler parsed them (None: no valid checks)
     checks: Any = None
+    #: ``pylon.model.health.BadChecks``: checks that do not parse (the master logs them)
+    bad_checks: Any = None
 
 
 PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
@@ -121,17 +124,13 @@ class Runtimes:
 
     def _runtime(self, plan: UpstreamPlan) -> UpstreamRuntime:
         view = reporter = None
-        if plan.checks and has_checker(plan):
-            try:
-                checks = parse_checks(plan.checks)
-            except ValueError:
-                checks = None         # the master logs it; no checks for this upstream
-            if checks is not None:
-                view = self.health.get(plan.key)
-                if view is None:
-                    view = self.health[plan.key] = HealthView()
-                if checks.passive is not None:
-                    reporter = PassiveReporter(plan.key, view, checks.passive, self._report)
+        checks = plan.checks
+        if checks is not None and has_checker(plan):
+            view = self.health.get(plan.key)
+            if view is None:
+                view = self.health[plan.key] = HealthView()
+            if checks.passive is not None:
+                reporter = PassiveReporter(plan.key, view, checks.passive, self._report)
         return UpstreamRuntime(plan, self._pools_for(plan), view, reporter)
 
     def _report(self, key: str, addr: str, kind: int) -> None:

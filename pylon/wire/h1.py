@@ -201,7 +201,7 @@ class RequestParser:
             head.upgrade = None                      # and it cannot switch protocols
             self._state = _S_SKIPPED
             framing = b"Transfer-Encoding: chunked" if head.chunked else \
-                b"Content-Length: %d" % head.content_length
+                b"Content-Length: %d" % (head.content_length or 0)  # not None: tested above
             self._body_framing = framing + b"\r\nConnection: close" if self._close else framing
         max_body = self._limits.max_body
         if max_body and head.content_length is not None and head.content_length > max_body:

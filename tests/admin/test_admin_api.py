@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from pylon.admin import AdminApp, AdminKey, parse_allow, start_admin, write_doc_atomically
+from pylon.admin.app import answer
 from pylon.config.hub import ConfigHub
-from pylon.config.yaml_store import YamlStore
 from pylon.config.loader import read_file
+from pylon.config.yaml_store import YamlStore
 from pylon.model.validate import parse_resources
+from pylon.node import Node
+from pylon.proxy import registry
 
 ADMIN = "edd1c9f034335f136f87ad84b625c8f1"
 VIEWER = "4054f7cf07e344346cd3f287985e76a2"
@@ -34,6 +37,7 @@ class Admin:
     def __init__(self, path: Path, doc: Any, allow: list[str] | None = None,
                  audit: Path | None = None) -> None:
         self.path = path
+        self.node = Node(plugins=registry.load())
         write_doc_atomically(str(path), doc)
         self.hub = ConfigHub(YamlStore(str(path)))
         self.loop = asyncio.new_event_loop()
@@ -44,7 +48,8 @@ class Admin:
             self.hub.start_watch()
             self.app = AdminApp(self.hub, [AdminKey("admin", ADMIN, "admin"),
                                            AdminKey("viewer", VIEWER, "viewer")],
-                                parse_allow(allow), audit_path=str(audit) if audit else None)
+                                parse_allow(allow), audit_path=str(audit) if audit else None,
+                                node=self.node)
             self.server = await start_admin(self.loop, self.app, "127.0.0.1", 0)
             started.set()
 
@@ -450,7 +455,8 @@ def test_concurrent_conflicting_writes_never_lose_an_update(admin: Admin) -> Non
     admin.call("PUT", "/routes/1", route())
     state = admin.hub.state
     # two writers read the same version; the second one to commit is refused
-    from pylon.admin.resources import SPECS, View
+    from pylon.admin.resources import View
+    from pylon.model.kinds import SPECS
 
     async def race() -> list[int]:
         res = admin.app.resources
@@ -458,7 +464,8 @@ def test_concurrent_conflicting_writes_never_lose_an_update(admin: Admin) -> Non
                  for n in ("first", "second")]
         out = []
         for p in plans:
-            out.append((await admin.app._commit(p, "PATCH", "/routes/1", "t", None))[0])
+            reply = await answer(admin.app._commit(p, "PATCH", "/routes/1", "t", None))
+            out.append(reply[0])
         return out
 
     statuses = asyncio.run_coroutine_threadsafe(race(), admin.loop).result(5)
@@ -469,7 +476,8 @@ def test_concurrent_conflicting_writes_never_lose_an_update(admin: Admin) -> Non
 def test_a_request_overtaken_by_another_write_is_planned_again_on_the_newer_state(
         admin: Admin) -> None:
     admin.call("PUT", "/routes/1", route())
-    from pylon.admin.resources import SPECS, View
+    from pylon.admin.resources import View
+    from pylon.model.kinds import SPECS
 
     async def race() -> tuple[int, Any]:
         res = admin.app.resources
@@ -514,7 +522,7 @@ def test_ssl_private_keys_are_encrypted_at_rest_and_never_returned(tmp_path: Pat
     pem = PKEY
     a = Admin(tmp_path / "p.yaml", {"routes": []})
     kr = Keyring(["0123456789abcdef"])
-    a.app.resources.keyring = kr
+    a.node.keyring = kr
     try:
         status, body, _ = a.call("PUT", "/ssls/1", {"cert": CERT, "key": pem, "snis": ["a"]})
         assert status == 201 and "key" not in body["value"]

@@ -174,7 +174,7 @@ def test_largest_exact_integer_is_accepted(node: Node):
 @pytest.mark.parametrize("text,expect", [
     ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
-        for p, c in zip("abcdefgh", "bcdefghi")), "too many values"),
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)), "too many values"),
     ("routes:\n  - &r [*r]\n", "nested deeper"),
     ("routes:\n  ? [a]\n  : 1\n", "a key must be a scalar"),
     ("routes:\n" + "  " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested deeper"),

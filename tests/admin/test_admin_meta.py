@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
 from typing import Any
 
 import jsonschema
 import pytest
 
-from pylon.admin.meta import (
-    ALIASES,
-    KINDS,
-    MetaContext,
-    handle_meta,
-    resource_schema,
-    validate_object,
-)
+from pylon.admin.app import answer
+from pylon.admin.checks import validate_object
+from pylon.admin.meta import PLUGIN_ATTRS, MetaContext, handle_meta
 from pylon.admin.openapi import openapi_document
+from pylon.model.kinds import ALIASES, KINDS
+from pylon.model.schemas import resource_schema
+from pylon.proxy.registry import PluginSpec, Registry
 
 UP = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
 PEM = "-----BEGIN CERTIFICATE-----\n" + "A" * 200 + "\n-----END CERTIFICATE-----"
@@ -29,8 +28,19 @@ def call(method: str, path: str, args: dict[str, str] | None = None, body: Any =
          headers: dict[str, str] | None = None) -> tuple[int, Any] | None:
     segs = [s for s in path.split("/") if s]
     data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-    return asyncio.run(handle_meta(method, segs, args or {}, data, ctx or MetaContext(),
-                                   headers=headers))
+    return asyncio.run(answer(handle_meta(method, segs, args or {}, data,
+                                          ctx or MetaContext(), headers=headers)))
+
+
+def fake_registry(table: dict[str, dict[str, Any]]) -> Registry:
+    """A registry of plugins made of ``name -> module attributes`` (no code)."""
+    specs = []
+    for name, attrs in table.items():
+        mod = types.ModuleType(f"fake_{name}")
+        for k, v in {"name": name, **attrs}.items():
+            setattr(mod, k, v)
+        specs.append(PluginSpec.from_module(mod, "test"))
+    return Registry(specs)
 
 
 #: kind -> (a valid object, an invalid one, the field path its rejection names)
@@ -139,8 +149,9 @@ def test_schema_validate_checks_what_the_compiler_would_refuse() -> None:
     status, body = call("POST", "schema/validate/routes",  # type: ignore[misc]
                         body={"uri": "/a", "upstream": UP, "plugins": {"nope": {}}})
     assert (status, body) == (400, {"error_msg": "plugins: unknown plugin [nope]"})
-    ctx = MetaContext(plugins=lambda: {"limit-count": {
+    reg = fake_registry({"limit-count": {
         "priority": 1002, "schema": {"type": "object", "required": ["count"]}}})
+    ctx = MetaContext(plugins=lambda: reg)
     assert call("POST", "schema/validate/routes", ctx=ctx, body={
         "uri": "/a", "upstream": UP, "plugins": {"limit-count": {"count": 1}}}) == (200, None)
     status, body = call("POST", "schema/validate/routes", ctx=ctx,  # type: ignore[misc]
@@ -239,9 +250,12 @@ def test_plugins_with_a_loaded_table() -> None:
     table = {"key-auth": {"priority": 2500, "type": "auth", "version": 0.1,
                           "schema": {"type": "object"},
                           "consumer_schema": {"type": "object", "required": ["key"]}},
-             "limit-count": {"priority": 1002, "schema": schema, "internal": object()},
+             "limit-count": {"priority": 1002, "schema": schema},
              "echo": {"priority": 412, "schema": {"type": "object"}}}
-    ctx = MetaContext(plugins=lambda: table)
+    reg = fake_registry(table)
+    ctx = MetaContext(plugins=lambda: reg)
+    published = reg.table()
+    schema = published["limit-count"]["schema"]       # with APISIX's _meta added
     assert call("GET", "plugins/list", ctx=ctx) == (200, ["key-auth", "limit-count", "echo"])
     assert call("GET", "plugins/limit-count", ctx=ctx) == (200, schema)
     assert call("GET", "schema/plugins/limit-count", ctx=ctx) == (200, schema)
@@ -252,8 +266,9 @@ def test_plugins_with_a_loaded_table() -> None:
         (400, {"error_msg": "not found schema"})
     status, body = call("GET", "plugins", {"all": "true"}, ctx=ctx)  # type: ignore[misc]
     assert status == 200 and set(body) == set(table)
-    assert body["key-auth"] == {k: v for k, v in table["key-auth"].items()}
-    assert "internal" not in body["limit-count"]
+    assert body["key-auth"] == {k: v for k, v in published["key-auth"].items()
+                                if k in PLUGIN_ATTRS}
+    assert "source" not in body["limit-count"]          # not an APISIX attribute
 
 
 def test_plugins_reload() -> None:

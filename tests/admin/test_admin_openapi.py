@@ -24,8 +24,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate as validate_spec
 
-from pylon.admin.meta import KINDS, resource_schema
 from pylon.admin.openapi import COMPONENT, openapi_document, to_oas30
+from pylon.model.kinds import KINDS
+from pylon.model.schemas import resource_schema
 from tests.harness import Gateway, free_port, wait_port
 
 KEY = "schemathesis-admin-key-0123456789"
@@ -141,13 +142,16 @@ def _meta_wsgi() -> Any:
 
     import msgspec
 
+    from pylon.admin.app import answer
     from pylon.admin.meta import MetaContext, handle_meta
     from pylon.config.explain import DocExplainer
+    from tests.admin.test_admin_meta import fake_registry
 
     async def reload() -> None:
         return None
 
-    ctx = MetaContext(plugins=lambda: _PLUGINS, reload_plugins=reload,
+    plugins = fake_registry(_PLUGINS)
+    ctx = MetaContext(plugins=lambda: plugins, reload_plugins=reload,
                       explain=DocExplainer(lambda: _DOC, "radixtree_host_uri"))
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -160,8 +164,8 @@ def _meta_wsgi() -> Any:
             headers["content-type"] = environ["CONTENT_TYPE"]
         segs = [s for s in path[len("/apisix/admin"):].split("/") if s]
         args = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        reply = asyncio.run(handle_meta(environ["REQUEST_METHOD"], segs, args, body, ctx,
-                                        headers=headers))
+        reply = asyncio.run(answer(handle_meta(environ["REQUEST_METHOD"], segs, args, body,
+                                               ctx, headers=headers)))
         status, out = reply if reply is not None else (404, {"error_msg": "not found"})
         payload = b"" if out is None else msgspec.json.encode(out)
         start_response(f"{status} -", [("Content-Type", "application/json"),

@@ -32,7 +32,7 @@ class Load:
         self.threads += [threading.Thread(target=self._keepalive, daemon=True)
                          for _ in range(keepalive)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self.threads:
             t.start()
         return self

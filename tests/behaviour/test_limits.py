@@ -12,8 +12,14 @@ import time
 
 import pytest
 
-from tests.harness import (connect, error_json, generate_body, origin_factory, parse_responses,
-                           route_doc)
+from tests.harness import (
+    connect,
+    error_json,
+    generate_body,
+    origin_factory,
+    parse_responses,
+    route_doc,
+)
 
 __all__ = ["origin_factory"]
 

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from tests.harness import (connect, error_json, origin_factory, parse_responses,
-                           route_doc)
+from tests.harness import connect, error_json, origin_factory, parse_responses, route_doc
 
 __all__ = ["origin_factory"]
 

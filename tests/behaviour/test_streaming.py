@@ -11,8 +11,15 @@ import time
 
 import pytest
 
-from tests.harness import (BLOCK, RSSSampler, count_body, counter, generate_body, node,
-                           origin_factory)
+from tests.harness import (
+    BLOCK,
+    RSSSampler,
+    count_body,
+    counter,
+    generate_body,
+    node,
+    origin_factory,
+)
 
 __all__ = ["origin_factory"]
 

@@ -12,9 +12,18 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.harness import (connect, dead_port, echo, echo_peer, hang, hang_up, node,
-                           origin_factory, self_signed_cert,
-                           server_tls_context)
+from tests.harness import (
+    connect,
+    dead_port,
+    echo,
+    echo_peer,
+    hang,
+    hang_up,
+    node,
+    origin_factory,
+    self_signed_cert,
+    server_tls_context,
+)
 
 __all__ = ["origin_factory"]
 
@@ -254,7 +263,7 @@ def test_chash_by_header_maps_each_key_to_one_node(gateway_factory, upstream_fac
         "upstream": {"type": "chash", "hash_on": "header", "key": "X-User",
                      "nodes": [node(a.port), node(b.port), node(c.port)]}}]})
     mapping: dict[str, set[str]] = {}
-    for round_ in range(3):
+    for _round in range(3):
         for user in (f"user-{i}" for i in range(12)):
             got = json.loads(gw.get("/", headers={"X-User": user})[2])["upstream"]
             mapping.setdefault(user, set()).add(got)

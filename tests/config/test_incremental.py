@@ -9,6 +9,8 @@ from typing import Any
 from pylon.config.compiler import ConfigModel
 from pylon.config.store import Item
 from pylon.config.yaml_store import items_to_doc
+from pylon.node import Node
+from pylon.proxy.registry import load
 
 
 class Src:
@@ -94,11 +96,11 @@ def random_object(rng: random.Random, kind: str, oid: str) -> dict[str, Any]:
 
 
 def random_walk(rng: random.Random, keys: dict[str, dict[str, Any]], steps: int,
-                pick: Any, make: Any, check: Any) -> None:
+                pick: Any, make: Any, check: Any, node: Node | None = None) -> None:
     """Load ``keys``, then ``steps`` random puts / deletes (``pick() -> (kind, oid, key)``,
     ``make(kind, oid)``), each applied incrementally and compared by ``check(model,
-    fresh, change)`` with a full compile of the same keys."""
-    model = ConfigModel()
+    fresh, change)`` with a full compile of the same keys (plugins: ``node``'s)."""
+    model = ConfigModel(node=node)
     model.load(doc_of(keys))
     for _step in range(steps):
         kind, oid, key = pick()
@@ -111,7 +113,7 @@ def random_walk(rng: random.Random, keys: dict[str, dict[str, Any]], steps: int,
             keys[key] = make(kind, oid)
             puts.append((key, keys[key]))
         model.apply(puts, dels)
-        fresh = ConfigModel()
+        fresh = ConfigModel(node=node)
         fresh.load(doc_of(keys))
         check(model, fresh, (puts, dels))
 
@@ -242,8 +244,7 @@ def random_plugin_object(rng: random.Random, kind: str, oid: str) -> dict[str, A
 
 def test_random_plugin_changes_applied_one_by_one_equal_a_full_compile() -> None:
     from pylon.config.store import join_key
-    from pylon.proxy import registry
-    registry.use(registry.load(["key-auth"]))
+    node = Node(plugins=load(["key-auth"]))
     rng = random.Random(4)
     ids = {"plugin_configs": ["pc0", "pc1", "pc2", "pc3"], "global_rules": ["1", "2"],
            "consumer_groups": ["g0", "g1", "g2"],
@@ -262,40 +263,36 @@ def test_random_plugin_changes_applied_one_by_one_equal_a_full_compile() -> None
         assert {k: v for k, v in got.items() if k != "rejected"} == \
             {k: v for k, v in want.items() if k != "rejected"}, change
 
-    try:
-        for _round in range(3):
-            keys: dict[str, dict[str, Any]] = {}
-            for kind, oids in ids.items():
-                for oid in oids:
-                    if rng.random() < 0.5:
-                        keys[join_key(kind, oid)] = random_plugin_object(rng, kind, oid)
-            random_walk(rng, keys, 100, pick,
-                        lambda k, o: random_plugin_object(rng, k, o), check)
-    finally:
-        registry.use(registry.Registry())
+    for _round in range(3):
+        keys: dict[str, dict[str, Any]] = {}
+        for kind, oids in ids.items():
+            for oid in oids:
+                if rng.random() < 0.5:
+                    keys[join_key(kind, oid)] = random_plugin_object(rng, kind, oid)
+        random_walk(rng, keys, 100, pick,
+                    lambda k, o: random_plugin_object(rng, k, o), check, node)
 
 
 def test_plugin_declared_upstreams_live_while_a_route_uses_them() -> None:
-    from pylon.proxy import registry
-    registry.use(registry.load(["traffic-split"]))
-    try:
-        inline = {"nodes": {"127.0.0.9:80": 1}}
-        ts = {"traffic-split": {"rules": [{"weighted_upstreams": [{"upstream": inline}]}]}}
-        route = lambda rid: {"id": rid, "uri": f"/{rid}",
-                             "upstream": {"nodes": {"127.0.0.1:80": 1}}, "plugins": ts}
-        keys = {"routes/a": route("a"), "routes/b": route("b")}
-        model = ConfigModel()
-        model.load(doc_of(keys))
-        shared = [k for k in model.compiled.plans if k.startswith("plugin-upstreams/")]
-        assert len(shared) == 1                   # identical inline upstreams: one plan
-        _, plans = model.apply([], ["routes/a"])
-        assert shared[0] in model.compiled.plans and shared[0] not in plans
-        _, plans = model.apply([], ["routes/b"])
-        assert plans[shared[0]] is None and shared[0] not in model.compiled.plans
-        _, plans = model.apply([("routes/a", route("a"))], [])
-        assert plans[shared[0]].nodes[0].host == "127.0.0.9"
-        fresh = ConfigModel()
-        fresh.load(doc_of({"routes/a": route("a")}))
-        assert set(fresh.compiled.plans) == set(model.compiled.plans)
-    finally:
-        registry.use(registry.Registry())
+    node = Node(plugins=load(["traffic-split"]))
+    inline = {"nodes": {"127.0.0.9:80": 1}}
+    ts = {"traffic-split": {"rules": [{"weighted_upstreams": [{"upstream": inline}]}]}}
+
+    def route(rid: str) -> dict[str, Any]:
+        return {"id": rid, "uri": f"/{rid}",
+                "upstream": {"nodes": {"127.0.0.1:80": 1}}, "plugins": ts}
+
+    keys = {"routes/a": route("a"), "routes/b": route("b")}
+    model = ConfigModel(node=node)
+    model.load(doc_of(keys))
+    shared = [k for k in model.compiled.plans if k.startswith("plugin-upstreams/")]
+    assert len(shared) == 1                   # identical inline upstreams: one plan
+    _, plans = model.apply([], ["routes/a"])
+    assert shared[0] in model.compiled.plans and shared[0] not in plans
+    _, plans = model.apply([], ["routes/b"])
+    assert plans[shared[0]] is None and shared[0] not in model.compiled.plans
+    _, plans = model.apply([("routes/a", route("a"))], [])
+    assert plans[shared[0]].nodes[0].host == "127.0.0.9"
+    fresh = ConfigModel(node=node)
+    fresh.load(doc_of({"routes/a": route("a")}))
+    assert set(fresh.compiled.plans) == set(model.compiled.plans)

@@ -460,9 +460,11 @@ def test_a_burst_of_new_series_is_published_over_flushes_and_idle_entries_are_fo
         tmp_path, monkeypatch) -> None:
     """In one process: more new (route, code) pairs than one flush takes, and more entries
     than a worker keeps -- every count still reaches the store exactly."""
+    from pylon.node import Node
     from pylon.observe import metrics
+    from pylon.pdk.node import install
     from pylon.plugins import prometheus as plugin
-    from pylon.proxy import registry
+    from pylon.proxy.registry import load
 
     monkeypatch.setenv("PYLON_SHM_DIR", str(tmp_path))
     monkeypatch.setattr(metrics, "_local", None)
@@ -470,7 +472,7 @@ def test_a_burst_of_new_series_is_published_over_flushes_and_idle_entries_are_fo
     monkeypatch.setattr(plugin, "_ready", False)
     monkeypatch.setattr(plugin, "NEW_PER_FLUSH", 7)
     monkeypatch.setattr(plugin, "MAX_ENTRIES", 10)
-    old = registry.use(registry.load(["prometheus"]))
+    old = install(Node(plugins=load(["prometheus"])))
     try:
         plugin.prepare({})
 
@@ -505,4 +507,4 @@ def test_a_burst_of_new_series_is_published_over_flushes_and_idle_entries_are_fo
         status = {k: v for k, v in got.items() if k[0] == "apisix_http_status"}
         assert len(status) == 40 and set(status.values()) == {1.0}
     finally:
-        registry.use(old)
+        install(old)

@@ -9,6 +9,7 @@ import json
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import jwt
 import pytest
@@ -221,6 +222,16 @@ def test_alg_confusion_hs256_with_rsa_public_key_fails(kit):
     denied(kit.get("/plain", headers=bearer(forged)), "failed to verify jwt")
 
 
+def test_token_whose_alg_is_not_a_string_fails_to_verify(kit):
+    """A header ``alg`` that is a number, not the consumer's algorithm: 401 (the warning
+    names its type; it used to call the module's ``type = "auth"`` and answer 500)."""
+    def seg(d):
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    head = seg({"alg": 256, "typ": "JWT"})
+    body = seg({"key": "rsa-key", "exp": int(time.time()) + 600})
+    denied(kit.get("/plain", headers=bearer(f"{head}.{body}.c2ln")), "failed to verify jwt")
+
+
 def test_alg_none_is_refused(kit):
     tok = jwt.encode({"key": "jack-key"}, None, algorithm="none")
     denied(kit.get("/plain", headers=bearer(tok)), "failed to verify jwt")
@@ -366,7 +377,7 @@ def test_admin_api_stores_secrets_encrypted(kit):
         "jwt-auth": {"key": "adm-key", "secret": secret}}})
     assert r.status in (200, 201), r.body
     try:
-        assert secret not in open(kit.doc_path).read()          # stored encrypted
+        assert secret not in Path(kit.doc_path).read_text()          # stored encrypted
         tok = token(secret, {"key": "adm-key"})
         deadline = time.monotonic() + 5
         while kit.get("/plain", headers=bearer(tok)).status != 200:

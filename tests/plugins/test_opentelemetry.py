@@ -417,8 +417,11 @@ def test_configuring_it_without_the_otel_package_is_refused_clearly():
                 return None
 
         sys.meta_path.insert(0, Block())
+        from pylon.node import Node
+        from pylon.pdk.node import install
         from pylon.proxy import registry
-        reg = registry.use(registry.load()) and registry.current()
+        reg = registry.load()
+        install(Node(plugins=reg))
         try:
             reg.get("opentelemetry").check_conf({"sampler": {"name": "always_on"}})
         except registry.PluginConfigError as e:
@@ -434,10 +437,12 @@ def test_configuring_it_without_the_otel_package_is_refused_clearly():
 
 def test_bad_plugin_attr_is_reported_in_configurations_using_the_plugin():
     p = _run("""
+        from pylon.node import Node
+        from pylon.pdk.node import install
         from pylon.proxy import registry
         reg = registry.load()
         reg.attrs = {"opentelemetry": {"collector": {"address": "127.0.0.1:notaport"}}}
-        registry.use(reg)
+        install(Node(plugins=reg))
         try:
             reg.get("opentelemetry").check_conf({})
         except registry.PluginConfigError as e:

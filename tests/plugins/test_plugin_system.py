@@ -4,7 +4,6 @@ response phases, the Admin API's view of plugins, and reload without dropping re
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -210,7 +209,7 @@ def test_header_and_body_filters_rewrite_the_response_and_log_runs(kit, log_file
     while time.monotonic() < deadline and "200 upper None" not in seen:
         time.sleep(0.02)
         if os.path.exists(log_file):
-            seen = open(log_file).read()
+            seen = Path(log_file).read_text()
     assert "200 upper None" in seen
 
 
@@ -235,7 +234,7 @@ def test_consumer_keys_are_encrypted_at_rest_and_duplicates_refused(kit):
     r = kit.admin("PUT", "/consumers", {"username": "ann",
                                         "plugins": {"key-auth": {"key": "ann-secret-key"}}})
     assert r.status in (200, 201), r.body
-    assert "ann-secret-key" not in open(kit.doc_path).read()          # stored encrypted
+    assert "ann-secret-key" not in Path(kit.doc_path).read_text()          # stored encrypted
     r = kit.admin("GET", "/consumers/ann")
     assert r.json()["value"]["plugins"]["key-auth"]["key"] == "ann-secret-key"
     r = kit.admin("PUT", "/consumers", {"username": "eve",

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import uvloop
 
+from pylon.ratelimit import RedisUnavailable
 from pylon.ratelimit import redis_backend as rb
 from pylon.ratelimit.redis_backend import (
     RedisConfig,
     RedisLimiter,
-    RedisUnavailable,
     close_all,
     get_limiter,
 )

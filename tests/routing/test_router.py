@@ -349,7 +349,8 @@ def test_vars_condition_selects_between_routes_on_the_same_uri(kind):
 
 def test_vars_with_nested_logic_and_negation_in_a_route():
     spec = ["OR", ["arg_debug", "==", "1"],
-            ["AND", ["cookie_user", "~~", "^admin"], ["remote_addr", "!", "ipmatch", ["10.0.0.0/8"]]]]
+            ["AND", ["cookie_user", "~~", "^admin"],
+             ["remote_addr", "!", "ipmatch", ["10.0.0.0/8"]]]]
     r = Router([R("v", "/v", vars=spec)], URI)
     assert hit(r, "/v", src=Vars(arg_debug="1")) == "v"
     assert hit(r, "/v", src=Vars(cookie_user="admin-1", remote_addr="11.1.1.1")) == "v"
@@ -585,9 +586,7 @@ def _ref_conds(spec: RouteSpec, method: str, remote: str, src: Vars) -> bool:
         return False
     if spec.remote_addrs and remote not in spec.remote_addrs:  # plain IPs in the model
         return False
-    if spec.vars is not None and src.var(spec.vars[0][0]) != spec.vars[0][2]:
-        return False
-    return True
+    return spec.vars is None or src.var(spec.vars[0][0]) == spec.vars[0][2]
 
 
 def _ref_uri_match(specs, path, method, remote, src, host, host_cond: bool):

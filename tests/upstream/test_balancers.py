@@ -185,7 +185,8 @@ def test_every_balancer_uses_all_nodes_when_every_node_is_unhealthy(kind):
 @all_types()
 def test_every_balancer_returns_none_when_healthy_nodes_are_all_tried(kind):
     b = create_balancer(kind, nodes(("a", 1), ("b", 1)))
-    assert b.pick(Req(remote_addr="1.2.3.4"), tried={"a:80"}, healthy=lambda n: n.host == "a") is None
+    assert b.pick(Req(remote_addr="1.2.3.4"), tried={"a:80"},
+                  healthy=lambda n: n.host == "a") is None
 
 
 @all_types()
@@ -548,7 +549,7 @@ def test_ewma_prefers_the_faster_node_after_latency_samples():
 def test_ewma_power_of_two_choices_never_picks_the_worst_of_three():
     clock = Clock()
     b = ewma(("fast", 1), ("mid", 1), ("slow", 1), clock=clock)
-    for n, lat in zip(b.nodes, (0.01, 0.05, 0.5)):
+    for n, lat in zip(b.nodes, (0.01, 0.05, 0.5), strict=True):
         b.after(n, lat, False)
     counts = Counter(hosts(b, 3000))
     assert counts["slow"] == 0

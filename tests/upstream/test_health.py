@@ -1,7 +1,8 @@
-"""Upstream health checks, unit level (``pylon/upstream/health.py``): the ``checks`` schema
-with APISIX's defaults, lua-resty-healthcheck's state machine, active probes against real
-loopback TCP/HTTP(S) servers, the master's checker bookkeeping across config changes, and the
-worker side (balancer filter, passive reports, runtimes)."""
+"""Upstream health checks, unit level (``pylon/model/health.py``, ``pylon/upstream/health.py``
+and ``checker.py``): the ``checks`` schema with APISIX's defaults, lua-resty-healthcheck's
+state machine, active probes against real loopback TCP/HTTP(S) servers, the master's checker
+bookkeeping across config changes, and the worker side (balancer filter, passive reports,
+runtimes)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,29 @@ from typing import Any
 import pytest
 
 from pylon import errors
+from pylon.model.health import parse_checks, plan_checks
 from pylon.upstream.balancer import Node, create_balancer
-from pylon.upstream.health import (HEALTHY, HTTP, MOSTLY_HEALTHY, MOSTLY_UNHEALTHY, STATUS,
-                                   SUCCESS, TCP, TIMEOUT, UNHEALTHY, HealthFilter,
-                                   HealthManager, HealthView, PassiveReporter, Target, count,
-                                   parse_checks, probe, probe_request)
+from pylon.upstream.checker import (
+    STATUS,
+    HealthManager,
+    Target,
+    count,
+    probe,
+    probe_request,
+)
+from pylon.upstream.health import (
+    HEALTHY,
+    HTTP,
+    MOSTLY_HEALTHY,
+    MOSTLY_UNHEALTHY,
+    SUCCESS,
+    TCP,
+    TIMEOUT,
+    UNHEALTHY,
+    HealthFilter,
+    HealthView,
+    PassiveReporter,
+)
 from pylon.upstream.runtime import Runtimes, UpstreamPlan
 from tests.harness import free_port, self_signed_cert, server_tls_context
 
@@ -80,7 +99,9 @@ def run(coro: Any) -> Any:
 
 
 def plan(key: str, nodes: list[Node], checks: Any, **kw: Any) -> UpstreamPlan:
-    return UpstreamPlan(key=key, nodes=tuple(nodes), checks=checks, **kw)
+    """A plan as the compiler makes it: ``checks`` parsed (``plan_checks``)."""
+    parsed, bad = plan_checks(checks)
+    return UpstreamPlan(key=key, nodes=tuple(nodes), checks=parsed, bad_checks=bad, **kw)
 
 
 class Published:
@@ -207,7 +228,7 @@ def test_https_probe_with_and_without_certificate_verification(tmp_path):
 
 
 def test_probe_request_host_header_follows_pass_host():
-    from pylon.upstream.health import UpstreamChecker
+    from pylon.upstream.checker import UpstreamChecker
     mgr = HealthManager(Published())
     checks = parse_checks({"active": {"host": "checks.example"}})
     n = Node("10.0.0.1", 80)

@@ -134,7 +134,7 @@ def test_valid_requests_round_trip_however_they_are_split(reqs: list[Any],
     data = b"".join(r[0] for r in reqs)
     sink = feed_split(data, cuts)
     assert len(sink.heads) == len(sink.ends) == len(reqs)
-    for head, body, (_, want) in zip(sink.heads, sink.bodies, reqs):
+    for head, body, (_, want) in zip(sink.heads, sink.bodies, reqs, strict=False):
         assert head.method == want["method"]
         assert head.target == want["target"].encode()
         assert [(n.decode(), v.decode()) for n, v in head.headers] == want["headers"]
@@ -260,13 +260,14 @@ def test_live_mutated_requests_get_no_gateway_5xx_and_kill_no_worker(live: Any) 
     elapsed = time.monotonic() - t0
     statuses: dict[int, int] = {}
     bad = []
-    for data, answer in zip(cases, answers):
+    for data, answer in zip(cases, answers, strict=True):
         for m in _STATUS.finditer(answer):
             code = int(m.group(1))
             statuses[code] = statuses.get(code, 0) + 1
             if code >= 500 and code not in (501, 505):
                 bad.append((code, data, answer[:300]))
-    print(f"\nlive fuzz: {len(cases)} requests in {elapsed:.1f}s, statuses {sorted(statuses.items())}")
+    print(f"\nlive fuzz: {len(cases)} requests in {elapsed:.1f}s, "
+          f"statuses {sorted(statuses.items())}")
     assert bad == [], bad[:5]
     assert origin.bad == [], origin.bad[:3]
     assert gw.worker_pids() == pids, "a worker died"

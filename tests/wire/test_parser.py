@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 from pylon import errors
-from pylon.wire.h1 import (Limits, RequestParser, ResponseParser, chunk, encode_headers,
-                           last_chunk, status_line)
+from pylon.wire.h1 import (
+    Limits,
+    RequestParser,
+    ResponseParser,
+    chunk,
+    encode_headers,
+    last_chunk,
+    status_line,
+)
 from pylon.wire.head import RequestHead, host_of, normalize_path
 
 FEEDS = ["whole", "bytewise"]

@@ -1,0 +1,194 @@
+"""nginx-style variables of a request (``$uri``, ``$arg_x``, ``$status``...): ``ctx.var(name)``.
+
+Route ``vars`` expressions, chash keys, log formats and plugins read them.  The fixed names
+are one table of small functions (``VARS``); the prefixed families (``arg_``, ``http_``,
+``cookie_``, ``sent_http_``, ``upstream_http_``, ``post_arg``) are looked up by prefix.
+``post_arg.*`` may be asked for while routing, before the body has arrived: the lookup then
+raises ``NeedBody`` and the exchange reads the body (bounded) and routes again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from .. import errors
+from ..routing.expr import post_arg_path, post_arg_value
+from .state import MATCHING
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+HOSTNAME: Final = socket.gethostname()
+
+
+class NeedBody(Exception):
+    """Raised by a ``post_arg.*`` lookup while routing before the body has arrived: the
+    exchange reads it (bounded) and routes again."""
+
+
+class _NoBody:
+    """``Exchange.post_body`` when the body has nothing for ``post_arg.*`` (none, too large,
+    not JSON)."""
+
+    __slots__ = ()
+
+
+NO_BODY: Final = _NoBody()
+
+
+def var(x: Exchange, name: str) -> Any:
+    """``$name`` of the request ``x`` (``Context.var``): a string, None when it has no value
+    (``post_arg.*`` gives the JSON value as it is)."""
+    f = VARS.get(name)
+    if f is not None:
+        return f(x)
+    if name.startswith("arg_"):
+        return x.args().get(name[4:])
+    if name.startswith("http_"):
+        want = name[5:].replace("_", "-").encode("latin-1")
+        v = x.head.header(want)
+        if v is None and b"-" in want:
+            # nginx (APISIX: underscores_in_headers on) reads ``$http_no_cache`` from a
+            # ``no_cache`` header too: "_" and "-" in header names match alike
+            v = next((hv for hn, hv in x.head.headers
+                      if hn.lower().replace(b"_", b"-") == want), None)
+        return None if v is None else v.decode("latin-1")
+    if name.startswith("cookie_"):
+        return x.cookies().get(name[7:])
+    if name.startswith("sent_http_"):
+        return x.resp_header(name[10:].replace("_", "-"))
+    if name.startswith("upstream_http_"):
+        ln = name[14:].replace("_", "-").encode("latin-1")
+        for k, v in x.up_headers or ():
+            if k.lower() == ln:
+                return v.decode("latin-1")
+    if name.startswith("post_arg"):
+        return _post_arg(x, name)
+    return None
+
+
+def _post_arg(x: Exchange, name: str) -> Any:
+    """``post_arg.<JSON path>`` (a JSON or urlencoded body, APISIX 3.x) and
+    ``post_arg_<name>`` (an urlencoded form only)."""
+    if name.startswith("post_arg."):
+        data = post_args(x)
+        return None if data is NO_BODY else post_arg_value(data, post_arg_path(name))
+    if name.startswith("post_arg_"):
+        ctype = x.head.header(b"content-type") or b""
+        if not ctype.lower().startswith(b"application/x-www-form-urlencoded"):
+            return None
+        data = post_args(x)
+        return data.get(name[9:]) if isinstance(data, dict) else None
+    return None
+
+
+def post_args(x: Exchange) -> Any:
+    """The request body parsed for ``post_arg.*`` / ``post_arg_*`` (a dict from a form,
+    any JSON value), ``NO_BODY`` when there is none to look at; raises ``NeedBody``
+    while routing when the body has not arrived yet."""
+    pb = x.post_body
+    if pb is not None:
+        return pb
+    head = x.head
+    ctype = head.header(b"content-type")
+    ct = ctype.lstrip().lower() if ctype else b""
+    form = ct.startswith(b"application/x-www-form-urlencoded")
+    if not (form or ct.startswith(b"application/json")) or \
+            (not head.chunked and not head.content_length):
+        pb = NO_BODY
+    elif not x.req_done or x.body_sent:
+        limit = x.down.w.settings.post_args_limit
+        if limit and (head.content_length or 0) > limit:
+            pb = NO_BODY
+        elif x.state == MATCHING and not x.req_done:
+            raise NeedBody                 # routing: read it first (_match_with_body)
+        else:
+            return NO_BODY                 # gone upstream, or not read: nothing to look at
+    else:
+        body = b"".join(x.pending) if x.pending else b""
+        if form:
+            pb = {}
+            for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+                pb.setdefault(k, v)            # a repeated field: its first value
+        else:
+            try:
+                pb = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                pb = NO_BODY
+    x.post_body = pb
+    return pb
+
+
+def _upstream_status(x: Exchange) -> str | None:
+    """nginx's ``$upstream_status`` (last value): the upstream's answer, or 502 / 504 when
+    the node tried could not be reached or timed out; None when none was tried."""
+    if x.up_status:
+        return str(x.up_status)
+    err = x.error
+    if isinstance(err, errors.UpstreamError) and x.node is not None:
+        return str(err.status)
+    return None
+
+
+def _request_uri(x: Exchange) -> str:
+    return (x.orig_target or x.head.target).decode("latin-1")
+
+
+def _upstream_response_time(x: Exchange) -> str | None:
+    if not x.up_status:
+        return None
+    return f"{max((x.t_end or x.loop.time()) - x.t_up_start, 0):.3f}"
+
+
+VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
+    "uri": lambda x: x.head.path,
+    "request_uri": _request_uri,
+    "real_request_uri": _request_uri,
+    "upstream_uri": lambda x: x.head.target.decode("latin-1"),
+    "host": lambda x: x.head.host,
+    "remote_addr": lambda x: x._remote_addr or x.down.client_addr,
+    "remote_port": lambda x: x._remote_port or str(x.down.client_port),
+    "realip_remote_addr": lambda x: x.down.client_addr,
+    "realip_remote_port": lambda x: str(x.down.client_port),
+    "server_port": lambda x: x.down.server_port_s,
+    "server_addr": lambda x: x.down.server_addr,
+    "scheme": lambda x: x.down.scheme,
+    "request_method": lambda x: x.up_method or x.head.method,
+    "query_string": lambda x: x.head.query.decode("latin-1"),
+    "args": lambda x: x.head.query.decode("latin-1"),
+    "server_protocol": lambda x: "HTTP/" + x.head.version,
+    "route_id": lambda x: x.route.id if x.route is not None else None,
+    "service_id": lambda x: x.route.service_id if x.route is not None else None,
+    "consumer_name": lambda x: x.consumer_name,
+    "route_name": lambda x: x.route.name if x.route is not None else None,
+    "service_name": lambda x: x.route.service_name if x.route is not None else None,
+    # the response and timings (nginx's names): log formats, log plugins, vars after the fact
+    "status": lambda x: str(x.status) if x.status else None,
+    "request_time": lambda x: f"{(x.t_end or x.loop.time()) - x.t_start:.3f}",
+    "request_length": lambda x: str(x.body_in),
+    "bytes_sent": lambda x: str(x.down.bytes_out),
+    "body_bytes_sent": lambda x: str(x.down.bytes_out),
+    "upstream_addr": lambda x: x.up_addr or None,
+    # APISIX's ctx.var.balancer_ip / balancer_port: the node picked for the request
+    "balancer_ip": lambda x: x.node.host if x.node is not None else None,
+    "balancer_port": lambda x: str(x.node.port) if x.node is not None else None,
+    "upstream_status": _upstream_status,
+    "upstream_response_time": _upstream_response_time,
+    "upstream_header_time": lambda x: f"{x.t_up_head - x.t_up_start:.3f}"
+    if x.up_status else None,
+    "msec": lambda x: f"{x.wall_start():.3f}",
+    "time_iso8601": lambda x: time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                            time.localtime(x.wall_start())),
+    "time_local": lambda x: time.strftime("%d/%b/%Y:%H:%M:%S %z",
+                                          time.localtime(x.wall_start())),
+    "request": lambda x: f"{x.head.method} {_request_uri(x)} HTTP/{x.head.version}",
+    "hostname": lambda x: HOSTNAME,
+    "pid": lambda x: str(os.getpid()),
+}
