@@ -299,6 +299,9 @@ async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int
     reader, writer = await asyncio.open_connection(sock=ctl, limit=1 << 30)
     link = node.master = MasterLink(writer)
     install_node(node)              # what the plugins of this process see as pdk.node()
+    # the metrics store's size, should this worker be the first to count anything (a limit
+    # plugin's Redis outage may come before the prometheus plugin's first prepare)
+    metrics.local().max_values = metrics.max_values(node.plugin_attr("prometheus"))
     socks = [socket.socket(fileno=fd) for fd in listen_fds]
     from ..ratelimit.local import ENV, hold
     if os.environ.get(ENV):
