@@ -74,7 +74,7 @@ async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
     from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc
 
     from pylon.node import Node
-    from pylon.pdk.node import install
+    from pylon.pdk.runtime import install
     from pylon.proxy.registry import load
     if plugin and "key-auth" in plugin:
         req = req.replace(b"\r\n\r\n", b"\r\napikey: " + BENCH_KEY.encode() + b"\r\n\r\n")

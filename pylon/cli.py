@@ -26,7 +26,7 @@ from typing import Any
 from . import __version__
 from .errors import ConfigError
 from .node import Node
-from .pdk.node import install
+from .pdk.runtime import install
 
 DEFAULT_CONF = "conf/config.yaml"
 

@@ -6,7 +6,7 @@ and every worker build their own ``Node`` (a worker from the same file) and hand
 needs it: the config compiler (plugins, keyring), the Admin API, the Control API.  Nothing in
 the core reads process globals for these.  The one deliberate exception is plugin code, which
 reaches its node through ``pylon.pdk.node()`` (the process installs its node there with
-``pylon.pdk.node.install``): see ``pylon/pdk/node.py``.
+``pylon.pdk.runtime.install``): see ``pylon/pdk/runtime.py``.
 
 A plugin reload (``pylon reload`` / ``PUT /apisix/admin/plugins/reload``) swaps
 ``node.plugins`` for a new registry; holders of the node see the new one at their next read.
@@ -24,7 +24,7 @@ from .proxy.registry import Registry
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from .pdk.node import ApiEndpoint, PluginInfo
+    from .pdk.runtime import ApiEndpoint, PluginInfo
 
 log = logging.getLogger("pylon.node")
 

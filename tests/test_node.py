@@ -13,7 +13,7 @@ import yaml
 from pylon.config.compiler import ConfigModel
 from pylon.errors import ConfigError
 from pylon.node import Node
-from pylon.pdk.node import DETACHED, install, node
+from pylon.pdk.runtime import DETACHED, install, node
 from pylon.proxy.registry import load
 
 UP = {"nodes": {"127.0.0.1:1980": 1}}

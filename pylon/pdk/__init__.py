@@ -16,7 +16,7 @@ The pdk is the whole plugin contract: a plugin imports ``pylon.pdk`` and its sub
 consumer types and helpers, schema-error wording, ``VERSION``...; in submodules, what groups
 of plugins share: ``match`` (vars expressions, PCRE, IP ranges, client addresses),
 ``ratelimit``, ``logger``, ``metrics``, ``tracing``, ``encoding``, ``template``, ``http``,
-``cache``, and ``node`` (``node()``: the node a plugin runs in -- another plugin, plugin
+``cache``, and ``runtime`` (``pdk.node()``: the node a plugin runs in -- another plugin, plugin
 endpoints, the master).
 """
 
@@ -43,6 +43,7 @@ from ..wire.h1 import status_line
 from .consumers import Consumer, ConsumerIndex, Credential
 from .context import Context, RouteInfo
 from .match import compile_expr
+from .runtime import node
 
 log = logging.getLogger("pylon.plugin")
 
@@ -130,7 +131,6 @@ def b64decode(s: str | bytes, urlsafe: bool = False) -> bytes:
 def plugin_attr(name: str) -> dict[str, Any]:
     """The node config's ``plugin_attr.<name>`` (APISIX: node-wide plugin attributes, e.g.
     prometheus' export address); ``{}`` when the node config has none."""
-    from .node import node
     return node().plugin_attr(name)
 
 
@@ -165,7 +165,6 @@ def collect_config_warnings() -> Iterator[list[str]]:
 def node_setting(name: str) -> Any:
     """A resolved setting of the node config (``pylon.settings.Settings.<name>``, e.g.
     ``proxy_cache`` for ``apisix.proxy_cache``); None in a process without a node config."""
-    from .node import node
     return node().setting(name)
 
 
@@ -203,6 +202,7 @@ def check_upstream(conf: Any, path: str) -> None:
 
 
 __all__ = ["METHODS", "VERSION", "BodyTooLarge", "Consumer", "ConsumerIndex", "Context",
+           "node",
            "Credential", "PylonError", "Reply", "RouteInfo", "anonymous_credential",
            "attach_consumer", "b64decode", "challenge", "check_upstream",
            "collect_config_warnings", "compile_expr", "config_warning", "decode_args",

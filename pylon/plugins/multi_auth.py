@@ -36,7 +36,6 @@ from __future__ import annotations
 from typing import Any
 
 from pylon import pdk
-from pylon.pdk.node import node
 
 name = "multi-auth"
 priority = 2600
@@ -70,7 +69,7 @@ class _Sub:
 
 def _subs(conf: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
     """(spec, checked configuration) per entry, or ValueError with APISIX's text."""
-    here = node()
+    here = pdk.node()
     out = []
     for entry in conf["auth_plugins"]:
         for plugin, sub in entry.items():

@@ -168,8 +168,7 @@ def api() -> list[dict[str, Any]]:
 
 
 async def _collect(ctx: Any) -> tuple[int, Any, dict[str, str]]:
-    from pylon.pdk.node import node
-    text = await node().ask_master("scrape")
+    text = await pdk.node().ask_master("scrape")
     if text is None:
         return 500, {"message": "An unexpected error occurred"}, {}
     return 200, text.encode(), {"Content-Type": "text/plain"}

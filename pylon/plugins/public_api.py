@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pylon.pdk.node import node
+from pylon import pdk
 
 name = "public-api"
 priority = 501
@@ -28,8 +28,8 @@ def prepare(conf: dict[str, Any]) -> str | None:
     return conf.get("uri")
 
 
-def access(uri: str | None, ctx: Any) -> Any:
-    api = node().api_match(ctx.method, uri or ctx.uri)
+def access(uri: str | None, ctx: pdk.Context) -> Any:
+    api = pdk.node().api_match(ctx.method, uri or ctx.uri)
     if api is None:
         return 404
     return api.handler(ctx)

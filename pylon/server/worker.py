@@ -30,7 +30,7 @@ from ..config.snapshot import Snapshot, SnapshotHolder
 from ..node import Node, load_plugins
 from ..observe import metrics
 from ..observe.access_log import AccessLog
-from ..pdk.node import install as install_node
+from ..pdk.runtime import install as install_node
 from ..proxy.realip import RealIp
 from ..settings import Settings
 from ..upstream.runtime import Runtimes

@@ -462,7 +462,7 @@ def test_a_burst_of_new_series_is_published_over_flushes_and_idle_entries_are_fo
     than a worker keeps -- every count still reaches the store exactly."""
     from pylon.node import Node
     from pylon.observe import metrics
-    from pylon.pdk.node import install
+    from pylon.pdk.runtime import install
     from pylon.plugins import prometheus as plugin
     from pylon.proxy.registry import load
 

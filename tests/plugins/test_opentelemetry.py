@@ -418,7 +418,7 @@ def test_configuring_it_without_the_otel_package_is_refused_clearly():
 
         sys.meta_path.insert(0, Block())
         from pylon.node import Node
-        from pylon.pdk.node import install
+        from pylon.pdk.runtime import install
         from pylon.proxy import registry
         reg = registry.load()
         install(Node(plugins=reg))
@@ -438,7 +438,7 @@ def test_configuring_it_without_the_otel_package_is_refused_clearly():
 def test_bad_plugin_attr_is_reported_in_configurations_using_the_plugin():
     p = _run("""
         from pylon.node import Node
-        from pylon.pdk.node import install
+        from pylon.pdk.runtime import install
         from pylon.proxy import registry
         reg = registry.load()
         reg.attrs = {"opentelemetry": {"collector": {"address": "127.0.0.1:notaport"}}}
