@@ -28,10 +28,6 @@ def _dash(v: Any) -> str:
     return "-" if v is None or v == "" else str(v)
 
 
-def _secs(v: float) -> str:
-    return f"{v:.3f}"
-
-
 _Getter = Callable[[Any, int], str]
 #: what only the access log knows (the bytes written, counted before the connection reset
 #: them) or spells its own way; every other ``$name`` is ``exchange.var(name)``
