@@ -55,12 +55,15 @@ def test_larger_batch_is_a_json_array(kit, rx):
 
 
 def test_unresponsive_receiver_does_not_slow_requests(kit):
-    worst = 0.0
+    took = []
     for _ in range(10):
         t0 = time.monotonic()
         assert kit.get("/hung").status == 200
-        worst = max(worst, time.monotonic() - t0)
-    assert worst < 0.5                        # ten sends of 0.5 s each were waiting meanwhile
+        took.append(time.monotonic() - t0)
+    # ten sends of 0.5 s each were waiting meanwhile: a request that waited for one would take
+    # >= 0.5 s, and all ten >= 5 s (median and sum, not the worst: a loaded CI machine may
+    # delay any one request by itself)
+    assert sorted(took)[5] < 0.25 and sum(took) < 2.5, took
     deadline = time.monotonic() + 5
     while "exceeded the max_retry_count" not in kit.log():
         assert time.monotonic() < deadline, "the hung sends never timed out"
