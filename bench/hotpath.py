@@ -7,6 +7,7 @@ client response bytes out.  The kernel's share (read/write syscalls, loopback TC
 this figure; ../shared/bench/run.py measures the whole thing beside nginx.
 
     python bench/hotpath.py [--routes N] [--profile] [--plugin NAME (see pylon_target.PLUGINS)]
+                            [--access-log PATH (the default format, written to PATH)]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
 
+from pylon.pdk.testing import MemoryTransport
 from pylon.server.worker import Worker
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -41,34 +43,8 @@ RESP = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 11:0
         b"hello, world\n")
 
 
-class FakeTransport(asyncio.Transport):
-    def __init__(self, peer: tuple[str, int], sock: tuple[str, int]) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-        self._extra = {"peername": peer, "sockname": sock, "socket": None}
-        self.closing = False
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        self.out.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
-              plugin: str | None = None) -> float:
+              plugin: str | None = None, access_log: str | None = None) -> float:
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
     from pylon_target import BENCH_KEY, BENCH_SECRET, routes_doc
@@ -86,19 +62,19 @@ async def run(n: int, routes: int, profile: bool, req: bytes = REQ,
                           b"\r\n\r\n")
 
     loop = asyncio.get_running_loop()
-    settings, _ = load_settings({"nginx_config": {"http": {"enable_access_log": False}}},
-                                "/tmp", "bench")
+    http = {"enable_access_log": access_log is not None, "access_log": access_log or "off"}
+    settings, _ = load_settings({"nginx_config": {"http": http}}, "/tmp", "bench")
     node = Node(settings, load())
     install(node)
     w = Worker(node, loop)
     await w.apply(1, routes_doc("127.0.0.1:18080", routes, plugin))
     from pylon.server.h1 import H1Connection
     conn = H1Connection(w)
-    conn.connection_made(FakeTransport(("127.0.0.1", 40000), ("127.0.0.1", 18081)))
+    conn.connection_made(MemoryTransport(("127.0.0.1", 40000), ("127.0.0.1", 18081)))
     rt = next(iter(w.holder.current.upstreams.values()))
     pool = next(iter(rt.pools.values()))
     up = UpstreamConnection(pool)
-    up.connection_made(FakeTransport(("127.0.0.1", 18080), ("127.0.0.1", 50000)))
+    up.connection_made(MemoryTransport(("127.0.0.1", 18080), ("127.0.0.1", 50000)))
     pool.put(up)
     ct, ut = conn.transport, up.transport
 
@@ -133,15 +109,19 @@ def main() -> None:
     ap.add_argument("--plugin", choices=sorted(PLUGINS),
                     help="the route authenticates with this plugin (the request carries "
                          "the credentials)")
+    ap.add_argument("--access-log", metavar="PATH",
+                    help="log each request in the default format to PATH (default: off)")
     ap.add_argument("--real-headers", action="store_true",
                     help="a 9-header browser-like request instead of wrk's Host-only one")
     a = ap.parse_args()
     import uvloop
     us = uvloop.run(run(a.n, a.routes, a.profile, REQ_REAL if a.real_headers else REQ,
-                        a.plugin))
+                        a.plugin, a.access_log))
     kind = "9-header request" if a.real_headers else "Host-only request"
     if a.plugin:
         kind += f", {a.plugin}"
+    if a.access_log:
+        kind += ", access log on"
     print(f"hot path: {us:.2f} µs/request (Python only, {a.routes} routes, {kind})")
 
 

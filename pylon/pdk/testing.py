@@ -21,6 +21,7 @@ it is live.  Nothing is mocked: the plugin runs in the gateway exactly as in pro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -40,7 +41,37 @@ from typing import Any
 
 import yaml
 
-__all__ = ["EchoUpstream", "Kit", "Response", "free_port", "read_request_body"]
+__all__ = ["EchoUpstream", "Kit", "MemoryTransport", "Response", "free_port",
+           "read_request_body"]
+
+
+class MemoryTransport(asyncio.Transport):
+    """A transport that keeps what is written (``out``): drives a real connection protocol
+    (``H1Connection``, ``UpstreamConnection``) without sockets, for tests and benchmarks."""
+
+    def __init__(self, peer: tuple[str, int], sock: tuple[str, int]) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self._extra = {"peername": peer, "sockname": sock, "socket": None}
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from pylon.pdk.ratelimit import (
     KeyFn,
     RedisRef,
     RedisUnavailable,
+    SharedTable,
     check_redis,
     conf_digest,
     degraded,
@@ -86,15 +87,17 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 
 
 class _Rule:
-    __slots__ = ("count", "h_limit", "h_remaining", "h_reset", "key", "key_fn", "limit_b",
-                 "prefix", "window")
+    __slots__ = ("by_addr", "count", "h_limit", "h_remaining", "h_reset", "key", "key_fn",
+                 "limit_b", "prefix", "window")
 
     def __init__(self, count: int, window: int, key_fn: KeyFn, key: str,
-                 prefix: str) -> None:
+                 prefix: str, by_addr: bool = False) -> None:
         self.count = count
         self.window = window
         self.key_fn = key_fn
         self.key = key
+        #: the key is ``$remote_addr`` (the default): read directly, not through ``var``
+        self.by_addr = by_addr
         self.prefix = prefix
         p = ("X-" + prefix + "-" if prefix else "X-").encode()
         self.h_limit = p + b"RateLimit-Limit"
@@ -122,9 +125,10 @@ class _Conf:
                 for i, r in enumerate(conf["rules"]))
         else:
             self.rules = (_Rule(conf["count"], conf["time_window"],
-                                key_fn(conf["key_type"], conf["key"]), conf["key"], ""),)
+                                key_fn(conf["key_type"], conf["key"]), conf["key"], "",
+                                conf["key_type"] == "var" and conf["key"] == "remote_addr"),)
         self.backend = RedisRef(conf) if conf["policy"] != "local" else None
-        self.table: Any = None                   # this process's node-wide table
+        self.table: SharedTable | None = None    # this process's node-wide table
         self.owners: dict[str | None, str] = {}  # route id -> counter key prefix
 
 
@@ -152,10 +156,19 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
     t = c.table
     if t is None:
         t = c.table = local_table()
-    owner = _owner(c, ctx)
+    route = ctx.route
+    owner = c.owners.get(route.id if route is not None else None) or _owner(c, ctx)
     for rule in c.rules:
-        ok, remaining, reset = t.incoming(owner + rule.key_fn(ctx), rule.count, rule.window,
-                                          1, c.sliding)
+        # the default key ($remote_addr) without the variable lookup; an empty one goes
+        # through key_fn, which says so in the log
+        key = ctx.remote_addr if rule.by_addr else ""
+        ok, remaining, reset = t.incoming(owner + (key or rule.key_fn(ctx)), rule.count,
+                                          rule.window, 1, c.sliding)
+        if ok and c.headers:                        # the common case: through, with quota
+            ctx.set_resp_headers([(rule.h_limit, rule.limit_b),
+                                  (rule.h_remaining, b"%d" % remaining),
+                                  (rule.h_reset, b"%d" % reset)])
+            continue
         r = _result(c, ctx, rule, ok, remaining, reset)
         if r is not None:
             return r

@@ -62,15 +62,16 @@ class Downstream(Peer, Protocol):
         """The node's real_ip_from trusts this peer: ``realip.header_b`` sets $remote_addr."""
     # the client (``Peer`` has client_addr, scheme, server_port_s, bytes_out too)
     @property
-    def client_addr_b(self) -> bytes: ...
-    @property
     def client_port(self) -> int: ...
     @property
     def server_addr(self) -> str: ...
     @property
-    def server_port_b(self) -> bytes: ...
+    def fwd_for(self) -> bytes:
+        """``X-Real-IP`` to ``X-Forwarded-Proto`` for this client, then the name
+        ``X-Forwarded-Host: `` (its value is the request's): prepared once per connection."""
     @property
-    def scheme_b(self) -> bytes: ...
+    def fwd_port(self) -> bytes:
+        """The ``X-Forwarded-Port`` line, with the CRLF before it."""
     @property
     def write_paused(self) -> bool:
         """The client's write buffer is over its high-water mark."""
@@ -83,8 +84,11 @@ class Downstream(Peer, Protocol):
         """The response head; ``length`` None: not known (the downstream frames it)."""
     def send_data(self, data: bytes) -> None: ...
     def send_end(self, trailers: Headers | None) -> None: ...
+    @property
+    def head_buf(self) -> bytes | None:
+        """A response head held back to go out with the first body bytes."""
     def flush(self) -> None:
-        """Write a response head held back to go out with the first body bytes."""
+        """Write ``head_buf`` now."""
     def send_local(self, status: int, headers: Headers, body: bytes, close: bool) -> None:
         """A whole response made by the gateway (an error, a plugin's reply)."""
     def abort(self) -> None:

@@ -357,7 +357,13 @@ class Exchange(Context):
     def _try_node(self) -> None:
         self.state = CONNECTING
         rt = self.rt
-        node = rt.balancer.pick(self, self.tried)
+        tried = self.tried
+        if self.attempts:               # a retry: the nodes tried so far are left out
+            if tried is None:           # (made on the first retry, not per request)
+                tried = self.tried = {self.up_addr}
+            else:
+                tried.add(self.up_addr)
+        node = rt.balancer.pick(self, tried)
         if node is None:
             err = self.error
             if err is None:
@@ -368,10 +374,6 @@ class Exchange(Context):
             return
         self.node = node
         self.attempts += 1
-        if self.tried is None:
-            self.tried = {node.addr}
-        else:
-            self.tried.add(node.addr)
         self.up_addr = node.addr
         if rt.track:
             rt.balancer.before(node)
@@ -416,6 +418,7 @@ class Exchange(Context):
         parser = conn.parser
         parser.head_request = (self.up_method or head.method) == "HEAD"
         parser._sink = self                # response events come straight here
+        rto = conn.read_timeout = self.read_timeout
         if conn.requests > 1:
             self.reused = True
         parts = [self._upstream_head()]
@@ -435,7 +438,7 @@ class Exchange(Context):
             conn.transport.write(b"".join(parts))
             self.state = WAITING
             conn.timeout_error = errors.UpstreamReadTimeout
-            conn.deadline.set(self.loop.time() + self.read_timeout)
+            conn.deadline.set(self.loop.time() + rto)
         else:
             conn.transport.write(b"".join(parts))
             self.state = SENDING
@@ -468,13 +471,16 @@ class Exchange(Context):
                     continue
                 parts += (n, b": ", v, b"\r\n")
             down = self.down
-            client = down.client_addr_b if self._remote_addr is None else \
-                self._remote_addr.encode()
-            parts += (b"X-Real-IP: ", client,
-                      b"\r\nX-Forwarded-For: ", xff + b", " + client if xff else client,
-                      b"\r\nX-Forwarded-Proto: ", down.scheme_b,
-                      b"\r\nX-Forwarded-Host: ", head.host.encode("latin-1"),
-                      b"\r\nX-Forwarded-Port: ", down.server_port_b, b"\r\n")
+            remote = self._remote_addr
+            if xff is None and remote is None:      # as prepared for the connection
+                parts += (down.fwd_for, head.host.encode("latin-1"), down.fwd_port)
+            else:   # an X-Forwarded-For to append to, or $remote_addr set (real-ip)
+                client = (down.client_addr if remote is None else remote).encode()
+                parts += (b"X-Real-IP: ", client,
+                          b"\r\nX-Forwarded-For: ", xff + b", " + client if xff else client,
+                          b"\r\nX-Forwarded-Proto: ", down.scheme.encode(),
+                          b"\r\nX-Forwarded-Host: ", head.host.encode("latin-1"),
+                          down.fwd_port)
             if self.upgrading:
                 parts += (b"Connection: upgrade\r\nUpgrade: ", head.upgrade or b"", b"\r\n")
             if head.chunked:

@@ -43,34 +43,86 @@ class _NoBody:
 NO_BODY: Final = _NoBody()
 
 
+#: the access log's compiled renderer inlines these (expressions of ``x``, the exchange, equal
+#: to ``VARS[name](x)``; tests/observe/test_access_log.py checks they agree): a plain
+#: attribute read instead of a call per field
+INLINE: Final[dict[str, str]] = {
+    "uri": "x.head.path",
+    "host": "x.head.host",
+    "remote_addr": "(x._remote_addr or x.down.client_addr)",
+    "scheme": "x.down.scheme",
+    "request_method": "(x.up_method or x.head.method)",
+    "status": "(str(x.status) if x.status else None)",
+    "upstream_addr": "x.up_addr",
+    "route_id": "(x.route.id if x.route is not None else None)",
+    "request_time": "f'{(x.t_end or x.loop.time()) - x.t_start:.3f}'",
+}
+
+
 def var(x: Exchange, name: str) -> Any:
     """``$name`` of the request ``x`` (``Context.var``): a string, None when it has no value
     (``post_arg.*`` gives the JSON value as it is)."""
     f = VARS.get(name)
     if f is not None:
         return f(x)
+    return getter(name)(x)
+
+
+Getter = Callable[["Exchange"], Any]
+
+
+def getter(name: str) -> Getter:
+    """The function giving ``$name`` of a request, resolved once (the access log compiles its
+    format with it): a ``VARS`` entry, or a reader of a prefixed family with the name taken
+    apart already; an unknown name gives None."""
+    f = VARS.get(name)
+    if f is not None:
+        return f
     if name.startswith("arg_"):
-        return x.args().get(name[4:])
+        key = name[4:]
+        return lambda x: x.args().get(key)
     if name.startswith("http_"):
         want = name[5:].replace("_", "-").encode("latin-1")
-        v = x.head.header(want)
-        if v is None and b"-" in want:
-            # nginx (APISIX: underscores_in_headers on) reads ``$http_no_cache`` from a
-            # ``no_cache`` header too: "_" and "-" in header names match alike
-            v = next((hv for hn, hv in x.head.headers
-                      if hn.lower().replace(b"_", b"-") == want), None)
-        return None if v is None else v.decode("latin-1")
+        return lambda x: http_header(x, want)
     if name.startswith("cookie_"):
-        return x.cookies().get(name[7:])
+        key = name[7:]
+        return lambda x: x.cookies().get(key)
     if name.startswith("sent_http_"):
-        return x.resp_header(name[10:].replace("_", "-"))
+        key = name[10:].replace("_", "-")
+        return lambda x: x.resp_header(key)
     if name.startswith("upstream_http_"):
         ln = name[14:].replace("_", "-").encode("latin-1")
-        for k, v in x.up_headers or ():
-            if k.lower() == ln:
-                return v.decode("latin-1")
+        return lambda x: _upstream_header(x, ln)
     if name.startswith("post_arg"):
-        return _post_arg(x, name)
+        return lambda x: _post_arg(x, name)
+    return _none
+
+
+def _none(x: Exchange) -> None:
+    return None
+
+
+def http_header(x: Exchange, want: bytes) -> str | None:
+    """``$http_<name>``: the first request header named ``want`` (lower case, "-" for "_"),
+    found without building the head's header map."""
+    n_want = len(want)
+    headers = x.head.headers
+    for hn, hv in headers:
+        if len(hn) == n_want and hn.lower() == want:
+            return hv.decode("latin-1")
+    if b"-" in want:
+        # nginx (APISIX: underscores_in_headers on) reads ``$http_no_cache`` from a
+        # ``no_cache`` header too: "_" and "-" in header names match alike
+        for hn, hv in headers:
+            if len(hn) == n_want and hn.lower().replace(b"_", b"-") == want:
+                return hv.decode("latin-1")
+    return None
+
+
+def _upstream_header(x: Exchange, ln: bytes) -> str | None:
+    for k, v in x.up_headers or ():
+        if k.lower() == ln:
+            return v.decode("latin-1")
     return None
 
 

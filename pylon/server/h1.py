@@ -80,7 +80,6 @@ class H1Connection(asyncio.Protocol):
         "born",
         "bytes_out",
         "client_addr",
-        "client_addr_b",
         "client_port",
         "closing",
         "deadline",
@@ -88,6 +87,8 @@ class H1Connection(asyncio.Protocol):
         "dispatching",
         "early",
         "exchange",
+        "fwd_for",
+        "fwd_port",
         "head_buf",
         "keep_alive",
         "linger_until",
@@ -102,9 +103,7 @@ class H1Connection(asyncio.Protocol):
         "req_complete",
         "requests",
         "scheme",
-        "scheme_b",
         "server_addr",
-        "server_port_b",
         "server_port_s",
         "timer_state",
         "transport",
@@ -117,7 +116,6 @@ class H1Connection(asyncio.Protocol):
         self.w = worker
         self.loop = worker.loop
         self.scheme = scheme
-        self.scheme_b = scheme.encode()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = RequestParser(self, worker.limits)
         self.exchange: Exchange | None = None
@@ -159,13 +157,18 @@ class H1Connection(asyncio.Protocol):
         else:                                    # unix socket
             self.client_addr, self.client_port = "127.0.0.1", 0
             self.realip = realip if realip is not None and realip.trusts(None) else None
-        self.client_addr_b = self.client_addr.encode()
         if isinstance(sock, tuple):
             self.server_addr, port = sock[0], sock[1]
         else:
             self.server_addr, port = "127.0.0.1", 0
         self.server_port_s = str(port)
-        self.server_port_b = self.server_port_s.encode()
+        # the forwarding headers, constant per connection where nothing in the request
+        # changes them (``Exchange._upstream_head``: X-Forwarded-Host goes between the two)
+        client = self.client_addr.encode()
+        self.fwd_for = b"".join((b"X-Real-IP: ", client, b"\r\nX-Forwarded-For: ", client,
+                                 b"\r\nX-Forwarded-Proto: ", self.scheme.encode(),
+                                 b"\r\nX-Forwarded-Host: "))
+        self.fwd_port = b"\r\nX-Forwarded-Port: " + self.server_port_s.encode() + b"\r\n"
         s = transport.get_extra_info("socket")
         if s is not None and s.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -184,9 +187,9 @@ class H1Connection(asyncio.Protocol):
         if self.lingering:                      # after an error: drop input until the end
             self.deadline.due = min(self.loop.time() + LINGER_TIMEOUT, self.linger_until)
             return
-        if self.timer_state == _T_IDLE:
+        idle = self.timer_state == _T_IDLE
+        if idle:
             self.timer_state = _T_HEADER
-            self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
         try:
             self.parser.feed(data)
         except errors.GatewayError as e:
@@ -196,6 +199,10 @@ class H1Connection(asyncio.Protocol):
             log.exception("internal error handling a request from %s", self.client_addr)
             self._bad_request(errors.InternalError())
             return
+        if idle and self.timer_state == _T_HEADER:
+            # the head is not complete in this read: the header timer runs (set only now:
+            # a whole head in one read, the usual case, moves the timer on right away)
+            self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
         off = self.parser.upgrade_offset
         if off is not None:
             # bytes after an upgrade request's head (one without a body: see wire.h1) are

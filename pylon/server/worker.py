@@ -31,6 +31,8 @@ from ..node import Node, load_plugins
 from ..observe import metrics
 from ..observe.access_log import AccessLog
 from ..pdk.runtime import install as install_node
+from ..proxy import variables
+from ..proxy.exchange import Exchange
 from ..proxy.realip import RealIp
 from ..settings import Settings
 from ..upstream.runtime import Runtimes
@@ -93,7 +95,9 @@ class Worker:
         self.date_hdr = b""
         self.wall_offset = 0.0
         self._tick_date()
-        self.access_log = AccessLog(loop, settings.access_log, settings.access_log_format) \
+        self.access_log: AccessLog[Exchange] | None = AccessLog(
+            loop, settings.access_log, settings.access_log_format, variables.getter,
+            variables.INLINE) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
         self.requests = 0

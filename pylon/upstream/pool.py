@@ -23,6 +23,8 @@ WRITE_HIGH_WATER = 64 * 1024
 
 
 class _Flusher(Protocol):
+    @property
+    def head_buf(self) -> bytes | None: ...
     def flush(self) -> None: ...
 
 
@@ -41,8 +43,6 @@ class ConnOwner(Protocol):
 
     @property
     def down(self) -> _Flusher: ...
-    @property
-    def read_timeout(self) -> float: ...
     def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
                     length: int | None, chunked: bool) -> None: ...
     def on_body(self, data: bytes) -> None: ...
@@ -54,7 +54,8 @@ class ConnOwner(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "parser", "owner", "alive", "requests", "idle_since",
-                 "deadline", "timeout_error", "got_bytes", "close_delimited", "peer", "tunnel")
+                 "deadline", "timeout_error", "read_timeout", "got_bytes", "close_delimited",
+                 "peer", "tunnel")
 
     def __init__(self, pool: NodePool) -> None:
         self.pool = pool
@@ -66,6 +67,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.deadline = Deadline(pool.loop, self._timed_out)
         self.timeout_error: type[errors.UpstreamError] = errors.UpstreamReadTimeout
+        #: the owner's read timeout (set as it sends a request): each read moves the
+        #: deadline by this much
+        self.read_timeout = 60.0
         self.got_bytes = False
         self.close_delimited = False
         #: after a 101 the connection is one end of a Tunnel and never returns to the pool
@@ -93,7 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = True
         d = self.deadline
         if d.due is not None:
-            d.due = self.pool.loop.time() + owner.read_timeout
+            d.due = self.pool.loop.time() + self.read_timeout
         try:
             self.parser.feed(data)
             off = self.parser.upgrade_offset
@@ -103,8 +107,11 @@ class UpstreamConnection(asyncio.Protocol):
                 if owner is not None:
                     owner.switched(self, data[off:])
                 return
-            if self.owner is not None:      # response still streaming: don't hold its head
-                self.owner.down.flush()
+            owner = self.owner
+            if owner is not None:           # response still streaming: don't hold its head
+                down = owner.down
+                if down.head_buf is not None:
+                    down.flush()
         except Exception as e:
             if not isinstance(e, errors.GatewayError):
                 log.exception("internal error relaying a response from %s:%d",

@@ -40,6 +40,8 @@ DOC = {
             {"count": 2, "time_window": 60, "key": "$http_user", "header_prefix": "b"}]}}},
         {"id": "quiet", "uri": "/quiet", "plugins": lc(count=1, show_limit_quota_header=False)},
         {"id": "big", "uri": "/big", "plugins": lc(count=150)},
+        {"id": "realip", "uri": "/realip",
+         "plugins": {"real-ip": {"source": "http_x_real_ip"}, **lc(count=1)}},
     ],
 }
 
@@ -94,6 +96,14 @@ def test_every_rule_must_pass(kit):
     assert kit.get("/rules", headers={"User": "u1"}).status == 200
     assert kit.get("/rules", headers={"User": "u1"}).status == 503     # rule b
     assert kit.get("/rules", headers={"User": "u2"}).status == 200     # rule a: 4th of 5
+
+
+def test_default_key_is_remote_addr_as_real_ip_sets_it(kit):
+    # the default key ($remote_addr) is read directly, not through var(): it still follows
+    # the address real-ip reports
+    assert kit.get("/realip", headers={"X-Real-IP": "10.0.0.1"}).status == 200
+    assert kit.get("/realip", headers={"X-Real-IP": "10.0.0.1"}).status == 503
+    assert kit.get("/realip", headers={"X-Real-IP": "10.0.0.2"}).status == 200
 
 
 def test_quota_headers_can_be_hidden(kit):
