@@ -515,7 +515,15 @@ class ConnTable:
         t = self.table
         fp = t.fingerprint(f"{key}\0{slot}")
         if create:
-            off = t._slot(fp, now) if t.cas is not None else t._find(fp, now)[0]
+            if t.cas is not None:
+                return t._slot(fp, now)
+            bucket = t._lock(fp)              # the lock fallback: find or claim, locked
+            try:
+                off, existed = t._find(fp, now)
+                if not existed:
+                    t._claim(off, fp, now + 86400, 0, 0)
+            finally:
+                t._unlock(bucket)
             return off
         base = (fp % t.buckets) * _BUCKET
         words = _BUCKET_S.unpack_from(t.mm, base)

@@ -127,3 +127,16 @@ def test_conn_counts_sum_over_processes_and_die_with_them(tmp_path):
         assert mine.count("k") == 0
     finally:
         p.kill()
+
+
+def test_conn_counts_are_shared_under_the_lock_fallback(tmp_path):
+    # no libatomic (PYLON_SHM_LOCKS=1 forces it for the whole process): records are found
+    # or claimed under the bucket's fcntl lock, and another process's count is seen
+    a = ConnTable("c", 64, str(tmp_path))
+    b = ConnTable("c", 64, str(tmp_path))
+    a.table.cas = b.table.cas = None
+    assert a.incoming("k", 100, 0) == 1
+    assert b.incoming("k", 100, 0) == 2
+    assert b.incoming("k", 1, 0) is None          # over limit + burst: not counted
+    b.leaving("k")
+    assert a.count("k") == 1
