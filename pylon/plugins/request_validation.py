@@ -117,17 +117,8 @@ def _reject(conf: Conf, err: str | None) -> Any:
 
 def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
     if conf.header_v is not None:
-        headers: dict[str, Any] = {}
-        for n, v in ctx.head.headers:
-            k = n.decode("latin-1").lower()
-            s = v.decode("latin-1")
-            old = headers.get(k)
-            if old is None:
-                headers[k] = s
-            elif isinstance(old, list):
-                old.append(s)
-            else:
-                headers[k] = [old, s]
+        headers = pdk.multi_dict((n.decode("latin-1").lower(), v.decode("latin-1"))
+                                 for n, v in ctx.head.headers)
         try:
             conf.header_v(headers)
         except fastjsonschema.JsonSchemaValueException as e:

@@ -31,7 +31,7 @@ from .health import (
     UNHEALTHY,
     UP_STATES,
     has_checker,
-    passive_limit,
+    threshold,
 )
 
 log = logging.getLogger("pylon.health")
@@ -97,15 +97,6 @@ def count(t: Target, kind: int, limit: int) -> str | None:
     return None
 
 
-def active_limit(a: Any, kind: int) -> int:
-    """The threshold of ``kind`` in ``a`` (``pylon.model.health.Active``)."""
-    if kind == SUCCESS:
-        return a.healthy.successes
-    if kind == HTTP:
-        return a.unhealthy.http_failures
-    if kind == TCP:
-        return a.unhealthy.tcp_failures
-    return a.unhealthy.timeouts
 
 
 
@@ -233,9 +224,9 @@ class UpstreamChecker:
         c = self.checks
         if active:
             assert c.active is not None
-            limit = active_limit(c.active, kind)
+            limit = threshold(c.active, kind)
         elif c.passive is not None:
-            limit = passive_limit(c.passive, kind)
+            limit = threshold(c.passive, kind)
         else:
             return
         before = t.ctr[kind]

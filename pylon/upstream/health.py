@@ -58,15 +58,16 @@ def has_checker(plan: Any) -> bool:
 
 
 
-def passive_limit(p: Any, kind: int) -> int:
-    """The threshold of ``kind`` in ``p`` (``pylon.model.health.Passive``)."""
+def threshold(checks: Any, kind: int) -> int:
+    """The threshold of ``kind`` in ``checks`` (``pylon.model.health.Active`` or ``Passive``:
+    both have ``healthy.successes`` and ``unhealthy.{http_failures,tcp_failures,timeouts}``)."""
     if kind == SUCCESS:
-        return p.healthy.successes
+        return checks.healthy.successes
     if kind == HTTP:
-        return p.unhealthy.http_failures
+        return checks.unhealthy.http_failures
     if kind == TCP:
-        return p.unhealthy.tcp_failures
-    return p.unhealthy.timeouts
+        return checks.unhealthy.tcp_failures
+    return checks.unhealthy.timeouts
 
 
 
@@ -141,7 +142,7 @@ class PassiveReporter:
         self.states = view.states
         self.ok = frozenset(passive.healthy.http_statuses)
         self.bad = frozenset(passive.unhealthy.http_statuses)
-        self.limits = tuple(passive_limit(passive, k) for k in (SUCCESS, HTTP, TCP, TIMEOUT))
+        self.limits = tuple(threshold(passive, k) for k in (SUCCESS, HTTP, TCP, TIMEOUT))
         self.report = report
 
     def response(self, addr: str, status: int) -> None:
