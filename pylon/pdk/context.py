@@ -93,6 +93,9 @@ class SnapshotView(Protocol):
 
 
 class Context:
+    # A plugin keeps per-request state in ``ctx.store``: the compiled core's exchange has
+    # exactly the attributes declared here (no instance dict for new ones).
+
     # -- the contract: set by the exchange, read by plugins -----------------------------------
     #: the request head (wire ``RequestHead``): method, target, path, query, headers
     head: RequestHead

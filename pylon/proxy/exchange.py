@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from .. import errors
 from ..pdk.context import CompiledView, Context, RouteInfo, SnapshotView
@@ -87,8 +87,9 @@ class ProxySnapshot(SnapshotView, Protocol):
 class Exchange(Context):
     # Every per-request attribute is a slot, set by __init__: this object is made once per
     # request, and an instance dict past 30 names loses CPython's shared keys (every
-    # attribute access slows down; measured at several µs per request).  ``__dict__``
-    # (from the pdk ``Context`` base) still takes attributes no slot names.
+    # attribute access slows down; measured at several µs per request).  Compiled by mypyc
+    # there is no ``__dict__`` either: a plugin's own per-request state goes in ``ctx.store``
+    # (interpreted, the pdk ``Context`` base still has one; don't rely on it).
     __slots__ = (
         # Context's
         "_remote_addr", "_remote_port", "_store", "added_resp", "body_changed", "body_encoder",
@@ -96,7 +97,7 @@ class Exchange(Context):
         "credential", "extra_resp", "orig_target", "resp_headers", "resp_length", "up_host",
         "up_method", "up_scheme",
         # the request
-        "down", "head", "snap", "loop", "t_start", "state", "match", "route", "error",
+        "down", "client", "head", "snap", "loop", "t_start", "state", "match", "route", "error",
         "detail", "status", "_args", "_cookies", "post_body", "upstream_key", "upgrading",
         # the request body
         "body_in", "req_done", "req_trailers", "replay", "pending", "pending_bytes",
@@ -112,14 +113,17 @@ class Exchange(Context):
 
     def __init__(self, down: Downstream, head: RequestHead, snap: ProxySnapshot,
                  now: float) -> None:
-        self.down: Downstream = down
+        self.down = down
+        #: the same object as ``down``, with the whole downstream interface (``down`` is
+        #: typed as the pdk ``Context`` declares it; a compiled subclass cannot narrow it)
+        self.client: Downstream = down
         self.head = head
-        self.snap: ProxySnapshot = snap
+        self.snap = snap
         self.loop = down.loop
         self.t_start = now
         self.state = MATCHING
         self.match: Match | None = None
-        self.route: ProxyRoute | None = None
+        self.route = None
         self.error: errors.GatewayError | None = None
         #: why the request ended as it did (the access log's detail code)
         self.detail = ""
@@ -208,7 +212,10 @@ class Exchange(Context):
         self.up_scheme = None
         self.orig_target = None
 
-    var = variables.var
+    def var(self, name: str) -> Any:
+        # a method, not ``var = variables.var``: a function stored on a compiled class is
+        # not bound as a method
+        return variables.var(self, name)
 
     @property
     def read_timeout(self) -> float:
@@ -228,7 +235,7 @@ class Exchange(Context):
             return up.decode("latin-1")
         route = self.route
         key = self.upstream_key or (route.upstream_key if route is not None else None)
-        rt = self.snap.upstreams.get(key) if key is not None else None
+        rt = cast(ProxySnapshot, self.snap).upstreams.get(key) if key is not None else None
         if rt is not None:
             plan = rt.plan
             if plan.pass_host == "rewrite" and plan.upstream_host:
@@ -254,8 +261,8 @@ class Exchange(Context):
         if head.error is not None:
             self.reply_error(head.error)
             return
-        compiled = self.snap.compiled
-        down = self.down
+        compiled = cast(ProxySnapshot, self.snap).compiled
+        down = self.client
         realip = down.realip            # the peer is in nginx_config.http.real_ip_from
         if realip is not None:
             raw = head.header(realip.header_b)
@@ -271,7 +278,7 @@ class Exchange(Context):
 
     def _matched(self, m: Match | None) -> None:
         """After routing: run the phases of the route (or of the global rules only)."""
-        g = self.snap.compiled.global_chain
+        g = cast(ProxySnapshot, self.snap).compiled.global_chain
         if m is None:
             if g.empty:
                 self.reply_error(errors.RouteNotFound())
@@ -305,7 +312,7 @@ class Exchange(Context):
         """Route again once the body is read (at most ``apisix.max_post_args_readable_size``;
         a larger body leaves ``post_arg.*`` nil, as in APISIX, and is still sent upstream)."""
         try:
-            await self.read_body(self.down.w.settings.post_args_limit)
+            await self.read_body(self.client.w.settings.post_args_limit)
         except errors.BodyTooLarge:
             self.post_body = NO_BODY
         except errors.GatewayError as e:      # the client's body was bad (the parser says)
@@ -317,9 +324,9 @@ class Exchange(Context):
             return
         head = self.head
         try:
-            self._matched(self.snap.compiled.router.match(
+            self._matched(cast(ProxySnapshot, self.snap).compiled.router.match(
                 head.method, head.host, head.path, self,
-                self._remote_addr or self.down.client_addr))
+                self._remote_addr or self.client.client_addr))
         except Exception:
             log.exception("internal error routing %s %s", head.method, head.path)
             self.reply_error(errors.InternalError())
@@ -339,14 +346,14 @@ class Exchange(Context):
         assert route is not None
         head = self.head
         key = self.upstream_key or route.upstream_key
-        rt = self.snap.upstreams.get(key) if key is not None else None
+        rt = cast(ProxySnapshot, self.snap).upstreams.get(key) if key is not None else None
         if rt is None:
             self.reply_error(errors.NoUpstream(
                 "missing upstream configuration in Route or Service"))
             return
         scheme = self.up_scheme
         if scheme is not None and scheme != rt.plan.scheme:      # a plugin's (proxy-rewrite)
-            rt = self.down.w.runtimes.with_scheme(rt, scheme)
+            rt = self.client.w.runtimes.with_scheme(rt, scheme)
         self.rt = rt
         if head.upgrade is not None and route.websocket and b"upgrade" in head.conn_tokens:
             self.upgrading = True
@@ -444,10 +451,10 @@ class Exchange(Context):
             self.state = SENDING
             if head.expect_continue and not self.sent_continue:
                 self.sent_continue = True
-                self.down.send_continue()
+                self.client.send_continue()
         if self.up_blocked:
             self.up_blocked = False
-            self.down.resume_body()
+            self.client.resume_body()
 
     def _upstream_head(self) -> bytes:
         mid = self._mid
@@ -470,7 +477,7 @@ class Exchange(Context):
                 if drop and n.lower() in drop:     # named in Connection: hop-by-hop too
                     continue
                 parts += (n, b": ", v, b"\r\n")
-            down = self.down
+            down = self.client
             remote = self._remote_addr
             if xff is None and remote is None:      # as prepared for the connection
                 parts += (down.fwd_for, head.host.encode("latin-1"), down.fwd_port)
@@ -536,7 +543,7 @@ class Exchange(Context):
                 return
             if self.pending_bytes > PENDING_LIMIT and not self.up_blocked:
                 self.up_blocked = True
-                self.down.pause_body()
+                self.client.pause_body()
 
     def req_end(self, trailers: Headers | None) -> None:
         self.req_done = True
@@ -564,12 +571,12 @@ class Exchange(Context):
                     conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
                 else:
                     conn.deadline.clear()
-            self.down.resume_body()
+            self.client.resume_body()
         else:
             if conn is not None:
                 conn.arm(self.route.send_timeout,  # type: ignore[union-attr]
                          errors.UpstreamSendTimeout)
-            self.down.pause_body()
+            self.client.pause_body()
 
     def downstream_writable(self, writable: bool) -> None:
         """The client's write buffer crossed a water mark: stop/start reading the upstream."""
@@ -596,13 +603,13 @@ class Exchange(Context):
                 self.switch_headers = headers    # the tunnel starts in switched()
                 self.up_status = self.status = 101
             elif status != 100:
-                self.down.send_interim(status, headers)
+                self.client.send_interim(status, headers)
             return
         self.t_up_head = self.loop.time()
         self.up_status = self.status = status
         self.up_keep = keep_alive
         self.state = RESPONDING
-        if status >= 500 or self.down.w.settings.show_upstream_status:
+        if status >= 500 or self.client.w.settings.show_upstream_status:
             headers.append(self._upstream_status_header(status))
         self.up_headers = headers
         if length is None and not chunked and self.conn is not None and not (
@@ -626,10 +633,10 @@ class Exchange(Context):
         no_body = status == 204 or status == 304 or self.head.method == "HEAD"
         if self.up_method == "HEAD" and not no_body:   # the client's GET was sent as HEAD
             length = 0
-        self.down.send_head(status, headers, length, no_body)
+        self.client.send_head(status, headers, length, no_body)
 
     def on_body(self, data: bytes) -> None:
-        down = self.down
+        down = self.client
         if self.bf:
             try:
                 data = phases.body_filter(self, data, False)
@@ -659,7 +666,7 @@ class Exchange(Context):
                 rt.pools[node.addr].put(conn)
             else:
                 conn.close()
-        down = self.down
+        down = self.client
         if self.bf:
             try:
                 tail = phases.body_filter(self, b"", True)
@@ -689,7 +696,7 @@ class Exchange(Context):
         self.t_up_head = self.loop.time()
         if self.rt.track:
             self.rt.balancer.after(self.node, self.t_up_head - self.t_up_start, False)
-        conn.tunnel = self.down.start_tunnel(self.switch_headers, self.head.upgrade or b"",
+        conn.tunnel = self.client.start_tunnel(self.switch_headers, self.head.upgrade or b"",
                                              conn.transport, rest, self.read_timeout,
                                              self.tunnel_closed)
 
@@ -734,7 +741,7 @@ class Exchange(Context):
             return
         if state >= RESPONDING:
             self.detail = error.code
-            self.down.abort()
+            self.client.abort()
             self.finish()
             return
         if node is not None and isinstance(error, errors.UpstreamError):
@@ -776,7 +783,7 @@ class Exchange(Context):
         if state == DONE:
             return
         if state >= RESPONDING:
-            self.down.abort()
+            self.client.abort()
             self.finish()
             return
         self.status = status
@@ -796,7 +803,7 @@ class Exchange(Context):
                 log.exception("plugin failed on a local reply")
         elif self.lg:
             self.resp_headers = headers       # what the log phase reports as sent
-        self.down.send_local(self.status, headers, body, close)
+        self.client.send_local(self.status, headers, body, close)
         self.finish()
 
     def _upstream_status_header(self, status: int) -> tuple[bytes, bytes]:
@@ -828,7 +835,7 @@ class Exchange(Context):
             conn.owner = None
             conn.parser._sink = conn
             conn.close()
-        self.down.exchange_done(self)
+        self.client.exchange_done(self)
 
     def downstream_lost(self) -> None:
         """The client connection closed before the exchange finished (nginx's 499)."""

@@ -49,8 +49,8 @@ NO_BODY: Final = _NoBody()
 INLINE: Final[dict[str, str]] = {
     "uri": "x.head.path",
     "host": "x.head.host",
-    "remote_addr": "(x._remote_addr or x.down.client_addr)",
-    "scheme": "x.down.scheme",
+    "remote_addr": "(x._remote_addr or x.client.client_addr)",
+    "scheme": "x.client.scheme",
     "request_method": "(x.up_method or x.head.method)",
     "status": "(str(x.status) if x.status else None)",
     "upstream_addr": "x.up_addr",
@@ -156,7 +156,7 @@ def post_args(x: Exchange) -> Any:
             (not head.chunked and not head.content_length):
         pb = NO_BODY
     elif not x.req_done or x.body_sent:
-        limit = x.down.w.settings.post_args_limit
+        limit = x.client.w.settings.post_args_limit
         if limit and (head.content_length or 0) > limit:
             pb = NO_BODY
         elif x.state == MATCHING and not x.req_done:
@@ -205,13 +205,13 @@ VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
     "real_request_uri": _request_uri,
     "upstream_uri": lambda x: x.head.target.decode("latin-1"),
     "host": lambda x: x.head.host,
-    "remote_addr": lambda x: x._remote_addr or x.down.client_addr,
-    "remote_port": lambda x: x._remote_port or str(x.down.client_port),
-    "realip_remote_addr": lambda x: x.down.client_addr,
-    "realip_remote_port": lambda x: str(x.down.client_port),
-    "server_port": lambda x: x.down.server_port_s,
-    "server_addr": lambda x: x.down.server_addr,
-    "scheme": lambda x: x.down.scheme,
+    "remote_addr": lambda x: x._remote_addr or x.client.client_addr,
+    "remote_port": lambda x: x._remote_port or str(x.client.client_port),
+    "realip_remote_addr": lambda x: x.client.client_addr,
+    "realip_remote_port": lambda x: str(x.client.client_port),
+    "server_port": lambda x: x.client.server_port_s,
+    "server_addr": lambda x: x.client.server_addr,
+    "scheme": lambda x: x.client.scheme,
     "request_method": lambda x: x.up_method or x.head.method,
     "query_string": lambda x: x.head.query.decode("latin-1"),
     "args": lambda x: x.head.query.decode("latin-1"),
@@ -225,8 +225,8 @@ VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
     "status": lambda x: str(x.status) if x.status else None,
     "request_time": lambda x: f"{(x.t_end or x.loop.time()) - x.t_start:.3f}",
     "request_length": lambda x: str(x.body_in),
-    "bytes_sent": lambda x: str(x.down.bytes_out),
-    "body_bytes_sent": lambda x: str(x.down.bytes_out),
+    "bytes_sent": lambda x: str(x.client.bytes_out),
+    "body_bytes_sent": lambda x: str(x.client.bytes_out),
     "upstream_addr": lambda x: x.up_addr or None,
     # APISIX's ctx.var.balancer_ip / balancer_port: the node picked for the request
     "balancer_ip": lambda x: x.node.host if x.node is not None else None,

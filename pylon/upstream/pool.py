@@ -42,7 +42,7 @@ class ConnOwner(Protocol):
     ``ResponseParser`` (``on_response`` / ``on_body`` / ``on_end``)."""
 
     @property
-    def down(self) -> _Flusher: ...
+    def client(self) -> _Flusher: ...
     def on_response(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
                     length: int | None, chunked: bool) -> None: ...
     def on_body(self, data: bytes) -> None: ...
@@ -109,7 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
                 return
             owner = self.owner
             if owner is not None:           # response still streaming: don't hold its head
-                down = owner.down
+                down = owner.client
                 if down.head_buf is not None:
                     down.flush()
         except Exception as e:

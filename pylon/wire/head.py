@@ -78,7 +78,7 @@ class RequestHead:
     @classmethod
     def from_h1(cls, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                 version: str, keep_alive: bool) -> RequestHead:
-        self = cls.__new__(cls)
+        self = cls()
         self.method = method
         self.target = target
         self.headers = headers
