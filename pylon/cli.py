@@ -23,7 +23,7 @@ import time
 from importlib import resources
 from typing import Any
 
-from . import __version__
+from . import __version__, _native
 from .errors import ConfigError
 from .node import Node
 from .pdk.runtime import install
@@ -382,7 +382,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    print(f"pylon {__version__}")
+    print(f"pylon {__version__}, {_native.describe()}")
     return 0
 
 

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _native
 from ..config import loader
 from ..config.hub import ConfigHub, make_hub
 from ..config.store import Event
@@ -633,8 +634,8 @@ class Master:
             await self.start_exporter()
         addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
         if not stop.is_set():
-            log.warning("pylon started: %d workers listening on %s (pid %d)", self.nworkers,
-                        addrs, os.getpid())
+            log.warning("pylon started: %d workers listening on %s (pid %d; %s)", self.nworkers,
+                        addrs, os.getpid(), _native.describe())
         self.hub.start_watch()
         if not stop.is_set():
             self._retiring = self.loop.create_task(self.retire_orphans())
