@@ -201,6 +201,12 @@ class HttpSection(_S, frozen=True):
     real_ip_header: Annotated[str, Meta(min_length=1)] = "X-Real-IP"
     real_ip_recursive: Literal["on", "off"] | bool = "off"
     real_ip_from: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "unix:"])
+    #: nginx's http2_max_concurrent_streams: streams open at once on an HTTP/2 connection
+    #: (more are refused with REFUSED_STREAM)
+    http2_max_concurrent_streams: Annotated[int, Meta(ge=1, le=65535)] = 128
+    #: nginx's http2_body_preread_size: a stream's request-body window (bytes a client may
+    #: send before the upstream takes them)
+    http2_body_preread_size: Size = "64k"
 
 
 class NginxConfig(_S, frozen=True):
@@ -329,6 +335,14 @@ class Settings:
         self.real_ip_header = h.real_ip_header
         self.real_ip_recursive = h.real_ip_recursive in ("on", True)
         self.real_ip_from = h.real_ip_from
+        #: HTTP/2 (``server/h2.py``): h2c on the node_listen entries with enable_http2
+        self.h2c_listen = [(i.ip, i.port) for i in node.node_listen
+                           if not isinstance(i, int) and i.enable_http2]
+        self.h2_max_streams = h.http2_max_concurrent_streams
+        self.h2_window = parse_size(h.http2_body_preread_size, p + "http2_body_preread_size")
+        if not 0 < self.h2_window < 1 << 31:
+            raise ConfigError("must be more than 0 and less than 2g",
+                              p + "http2_body_preread_size")
         from .proxy.realip import RealIp
         from .routing.expr import ExprError
         try:

@@ -110,15 +110,19 @@ class Gateway:
     """A real ``pylon start`` in a temporary prefix."""
 
     def __init__(self, tmp: str, routes_doc: dict[str, Any] | None = None, workers: int = 1,
-                 node: dict[str, Any] | None = None, http: dict[str, Any] | None = None) -> None:
+                 node: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
+                 http2: bool = False) -> None:
         self.prefix = tmp
         self.port = free_port()
         self.workers = workers
         os.makedirs(os.path.join(tmp, "conf"), exist_ok=True)
         self.conf_path = os.path.join(tmp, "conf", "config.yaml")
         self.doc_path = os.path.join(tmp, "conf", "pylon.yaml")
+        listen: dict[str, Any] = {"ip": "127.0.0.1", "port": self.port}
+        if http2:                       # h2c on the listener (node_listen enable_http2)
+            listen["enable_http2"] = True
         node_cfg: dict[str, Any] = {
-            "pylon": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
+            "pylon": {"node_listen": [listen],
                       "enable_admin": False, "workers": workers, "enable_control": False},
             "nginx_config": {"error_log_level": "info", "worker_shutdown_timeout": "10s",
                              "http": dict(http or {})},

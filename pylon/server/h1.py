@@ -23,6 +23,7 @@ from ..proxy.tunnel import Tunnel
 from ..timer import Deadline
 from ..wire.h1 import _STATUS_LINES, RequestParser, chunk, encode_headers, last_chunk, status_line
 from ..wire.head import RequestHead
+from .h2 import PREFACE, take_over
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -89,6 +90,8 @@ class H1Connection(asyncio.Protocol):
         "exchange",
         "fwd_for",
         "fwd_port",
+        "h2c",
+        "h2_upgrade",
         "head_buf",
         "keep_alive",
         "linger_until",
@@ -112,8 +115,13 @@ class H1Connection(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, worker: Worker, scheme: str = "http") -> None:
+    def __init__(self, worker: Worker, scheme: str = "http", h2c: bool = False) -> None:
         self.w = worker
+        #: the listener has enable_http2: the connection's first bytes may be the HTTP/2
+        #: preface, a request may ask for ``Upgrade: h2c`` (``server/h2.py`` takes over)
+        self.h2c = h2c
+        #: the request that asked for ``Upgrade: h2c``, until its head is parsed out
+        self.h2_upgrade: RequestHead | None = None
         self.loop = worker.loop
         self.scheme = scheme
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -189,6 +197,12 @@ class H1Connection(asyncio.Protocol):
             return
         idle = self.timer_state == _T_IDLE
         if idle:
+            if self.h2c and not self.requests:
+                # the connection's first bytes on an h2c listener: the HTTP/2 preface?
+                rest = self._h2_preface(data)
+                if rest is None:
+                    return
+                data = rest
             self.timer_state = _T_HEADER
         try:
             self.parser.feed(data)
@@ -209,6 +223,11 @@ class H1Connection(asyncio.Protocol):
             # not HTTP: they wait for the 101 and the tunnel (enable_websocket), or the
             # request is answered as an ordinary one and the connection closes after it
             self.parser.upgrade_offset = None
+            up = self.h2_upgrade
+            if up is not None:                  # Upgrade: h2c -- HTTP/2 from here on
+                self.h2_upgrade = None
+                take_over(self, data[off:], up)
+                return
             self.keep_alive = False
             self._pause(_PAUSE_PIPELINE)
             self.early = data[off:]
@@ -249,6 +268,8 @@ class H1Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- parser sink
     def on_request(self, head: RequestHead) -> None:
         self.requests += 1
+        if head.upgrade is not None and self.h2c and self._h2_upgrade(head):
+            return
         body_follows = head.chunked or bool(head.content_length)
         if self.exchange is not None or self.queue:
             q = _Queued(head)
@@ -291,6 +312,37 @@ class H1Connection(asyncio.Protocol):
                 self.timer_state = _T_OFF
                 self.deadline.clear()
         r.req_end(trailers)
+
+    # ---------------------------------------------------------------- HTTP/2 (h2c)
+    def _h2_preface(self, data: bytes) -> bytes | None:
+        """The first bytes on an h2c listener: the HTTP/2 preface hands the connection to
+        ``server/h2.py`` (None: taken over, or a part of the preface waits for the rest);
+        anything else is HTTP/1.x, returned to be parsed."""
+        buf = self.early + data if self.early else data
+        n = len(PREFACE) if len(buf) > len(PREFACE) else len(buf)
+        if buf[:n] != PREFACE[:n]:
+            self.early = b""
+            return buf
+        if n < len(PREFACE):
+            self.early = buf
+            return None
+        self.early = b""
+        take_over(self, buf)
+        return None
+
+    def _h2_upgrade(self, head: RequestHead) -> bool:
+        """A request asks for ``Upgrade: h2c`` (RFC 7540 §3.2): taken up when it is the
+        only one in flight, has no body (``wire.h1`` clears ``upgrade`` for one with a body)
+        and carries HTTP2-Settings; it is answered 101 once its head is parsed out
+        (``data_received``) and becomes stream 1."""
+        up = head.upgrade
+        if up is None or self.exchange is not None or self.queue or \
+                b"upgrade" not in head.conn_tokens or \
+                b"h2c" not in [t.strip().lower() for t in up.split(b",")] or \
+                head.header(b"http2-settings") is None:
+            return False
+        self.h2_upgrade = head
+        return True
 
     # ---------------------------------------------------------------- downstream API
     # (``proxy.downstream.Downstream``: what the exchange calls)

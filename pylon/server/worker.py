@@ -38,6 +38,7 @@ from ..settings import Settings
 from ..upstream.runtime import Runtimes
 from ..wire.h1 import Limits
 from .h1 import H1Connection
+from .h2 import H2Connection
 
 log = logging.getLogger("pylon.worker")
 clog = logging.getLogger("pylon.config")
@@ -84,7 +85,7 @@ class Worker:
         self.timeouts = Timeouts(settings)
         #: nginx_config.http.real_ip_*: who may set the client address (None: nobody)
         self.realip = RealIp.from_settings(settings)
-        self.connections: set[H1Connection] = set()
+        self.connections: set[H1Connection | H2Connection] = set()
         self.draining = False
         self.runtimes = Runtimes(loop)
         self.model = ConfigModel(settings.router, node)
@@ -187,10 +188,19 @@ class Worker:
     def _connection(self) -> H1Connection:
         return H1Connection(self, "http")
 
+    def _h2c_connection(self) -> H1Connection:
+        """A connection on a listener with ``enable_http2``: HTTP/1.1 until its first bytes
+        are the HTTP/2 preface or a request asks for ``Upgrade: h2c`` (``server/h2.py``)."""
+        return H1Connection(self, "http", True)
+
     async def serve(self, socks: list[socket.socket]) -> None:
+        h2c = self.settings.h2c_listen
         for s in socks:
-            srv = await self.loop.create_server(self._connection, sock=s,
-                                                backlog=self.settings.backlog)
+            addr = s.getsockname()[:2] if s.family != socket.AF_UNIX else ("", 0)
+            factory = self._h2c_connection if h2c and (
+                (addr[0], addr[1]) in h2c or any(p == addr[1] and ip in ("0.0.0.0", "::")
+                                                 for ip, p in h2c)) else self._connection
+            srv = await self.loop.create_server(factory, sock=s, backlog=self.settings.backlog)
             self.servers.append(srv)
         self._sweep()
 
