@@ -409,3 +409,95 @@ def test_slow_h2_client_pauses_the_upstream_in_bounded_memory(gateway_factory,
             time.sleep(0.0005)
         assert r.status == 200 and r.ended and r.received == total
     assert rss.growth() < 32 * MiB, f"worker RSS grew {rss.growth() / MiB:.1f} MiB"
+
+
+def test_a_header_list_over_the_limit_ends_the_connection(gateway_factory, upstream):
+    """A header block larger than max_header_bytes cannot be answered per stream (HPACK
+    state would be lost): GOAWAY ENHANCE_YOUR_CALM; the gateway serves on."""
+    gw = gateway_factory(route_doc([upstream]), http2=True,
+                         http={"max_header_bytes": "8k"})
+    with H2Client(gw.port) as c:
+        c.pump(lambda: SettingCodes.MAX_HEADER_LIST_SIZE in c.remote_settings)
+        assert c.remote_settings[SettingCodes.MAX_HEADER_LIST_SIZE] == 8192
+        assert c.request("GET", "/small", [("x-a", "a" * 4000)]).status == 200
+        with contextlib.suppress(OSError):
+            c.send_request("GET", "/big", [(f"x-{i}", "b" * 1000) for i in range(12)])
+        c.wait_closed()
+        assert c.goaway is not None and c.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert [r["path"] for r in upstream.requests] == ["/small"]
+    with H2Client(gw.port) as c:
+        assert c.request("GET", "/after").status == 200
+
+
+class RawOrigin:
+    """An origin that keeps the raw bytes of one request (to see its framing and trailers)
+    and answers 200 once the chunked body's last chunk and trailer section are in."""
+
+    def __init__(self) -> None:
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.raw = b""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.srv.settimeout(10)
+        conn, _ = self.srv.accept()
+        conn.settimeout(10)
+        with conn:
+            while b"\r\n0\r\n" not in self.raw or not self.raw.endswith(b"\r\n\r\n"):
+                data = conn.recv(65536)
+                if not data:
+                    break
+                self.raw += data
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.done.set()
+
+    def close(self) -> None:
+        self.srv.close()
+
+
+def test_request_trailers_reach_the_upstream(gateway_factory):
+    origin = RawOrigin()
+    try:
+        gw = gateway_factory({"routes": [{"id": "t", "uri": "/t", "upstream": {
+            "nodes": [node(origin.port)]}}]}, http2=True)
+        with H2Client(gw.port) as c:
+            sid = c.send_request("POST", "/t", [("te", "trailers")], b"part", end=False)
+            c.conn.send_headers(sid, [(b"x-checksum", b"abc")], end_stream=True)
+            c.flush()
+            c.pump(lambda: c.resps[sid].done)
+            assert c.resps[sid].status == 200 and bytes(c.resps[sid].body) == b"ok"
+        head, _, body = origin.raw.partition(b"\r\n\r\n")
+        assert b"\r\nTransfer-Encoding: chunked\r\n" in head + b"\r\n"
+        assert body == b"4\r\npart\r\n0\r\nx-checksum: abc\r\n\r\n"
+    finally:
+        origin.close()
+
+
+def test_a_preface_split_over_reads_still_starts_http2(gateway_factory, upstream):
+    gw = gateway_factory(route_doc([upstream]), http2=True)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"),
+                          (b":path", b"/split")], end_stream=True)
+    data = conn.data_to_send()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(data[:5])             # "PRI *": the gateway's first read
+        time.sleep(0.2)
+        s.sendall(data[5:])
+        status = None
+        deadline = time.monotonic() + 5
+        while status is None and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            for ev in conn.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = dict(ev.headers)[b":status"]
+            s.sendall(conn.data_to_send())
+    assert status == b"200"
+    assert upstream.requests[-1]["path"] == "/split"
