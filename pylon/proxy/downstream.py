@@ -1,7 +1,7 @@
 """The client side of an exchange: what ``Exchange`` calls on ``self.down``.
 
-``server/h1.py``'s ``H1Connection`` implements it for HTTP/1.x; an HTTP/2 stream will be a
-second implementation, with the exchange unchanged.  The exchange hands over a response as
+``server/h1.py``'s ``H1Connection`` implements it for HTTP/1.x, ``server/h2.py``'s
+``H2Stream`` for one HTTP/2 stream, with the exchange unchanged.  The exchange hands over a response as
 status + header pairs + body bytes and never frames anything itself: Content-Length or
 chunked, ``Connection``, ``Date``/``Server``, keep-alive and the 100-continue line are the
 downstream's business.  It tells the exchange about the client with
@@ -49,8 +49,8 @@ class Gateway(Protocol):
 
 
 class Downstream(Peer, Protocol):
-    """One client request stream: an HTTP/1.x connection (one exchange at a time) or, later,
-    one HTTP/2 stream.  (Read-only properties here only for typing: the HTTP/1 connection has
+    """One client request stream: an HTTP/1.x connection (one exchange at a time) or one
+    HTTP/2 stream.  (Read-only properties here only for typing: the HTTP/1 connection has
     them as plain slots, which the hot path reads per request.)"""
 
     @property
