@@ -1,8 +1,8 @@
 """The client side of an exchange: what ``Exchange`` calls on ``self.down``.
 
 ``server/h1.py``'s ``H1Connection`` implements it for HTTP/1.x, ``server/h2.py``'s
-``H2Stream`` for one HTTP/2 stream, with the exchange unchanged.  The exchange hands over a response as
-status + header pairs + body bytes and never frames anything itself: Content-Length or
+``H2Stream`` for one HTTP/2 stream, with the exchange unchanged.  The exchange hands over a
+response as status + header pairs + body bytes and never frames anything itself: Content-Length or
 chunked, ``Connection``, ``Date``/``Server``, keep-alive and the 100-continue line are the
 downstream's business.  It tells the exchange about the client with
 ``Exchange.req_body`` / ``req_end`` (request body), ``downstream_writable`` (its write

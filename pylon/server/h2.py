@@ -311,7 +311,7 @@ class H2Connection(asyncio.Protocol):
         "flush_due", "fwd_for", "fwd_port", "goaway", "loop", "max_streams", "new_streams",
         "realip", "requests", "resets", "scheme", "server_addr", "server_port_s",
         "server_value", "streams", "tls", "transport", "w", "waiting", "window_start",
-        "write_paused", "reading",
+        "write_paused", "reading", "stall",
     )
 
     def __init__(self, h1: H1Connection) -> None:
@@ -357,6 +357,9 @@ class H2Connection(asyncio.Protocol):
         self.goaway = False
         self.flush_due = False
         self.deadline = Deadline(self.loop, self._timed_out)
+        #: send_timeout while streams wait for the client's window (a client that never
+        #: sends WINDOW_UPDATE does not hold its streams and their upstreams forever)
+        self.stall = Deadline(self.loop, self._stalled)
         self.window_start = 0.0
         self.resets = 0
         self.control = 0
@@ -417,6 +420,7 @@ class H2Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.deadline.cancel()
+        self.stall.cancel()
         self.w.connections.discard(self)
         self.w.closed_requests += self.requests
         for st in list(self.streams.values()):
@@ -601,10 +605,17 @@ class H2Connection(asyncio.Protocol):
             st.req_open = False
             self.reading -= 1
             self.c.acknowledge_received_data(size, sid)
-            if ex.state < RESPONDING:
-                ex.reply_error(errors.BodyTooLarge())
-            else:
+            if ex.state >= RESPONDING:
                 st.abort()
+                return
+            ex.reply_error(errors.BodyTooLarge())
+            if st.responded and not st.reset:
+                # answered: the rest of the body is not wanted (RFC 9113 §8.1)
+                st.reset = True
+                try:
+                    self.c.reset_stream(sid, ErrorCodes.NO_ERROR)
+                except h2.exceptions.ProtocolError:
+                    pass
             return
         if data:
             ex.req_body(data)
@@ -703,6 +714,8 @@ class H2Connection(asyncio.Protocol):
             st.out_bytes = 0
             return
         if out:
+            if not self.waiting:
+                self.stall.set(self.loop.time() + self.w.timeouts.send)
             self.waiting.add(st)
             return
         self.waiting.discard(st)
@@ -756,6 +769,8 @@ class H2Connection(asyncio.Protocol):
         if self.streams.pop(st.sid, None) is None:
             return
         self.waiting.discard(st)
+        if not self.waiting:
+            self.stall.clear()
         if st.req_open:
             # answered before the request body ended: tell the client to stop sending
             # (RFC 9113 §8.1: RST_STREAM with NO_ERROR after a complete response)
@@ -784,7 +799,27 @@ class H2Connection(asyncio.Protocol):
         else:
             for st in list(self.waiting):
                 self._push(st)
+        # progress: the send timeout starts again (or stops: nothing waits)
+        if self.waiting:
+            self.stall.set(self.loop.time() + self.w.timeouts.send)
+        else:
+            self.stall.clear()
         self._flush_soon()
+
+    def _stalled(self) -> None:
+        """No window opened for send_timeout while responses wait: those streams are
+        reset (the others, and the connection, go on)."""
+        if self.closing or not self.waiting:
+            return
+        log.info("HTTP/2 client %s opened no window for %d stream(s) in send_timeout",
+                 self.client_addr, len(self.waiting))
+        for st in list(self.waiting):
+            ex = st.ex
+            self.reset_stream(st, ErrorCodes.CANCEL)
+            if ex is not None:
+                ex.detail = "send_timeout"
+                ex.downstream_lost()        # → exchange_done → stream_done
+        self._flush()
 
     def _flush_soon(self) -> None:
         if not self.flush_due:
@@ -856,6 +891,7 @@ class H2Connection(asyncio.Protocol):
         self._flush()
         self.closing = True
         self.deadline.cancel()
+        self.stall.cancel()
         self.transport.close()          # (after the buffered frames are written)
 
     def _close_now(self) -> None:

@@ -501,3 +501,19 @@ def test_a_preface_split_over_reads_still_starts_http2(gateway_factory, upstream
             s.sendall(conn.data_to_send())
     assert status == b"200"
     assert upstream.requests[-1]["path"] == "/split"
+
+
+def test_a_stream_whose_window_stays_shut_is_reset_after_send_timeout(gateway_factory,
+                                                                       origin_factory):
+    src = origin_factory("src", behaviour=generate_body(4 << 20))
+    gw = gateway_factory(route_doc([src]), http2=True, http={"send_timeout": "1s"})
+    with H2Client(gw.port, auto_credit=False) as c:
+        sid = c.send_request("GET", "/big")
+        r = c.resps[sid]
+        t0 = time.monotonic()
+        c.pump(lambda: r.done, timeout=6)
+        assert r.reset == ErrorCodes.CANCEL and len(r.body) == 65535
+        assert 0.9 <= time.monotonic() - t0 < 4
+        c.auto_credit = True
+        assert c.request("GET", "/x", [("range", "bytes=0-9")]).status in (200, 206)
+    assert "opened no window" in gw.log()
