@@ -72,20 +72,16 @@ def attach_consumer(ctx: Context, cred: Credential) -> None:
     ctx.credential = cred
     ctx.consumer_name = cons.username
     head = ctx.head
-    have = head.header_map()
+    have = head._lower                  # usually built already (the auth plugin's lookup)
+    if have is None:
+        have = head.header_map()
     if b"x-consumer-username" in have or b"x-credential-identifier" in have or \
             b"x-consumer-custom-id" in have:            # sent by the client: replaced
         ctx.set_headers({"X-Consumer-Username": cons.username,
                          "X-Credential-Identifier": cred.id,
                          "X-Consumer-Custom-Id": cons.custom_id})
         return
-    hs = head.headers
-    hs.append((b"X-Consumer-Username", cons.username_b))
-    if cred.id is not None:
-        hs.append((b"X-Credential-Identifier", cred.id.encode("latin-1")))
-    cid = cons.custom_id
-    if cid is not None:
-        hs.append((b"X-Consumer-Custom-Id", cid.encode("latin-1")))
+    head.headers.extend(cred.headers or cred.upstream_headers())
     head._lower = None
     ctx._mid = None
 

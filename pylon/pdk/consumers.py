@@ -56,6 +56,23 @@ class Credential:
     id: str | None          # credential id (None: the auth plugin sits on the consumer)
     plugin: str
     conf: Any               # prepared consumer configuration of the auth plugin
+    #: what ``attach_consumer`` adds to the upstream request (made on first use)
+    headers: tuple[tuple[bytes, bytes], ...] | None = None
+
+    def upstream_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``X-Consumer-Username``, ``X-Credential-Identifier`` (with a credential id) and
+        ``X-Consumer-Custom-Id`` (with a ``custom_id`` label), as sent upstream."""
+        hs = self.headers
+        if hs is None:
+            cons = self.consumer
+            pairs = [(b"X-Consumer-Username", cons.username_b)]
+            if self.id is not None:
+                pairs.append((b"X-Credential-Identifier", self.id.encode("latin-1")))
+            cid = cons.custom_id
+            if cid is not None:
+                pairs.append((b"X-Consumer-Custom-Id", cid.encode("latin-1")))
+            hs = self.headers = tuple(pairs)
+        return hs
 
 
 @dataclass(eq=False)

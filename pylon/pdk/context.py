@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 _UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _METHOD = re.compile(r"[A-Z][A-Z_-]{0,31}")
 _HOST = re.compile(r"[0-9A-Za-z.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+#: a header pair's name
+_name = itemgetter(0)
 
 #: ``encode(chunk, last) -> bytes``: a content encoding for one response (``encode_body``)
 Encoder = Callable[[bytes, bool], bytes]
@@ -506,8 +510,13 @@ class Context:
         """A response's headers with those set / added before it existed."""
         extra = self.extra_resp
         if extra:
-            names = [n.lower() for n, _ in extra]
-            headers = [(n, v) for n, v in headers if n.lower() not in names] + extra
+            # the response's headers of the same names go; names of another length cannot
+            # match, and usually none does: then no lower-casing, no filtering pass
+            # (C-level passes: this runs on every response of a rate-limited route)
+            if not set(map(len, map(_name, extra))).isdisjoint(map(len, map(_name, headers))):
+                names = {n.lower() for n, _ in extra}
+                headers = [(n, v) for n, v in headers if n.lower() not in names]
+            headers = headers + extra
         if self.added_resp:
             headers = headers + self.added_resp
         return headers

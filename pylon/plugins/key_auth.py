@@ -42,32 +42,49 @@ MISSING = "Missing API key in request"
 INVALID = "Invalid API key in request"
 
 
-def prepare(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**conf, "_header_b": conf["header"].lower().encode("latin-1"),
-            "_challenge": pdk.challenge("apikey", conf["realm"])}
+class _Conf:
+    """The prepared route configuration: what a request reads, as attributes."""
+
+    __slots__ = ("anon", "challenge", "header", "header_b", "hide", "query")
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.header: str = conf["header"]
+        self.header_b = self.header.lower().encode("latin-1")
+        self.query: str = conf["query"]
+        self.hide: bool = conf["hide_credentials"]
+        self.anon: str | None = conf.get("anonymous_consumer")
+        self.challenge = pdk.challenge("apikey", conf["realm"])
+
+    def __eq__(self, other: object) -> bool:     # same configuration, same behaviour
+        return isinstance(other, _Conf) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-def rewrite(conf: dict[str, Any], ctx: pdk.Context) -> Any:
-    raw = ctx.head.header(conf["_header_b"])
-    from_header = raw is not None
+def prepare(conf: dict[str, Any]) -> _Conf:
+    return _Conf(conf)
+
+
+def rewrite(c: _Conf, ctx: pdk.Context) -> Any:
+    raw = ctx.head.header(c.header_b)
     if raw is not None:
         key: str | None = raw.decode("latin-1")
     else:
-        key = ctx.arg(conf["query"])
+        key = ctx.arg(c.query)
     cred = None if key is None else ctx.consumers.find(name, key)
     if cred is None:
-        anon = conf.get("anonymous_consumer")
-        if anon is None:
-            return 401, {"message": MISSING if key is None else INVALID}, conf["_challenge"]
-        cred = pdk.anonymous_credential(ctx, name, anon)
+        if c.anon is None:
+            return 401, {"message": MISSING if key is None else INVALID}, c.challenge
+        cred = pdk.anonymous_credential(ctx, name, c.anon)
         if cred is None:
-            return 401, {"message": "Invalid user authorization"}, conf["_challenge"]
-    if conf["hide_credentials"] and key is not None:
-        if from_header:
-            ctx.remove_header(conf["header"])
+            return 401, {"message": "Invalid user authorization"}, c.challenge
+    if c.hide and key is not None:
+        if raw is not None:
+            ctx.remove_header(c.header)
         else:
             args = dict(ctx.args())
-            args.pop(conf["query"], None)
+            args.pop(c.query, None)
             ctx.set_args(args)
     pdk.attach_consumer(ctx, cred)
     return None

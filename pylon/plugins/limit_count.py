@@ -88,7 +88,7 @@ def check(conf: dict[str, Any], schema_type: str) -> None:
 
 class _Rule:
     __slots__ = ("by_addr", "count", "h_limit", "h_remaining", "h_reset", "key", "key_fn",
-                 "limit_b", "prefix", "window")
+                 "last_reset", "limit_b", "limit_pair", "prefix", "reset_pair", "window")
 
     def __init__(self, count: int, window: int, key_fn: KeyFn, key: str,
                  prefix: str, by_addr: bool = False) -> None:
@@ -104,6 +104,18 @@ class _Rule:
         self.h_remaining = p + b"RateLimit-Remaining"
         self.h_reset = p + b"RateLimit-Reset"
         self.limit_b = str(count).encode()
+        self.limit_pair = (self.h_limit, self.limit_b)
+        #: the last X-RateLimit-Reset header made (it changes once a second per key)
+        self.last_reset = -1
+        self.reset_pair = (self.h_reset, b"")
+
+    def quota(self, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
+        """The X-RateLimit-* headers of a result."""
+        rp = self.reset_pair
+        if reset != self.last_reset:
+            rp = self.reset_pair = (self.h_reset, b"%d" % reset)
+            self.last_reset = reset
+        return [self.limit_pair, (self.h_remaining, b"%d" % remaining), rp]
 
 
 class _Conf:
@@ -165,9 +177,7 @@ def access(c: _Conf, ctx: pdk.Context) -> Any:
         ok, remaining, reset = t.incoming(owner + (key or rule.key_fn(ctx)), rule.count,
                                           rule.window, 1, c.sliding)
         if ok and c.headers:                        # the common case: through, with quota
-            ctx.set_resp_headers([(rule.h_limit, rule.limit_b),
-                                  (rule.h_remaining, b"%d" % remaining),
-                                  (rule.h_reset, b"%d" % reset)])
+            ctx.set_resp_headers(rule.quota(remaining, reset))
             continue
         r = _result(c, ctx, rule, ok, remaining, reset)
         if r is not None:
@@ -193,9 +203,7 @@ async def _access_redis(c: _Conf, backend: RedisRef, ctx: pdk.Context) -> Any:
 def _result(c: _Conf, ctx: pdk.Context, rule: _Rule, ok: bool, remaining: int,
             reset: int) -> Any:
     if c.headers:
-        ctx.set_resp_headers([(rule.h_limit, rule.limit_b),
-                              (rule.h_remaining, b"%d" % remaining),
-                              (rule.h_reset, b"%d" % reset)])
+        ctx.set_resp_headers(rule.quota(remaining, reset))
     if ok:
         return None
     if c.msg is not None:

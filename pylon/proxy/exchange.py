@@ -299,14 +299,8 @@ class Exchange(Context):
                 phases.response_phases(self)
             self._proxy()
             return
-        if not (chain.empty and g.empty):
-            self.chain = chain
-            self.gchain = g
-            phases.response_phases(self)
-            self.state = PHASES
-            self.request_phases()
-            return
-        self._proxy()
+        if phases.start(self, chain, g):
+            self._proxy()
 
     async def _match_with_body(self) -> None:
         """Route again once the body is read (at most ``apisix.max_post_args_readable_size``;

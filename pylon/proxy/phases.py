@@ -27,9 +27,9 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import errors
-from .chain import EMPTY, Hook
+from .chain import Chain, Hook
 from .reply import hook_raised, plugin_reply
-from .state import DONE
+from .state import DONE, PHASES
 
 if TYPE_CHECKING:
     from ..pdk.context import Encoder
@@ -66,26 +66,46 @@ def response_phases(x: Exchange) -> None:
         x.lg = lg
 
 
+def start(x: Exchange, c: Chain, g: Chain) -> bool:
+    """After routing, for a route with plugins (``c``, or global rules ``g``): take its
+    response hooks and run its request phases.  True when the request goes upstream now;
+    False when a hook answered it or an async hook is running (``run`` resumes).
+
+    The common case -- no global rules -- runs the route's phases in order without the
+    step machine, and a phase the route has no hook for costs one test."""
+    x.chain = c
+    if not g.empty:
+        x.gchain = g
+        response_phases(x)
+        x.state = PHASES
+        return run(x)
+    if c.response:                      # the route's own response hooks, as they are
+        x.hf = c.header_filter
+        x.bf = c.body_filter
+        x.lg = c.log
+    if not c.request:
+        return True
+    x.state = PHASES
+    if c.rewrite and not run_hooks(x, c.rewrite, ROUTE_REWRITE):
+        return False
+    cons = x.consumer
+    if cons is not None and cons.plugins:       # the consumer's plugins join the chain
+        x.step = CONSUMER_REWRITE
+        return run(x)
+    if c.access and not run_hooks(x, c.access, ROUTE_ACCESS):
+        return False
+    if c.before_proxy and not run_hooks(x, c.before_proxy, ROUTE_BEFORE_PROXY):
+        return False
+    x.step = PROXY
+    return True
+
+
 def run(x: Exchange) -> bool:
-    """Run (or resume) the request phases.  True when every hook let the request through;
-    False when one answered it or an async hook is running (``resume`` follows it)."""
+    """Run (or resume) the request phases step by step (global rules, a consumer's
+    plugins, after an async hook).  True when every hook let the request through; False
+    when one answered it or an async hook is running (``resume`` follows it)."""
     g = x.gchain
     step = x.step
-    if g is EMPTY and step == GLOBAL_REWRITE:
-        # the common case, no global rules: the same order, without the step machine
-        c = x.chain
-        if c.rewrite and not run_hooks(x, c.rewrite, ROUTE_REWRITE, 0):
-            return False
-        cons = x.consumer
-        if cons is None or not cons.plugins:
-            c = x.chain
-            if c.access and not run_hooks(x, c.access, ROUTE_ACCESS, 0):
-                return False
-            if c.before_proxy and not run_hooks(x, c.before_proxy, ROUTE_BEFORE_PROXY, 0):
-                return False
-            x.step = PROXY
-            return True
-        step = CONSUMER_REWRITE
     while step < PROXY:
         i = x.hook_i
         hooks: Hooks
@@ -121,11 +141,10 @@ def run(x: Exchange) -> bool:
     return True
 
 
-def run_hooks(x: Exchange, hooks: Hooks, step: int, start: int) -> bool:
+def run_hooks(x: Exchange, hooks: Hooks, step: int, start: int = 0) -> bool:
     """Run ``hooks[start:]`` of request step ``step``: True when all let the request
     through; False when one answered or is running asynchronously."""
-    for i in range(start, len(hooks)):
-        h = hooks[i]
+    for h in hooks[start:] if start else hooks:
         if h.filter is not None and not h.filter(x):
             continue
         try:
@@ -136,7 +155,7 @@ def run_hooks(x: Exchange, hooks: Hooks, step: int, start: int) -> bool:
         if r is not None:
             if hasattr(r, "__await__"):
                 x.step = step
-                x.hook_i = i + 1
+                x.hook_i = hooks.index(h) + 1
                 x.plugin_task = x.loop.create_task(_await_hook(x, h, r))
                 return False
             plugin_reply(x, h, r)

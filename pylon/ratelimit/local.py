@@ -182,6 +182,9 @@ class SharedTable:
             os.ftruncate(fd, size)       # zero-filled; every process asks for the same size
         self.mm = mmap.mmap(fd, size)
         os.close(fd)
+        #: the table as 64-bit words: a read or write of one is one index (the hot path's
+        #: loads and stores, cheaper than struct calls)
+        self.words = memoryview(self.mm).cast("Q")
         self.cas = _CAS
         if self.cas is not None:
             self._buf = (ctypes.c_char * size).from_buffer(self.mm)
@@ -194,12 +197,15 @@ class SharedTable:
             self._addr: dict[int, ctypes.c_void_p] = {}
         self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._fp: dict[str, int] = {}
+        #: key -> (fingerprint, word index of its home record): ``incoming``'s lookup
+        self._loc: dict[str, tuple[int, int]] = {}
         #: records evicted while still live (a full bucket): a metric for an undersized table
         self.evictions = 0
 
     def close(self) -> None:
         if self.cas is not None:
             del self._buf
+        self.words.release()
         self.mm.close()
         os.close(self.lock_fd)
 
@@ -318,13 +324,12 @@ class SharedTable:
             return self._incoming_locked(key, limit, window, cost, sliding, t)
         # the lock-free path (compare-and-swap), inline: limit-count calls it per request
         it = int(t)
-        fp = self._fp.get(key) or self.fingerprint(key)
-        mm = self.mm
-        home = (fp % self.buckets) * _BUCKET + (fp >> 40) % _PER_BUCKET * _REC
-        off = home if _Q.unpack_from(mm, home)[0] == fp else self._slot(fp, it)
-        woff = off + 16
+        loc = self._loc.get(key) or self._locate(key)
+        words = self.words
+        rec = loc[1] if words[loc[1]] == loc[0] else self._slot(loc[0], it) >> 3
+        wi = rec + 2                         # the counter word
         while True:
-            (word,) = _Q.unpack_from(mm, woff)
+            word = words[wi]
             if not sliding:
                 start, count = word >> 32, word & _MASK32
                 if start + window <= it or start > it + 1:   # expired (or another key's)
@@ -335,9 +340,9 @@ class SharedTable:
                 # self._cas(woff, word, new), inlined (the hot path of limit-count)
                 self._expected.value = word
                 self._new.value = (start << 32) | (count + cost)
-                addr = self._addr.get(woff) or self._word(woff)
+                addr = self._addr.get(wi << 3) or self._word(wi << 3)
                 if self.cas(addr, self._pexp, self._new, 0, _SEQ_CST, _SEQ_CST):
-                    _Q.pack_into(mm, off + 8, start + window)     # advisory, self-healing
+                    words[rec + 1] = start + window     # advisory, self-healing
                     return True, limit - count - cost, reset
                 continue
             # sliding: [window index mod 2^16 | current 24 bits | previous 24 bits]
@@ -352,9 +357,19 @@ class SharedTable:
             if estimate + cost > limit:
                 return False, max(int(limit - estimate), 0), reset
             new = ((cur_w & 0xFFFF) << 48) | ((cur + cost) << 24) | prev
-            if self._cas(woff, word, new):
-                _Q.pack_into(mm, off + 8, (cur_w + 2) * window)
+            if self._cas(wi << 3, word, new):
+                words[rec + 1] = (cur_w + 2) * window
                 return True, max(int(limit - estimate - cost), 0), reset
+
+    def _locate(self, key: str) -> tuple[int, int]:
+        """(fingerprint, word index of its home record) of ``key``, kept for the next call
+        (bounded)."""
+        fp = self.fingerprint(key)
+        loc = (fp, ((fp % self.buckets) * _BUCKET + (fp >> 40) % _PER_BUCKET * _REC) >> 3)
+        if len(self._loc) >= 100_000:
+            self._loc.clear()
+        self._loc[key] = loc
+        return loc
 
     def _incoming_locked(self, key: str, limit: int, window: int, cost: int,
                          sliding: bool, t: float) -> tuple[bool, int, int]:

@@ -12,7 +12,10 @@ allocating:
         node = node.up
 
 Equivalent to lua-resty-radixtree's ``radix_tree_search`` + ``radix_tree_up``
-(rax iterator walking back over the keys that prefix the path).
+(rax iterator walking back over the keys that prefix the path).  The router does
+not call ``deepest``: ``router._Table.match`` walks the nodes inline (``children``
+keyed by the first character of each child's label, ``llen`` its cached length),
+starting from a :meth:`RadixTree.segment_index` entry, so a request costs no call.
 
 A frozen tree can be changed in place with :meth:`RadixTree.set` and
 :meth:`RadixTree.discard`, which keep the ``up`` links exact and the tree
@@ -228,9 +231,10 @@ class RadixTree(Generic[V]):
         return True
 
     def deepest(self, path: str) -> RadixNode[V] | None:
-        """Node of the longest key that is a prefix of ``path`` (or None)."""
-        root = self.root
-        return walk(root, root if root.value is not None else None, path, 0)
+        """Node of the longest key that is a prefix of ``path`` (or None).  (The router's
+        ``_Table.match`` has its own inline walk with the jump table: no call per request.)"""
+        found = self._valued_prefix_nodes(path)
+        return found[-1] if found else None
 
 
     def segment_index(
@@ -369,7 +373,8 @@ class RadixTree(Generic[V]):
                 index[seg] = (e[0], e[1], e[2], deepest)
 
     def _valued_prefix_nodes(self, key: str) -> list[RadixNode[V]]:
-        """The valued nodes whose keys are prefixes of ``key`` (itself included), root first."""
+        """The valued nodes whose keys are prefixes of ``key`` (itself included, when a key),
+        root first."""
         node = self.root
         found = [node] if node.value is not None else []
         pos = 0
@@ -425,28 +430,3 @@ def _repoint_below(node: RadixNode[V], target: RadixNode[V] | None) -> None:
         elif child.children:
             stack.extend(child.children.values())
 
-
-def walk(node: RadixNode[V], best: RadixNode[V] | None, path: str,
-         pos: int) -> RadixNode[V] | None:
-    """Descend from ``node`` (which matched ``path[:pos]``) along ``path``; return the deepest
-    node holding a value, or ``best`` when there is none below."""
-    n = len(path)
-    while pos < n:
-        children = node.children
-        if children is None:
-            break
-        nxt = children.get(path[pos])
-        if nxt is None:
-            break
-        node = nxt
-        llen = node.llen
-        if llen == 1:
-            pos += 1
-        else:
-            end = pos + llen
-            if path[pos:end] != node.label:
-                break
-            pos = end
-        if node.value is not None:
-            best = node
-    return best

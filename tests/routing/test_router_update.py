@@ -12,7 +12,7 @@ import pytest
 
 from pylon.routing import RadixTree, Router, RouteSpec
 from pylon.routing import router as router_mod
-from pylon.routing.radix import RadixNode, walk
+from pylon.routing.radix import RadixNode
 from tests.routing.test_router import ALL_KINDS, HOST_URI, NOVARS, URI, R, Vars, hit
 
 
@@ -44,23 +44,39 @@ def _check_tree(tree: RadixTree, keys: dict[str, int]) -> None:
                 stack.append((child, nearest, False))
 
 
-def _jump_deepest(tree: RadixTree, index: dict, path: str) -> RadixNode | None:
-    """The table matcher's lookup: jump table first, then the walk."""
-    node, best, pos = tree.root, (tree.root if tree.root.value is not None else None), 0
-    j = path.find("/", 1) + 1
-    st = index.get(path[:j])
-    if st is not None:
-        node, pending, rest, best = st
-        pos = j
-        if pending is not None:
-            if path.startswith(rest, pos):
-                pos += len(rest)
-                node = pending
-                if node.value is not None:
-                    best = node
-            else:
-                pos = len(path)
-    return walk(node, best, path, pos)
+def _matcher_chains(tree: RadixTree, index: dict, paths: list[str]) -> list[list]:
+    """The values a big table's matcher visits for each path, deepest first: the real
+    ``_Table.match`` (jump table, inline walk, up links) over ``tree`` and ``index``,
+    with every candidate refusing so that the whole chain is walked.  The tree's values
+    are swapped for such candidates meanwhile (same nodes, so ``index`` stays valid)."""
+    seen: list = []
+    valued = [node for node in _nodes(tree) if node.value is not None]
+    original = [node.value for node in valued]
+    for node in valued:
+        def refuse(m, h, s, r, value=node.value):
+            seen.append(value)
+        node.value = ((refuse, None, None, (), 0, (0, 0, 0)),)
+    table = router_mod._Table(None, {}, {})
+    table.tree, table.jump, table.ordered = tree, index, ()
+    chains = []
+    try:
+        for path in paths:
+            seen.clear()
+            assert table.match("GET", "h", path, NOVARS, "127.0.0.1") is None
+            chains.append(list(seen))
+    finally:
+        for node, value in zip(valued, original, strict=True):
+            node.value = value
+    return chains
+
+
+def _nodes(tree: RadixTree) -> list[RadixNode]:
+    out, stack = [], [tree.root]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend((node.children or {}).values())
+    return out
 
 
 def _chain(node: RadixNode | None) -> list:
@@ -98,9 +114,9 @@ def test_radix_set_and_discard_keep_tree_links_and_jump_table_exact(seed):
         _check_tree(tree, keys)
         fresh = RadixTree.from_dict(keys)
         assert set(index) == set(fresh.segment_index())
-        for _ in range(30):
-            path = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8)))
-            assert _chain(_jump_deepest(tree, index, path)) == _chain(fresh.deepest(path))
+        paths = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8)))
+                 for _ in range(30)]
+        assert _matcher_chains(tree, index, paths) == [_chain(fresh.deepest(p)) for p in paths]
 
 
 def test_radix_set_reports_whether_the_key_is_new():
@@ -275,7 +291,7 @@ def test_tables_switch_representation_when_crossing_size_thresholds(kind, monkey
 
 def test_host_tables_come_and_go_with_their_routes():
     r = Router([R("any", "/x")], HOST_URI)
-    assert r.match is r._nohost.matcher  # no host tables: the plain table matcher
+    assert r.match == r._nohost.match and r._nohost.hosts is None  # no host tables to try
     assert hit(r, "/x", host="a.test") == "any"
     r.update([], [R("exact", "/x", hosts=("a.test",)), R("odd", "/x", hosts=("*b.test",))])
     assert hit(r, "/x", host="a.test") == "exact"
@@ -286,7 +302,7 @@ def test_host_tables_come_and_go_with_their_routes():
     assert hit(r, "/x", host="xb.test") == "any"
     assert hit(r, "/x", host="c.b.test") == "wild"
     r.update(["exact", "wild"], [])
-    assert not r._hosts and not r._wilds and r.match is r._nohost.matcher
+    assert not r._hosts and not r._wilds and r._nohost.hosts is None
     assert hit(r, "/x", host="a.test") == "any"
 
 
