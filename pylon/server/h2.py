@@ -124,11 +124,18 @@ def _trailers(trailers: Headers) -> Headers:
 class _H2(h2.connection.H2Connection):
     """h2's connection, except that a stream past the advertised concurrency limit is
     refused here with REFUSED_STREAM, a stream error (RFC 9113 §5.1.2): h2 would end the
-    whole connection.  (The header block is still decoded, so HPACK stays in step.)"""
+    whole connection.  (The header block is still decoded, so HPACK stays in step.)
+
+    h2 counts open streams by walking all it knows, dropping the closed ones, at every new
+    stream: O(streams) per request.  Here the walk runs only once the table has grown past
+    twice what was open at the last walk (amortised O(1); the table stays bounded)."""
+
+    sweep_at = 64
 
     @property
     def open_inbound_streams(self) -> int:
-        self._open_streams(1)               # (drops closed streams as it counts)
+        if len(self.streams) >= self.sweep_at:
+            self.sweep_at = 2 * self._open_streams(1) + 64  # (drops closed streams)
         return 0
 
 
