@@ -61,6 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # (socketserver's 5: a gateway opening 100 upstream connections at once -- 100 HTTP/2
+    # streams -- overflows it on a loaded machine and waits out SYN retransmits)
+    request_queue_size = 128
     owner: Upstream
 
 
