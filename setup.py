@@ -20,7 +20,22 @@ native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(native)
 
 
+def _drop_stale() -> None:
+    """Extension files of modules no longer compiled (an earlier build of this checkout) would
+    shadow their sources: remove them."""
+    import importlib.machinery
+    keep = {native.source_path(m, os.path.join(HERE, "pylon"))[:-3] for m in native.MODULES}
+    for d, _, files in os.walk(os.path.join(HERE, "pylon")):
+        for f in files:
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                if f.endswith(suffix):
+                    if os.path.join(d, f[:-len(suffix)]) not in keep:
+                        os.remove(os.path.join(d, f))
+                    break
+
+
 def _compiled() -> list:
+    _drop_stale()
     why = native.can_compile()
     if why is not None:
         print(f"pylon: pure Python install ({why})", file=sys.stderr)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import pylon
+from pylon import _native
 from tests.harness import free_port
 
 PKG_CONF = Path(pylon.__file__).parent / "conf"
@@ -145,7 +146,8 @@ def test_validate_with_a_missing_standalone_file(prefix):
 def test_version_command_and_flag():
     r = run("version")
     assert r.returncode == 0
-    assert r.stdout.strip() == f"pylon {pylon.__version__}"
+    # the version, then which core runs (compiled or the sources, and why)
+    assert r.stdout.strip() == f"pylon {pylon.__version__}, {_native.describe()}"
     r = run("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"pylon {pylon.__version__}"
 
