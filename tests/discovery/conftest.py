@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +39,10 @@ class Named:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.srv = ThreadingHTTPServer((ip, port), H)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+        self.srv = Server((ip, port), H)
         self.srv.daemon_threads = True
         self.ip = ip
         self.port = self.srv.server_address[1]

@@ -48,6 +48,20 @@ def test_a_record_with_the_service_names_port_is_proxied_to(gateway_factory, dns
     wait_for(gw, "200 a")
 
 
+def test_aaaa_records_are_proxied_to_over_ipv6(gateway_factory, dnsmasq, named) -> None:
+    a = named("a6", "::1")
+    dnsmasq.set_hosts({"v6.test": ["::1"]})
+    node = control_node()
+    gw = dns_gateway(gateway_factory, dnsmasq, f"v6.test:{a.port}", **node)
+    wait_for(gw, "200 a6")
+    port = node["pylon"]["control"]["port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/discovery/dns/dump",
+                                timeout=5) as r:
+        dump = json.loads(r.read())
+    assert dump["services"] == {f"v6.test:{a.port}": [
+        {"host": "::1", "port": a.port, "weight": 1}]}
+
+
 def test_a_record_change_is_picked_up_after_its_ttl(gateway_factory, dnsmasq,
                                                      named) -> None:
     a = named("a", "127.0.0.1")
