@@ -74,22 +74,28 @@ class DiscoveryManager:
 
     # -- configuration -------------------------------------------------------------------
     def update(self, changed: dict[str, UpstreamPlan | None]) -> None:
-        """Changed upstream plans (None, or a plan without ``discovery``: not discovered)."""
+        """Changed upstream plans (None, or a plan without ``discovery``: not discovered).
+        New users are added before old ones leave, so a service that stays named (a
+        whole-config resync, two upstreams swapping services) keeps its watch and the
+        workers never forget its nodes for a moment."""
+        left: list[str] = []
         for ukey, plan in changed.items():
             old = self.plans.pop(ukey, None)
             if old is not None and old.discovery is not None:
                 users = self.users.get(old.discovery)
                 if users is not None:
                     users.pop(ukey, None)
-                    if not users:
-                        del self.users[old.discovery]
-                        self._unwatch(old.discovery)
+                    left.append(old.discovery)
             if plan is None or plan.discovery is None:
                 continue
             self.plans[ukey] = plan
             self.users.setdefault(plan.discovery, {})[ukey] = plan
             if plan.discovery not in self.watches:
                 self._watch(plan.discovery)
+        for key in left:
+            if key in self.users and not self.users[key]:
+                del self.users[key]
+                self._unwatch(key)
 
     def replace(self, plans: dict[str, UpstreamPlan]) -> None:
         """Make ``plans`` the whole set of discovered upstreams."""

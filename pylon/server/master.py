@@ -626,6 +626,8 @@ class Master:
             self.discovery = DiscoveryManager(settings.discovery, self._nodes_found,
                                               settings.resolve)
             self._health_resync()
+            # the new workers start with the nodes when the registries answer quickly
+            await self.discovery.first_answers(DISCOVERY_START_WAIT)
         hub = make_hub(settings)
         try:
             await hub.load()

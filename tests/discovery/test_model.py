@@ -120,3 +120,33 @@ def test_ewma_latency_of_nodes_that_stay_survives_a_node_list_change() -> None:
         assert new.score(new.nodes[1]) == 0            # a new node starts unknown
     finally:
         loop.close()
+
+
+def test_a_whole_config_resync_keeps_the_watches_and_publishes_nothing() -> None:
+    """``replace`` with the same discovered upstreams (a reload, a re-read file) and two
+    upstreams swapping services: no watch stops, no worker is told to forget nodes."""
+    from pylon.discovery.manager import DiscoveryManager
+
+    async def run() -> list[tuple[str, list[object]]]:
+        published: list[tuple[str, list[object]]] = []
+        mgr = DiscoveryManager(parse({"dns": {"servers": ["127.0.0.1:1"]}}),
+                               lambda k, n: published.append((k, n)))
+        p1, p2 = _plan("upstreams/1", "a.test"), _plan("upstreams/2", "b.test")
+        mgr.replace({"upstreams/1": p1, "upstreams/2": p2})       # type: ignore
+        watches = dict(mgr.watches)
+        for w in watches.values():                  # as if each had answered
+            w.stop()
+            w.nodes = [("127.0.0.1", 80, 1, 0)]
+        mgr.replace({"upstreams/1": _plan("upstreams/1", "a.test"),      # type: ignore
+                     "upstreams/2": _plan("upstreams/2", "b.test")})
+        mgr.update({"upstreams/1": _plan("upstreams/1", "b.test"),       # type: ignore
+                    "upstreams/2": _plan("upstreams/2", "a.test")})
+        assert mgr.watches == watches               # the same Watch objects
+        mgr.update({"upstreams/1": None, "upstreams/2": None})
+        assert mgr.watches == {}
+        mgr.close()
+        return published
+
+    published = asyncio.run(run())
+    # only the last update (both gone) tells the workers to forget the nodes
+    assert sorted(n for _, n in published) == [[], []]

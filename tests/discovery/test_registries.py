@@ -310,3 +310,46 @@ def test_admin_api_discovered_upstreams_start_change_and_stop_watches(gateway_fa
             time.monotonic() < deadline:
         time.sleep(0.1)
     assert control_get(cport, "/v1/discovery/consul/dump")["watches"] == []
+
+
+def test_reload_with_a_new_discovery_section_serves_without_a_503(gateway_factory, named,
+                                                                   fakes) -> None:
+    """SIGHUP after the node config's ``discovery:`` changed (Consul moved): the watches
+    start again on the new servers, and the workers that replace the old ones start with
+    their nodes (no request answered 503 in between)."""
+    import signal
+    import threading
+
+    import yaml
+    a, b = named("a"), named("b")
+    old, new = FakeConsul(), FakeConsul()
+    fakes += [old, new]
+    old.set_service("web", [{"address": "127.0.0.1", "port": a.port}])
+    new.set_service("web", [{"address": "127.0.0.1", "port": b.port}])
+    gw = gateway_factory(routed("consul", "web"), workers=2, node={"discovery": {"consul": {
+        "servers": [old.url], "timeout": {"wait": 5}}}})
+    wait_for(gw, "200 a")
+    seen: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            seen[gw.get("/")[0]] += 1
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        gw.node_cfg["discovery"] = {"consul": {"servers": [new.url], "timeout": {"wait": 5}}}
+        with open(gw.conf_path, "w") as f:
+            yaml.safe_dump(gw.node_cfg, f)
+        gw.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "reload done" not in gw.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "reload done" in gw.log(), gw.log()[-3000:]
+        wait_for(gw, "200 b", timeout=10)
+    finally:
+        stop.set()
+        t.join(10)
+    assert seen[200] > 0 and set(seen) == {200}, (seen, gw.log()[-4000:].splitlines())
+    assert "the discovery section changed" in gw.log()
