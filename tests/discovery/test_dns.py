@@ -135,3 +135,26 @@ def test_resolver_down_keeps_the_last_nodes_and_the_dump_says_so(gateway_factory
     assert dump["services"] == {f"web.test:{a.port}": w["nodes"]}
     assert bodies(gw, 5) == Counter({"200 a": 5})          # still served
     assert "keeping the last 1 nodes" in gw.log()
+
+
+def test_traffic_split_to_a_discovered_upstream_by_id(gateway_factory, dnsmasq,
+                                                      named) -> None:
+    """traffic-split's ``upstream_id`` naming a discovered upstream: its nodes (APISIX
+    resolves such an upstream as any other)."""
+    a, b = named("a"), named("b")
+    dnsmasq.set_hosts({"web.test": ["127.0.0.1"]})
+    doc = {"upstreams": [{"id": "u1", "discovery_type": "dns",
+                          "service_name": f"web.test:{a.port}"}],
+           "routes": [{"id": "r1", "uri": "/*",
+                       "upstream": {"nodes": {f"127.0.0.1:{b.port}": 1}},
+                       "plugins": {"traffic-split": {"rules": [{"weighted_upstreams": [
+                           {"upstream_id": "u1", "weight": 1}, {"weight": 1}]}]}}}]}
+    gw = gateway_factory(doc, node={"discovery": {"dns": {"servers": [dnsmasq.server]}}})
+    deadline = time.monotonic() + 15
+    got: Counter[str] = Counter()
+    while time.monotonic() < deadline:
+        got = bodies(gw, 4)
+        if got == Counter({"200 a": 2, "200 b": 2}):
+            break
+        time.sleep(0.2)
+    assert got == Counter({"200 a": 2, "200 b": 2}), (got, gw.log()[-2000:])
