@@ -145,13 +145,19 @@ class ConsulRegistry(_Blocking):
     def _nodes(self, entries: list[Any]) -> list[DNode]:
         c = self.conf
         nodes: list[DNode] = []
+        seen: set[tuple[str, int | None]] = set()
         for e in entries:
             svc = e.get("Service") or {}
             host = svc.get("Address") or (e.get("Node") or {}).get("Address")
             port = svc.get("Port")
-            if not host or not isinstance(port, int):
+            if not host or not isinstance(host, str) or not isinstance(port, (int, type(None))):
                 continue
-            nodes.append((host, port, c.weight, 0))
+            # APISIX: a port of 0 (or none) is the default one; one node per address:port
+            # (several instances of a service may register the same one)
+            addr = (host, port or None)
+            if addr not in seen:
+                seen.add(addr)
+                nodes.append((host, port or None, c.weight, 0))
         if not nodes and c.default_service is not None:
             d = c.default_service
             nodes = [(d.host, d.port, c.weight, 0)]
@@ -162,7 +168,6 @@ class ConsulRegistry(_Blocking):
         elif c.sort_type == "combine_sort":
             nodes.sort(key=lambda n: (n[0], n[1] or 0))
         return nodes
-
 
 
 class ConsulKvRegistry(_Blocking):

@@ -105,9 +105,12 @@ def test_consul_passing_instances_and_tags(fakes) -> None:
     consul.set_service("web", [
         {"address": "10.0.0.1", "port": 80, "tags": ["v1"]},
         {"address": "", "node_address": "10.0.0.9", "port": 81, "tags": ["v2"]},
-        {"address": "10.0.0.3", "port": 82, "tags": ["v1"], "passing": False}])
+        {"address": "10.0.0.3", "port": 82, "tags": ["v1"], "passing": False},
+        {"address": "10.0.0.1", "port": 80, "tags": ["v3"]},          # the same address
+        {"address": "10.0.0.4", "port": 0, "tags": ["v3"]}])          # the default port
     reg = registry("consul", {"servers": [consul.url], "weight": 3})
-    assert first(reg, "web") == [[("10.0.0.1", 80, 3, 0), ("10.0.0.9", 81, 3, 0)]]
+    assert first(reg, "web") == [[("10.0.0.1", 80, 3, 0), ("10.0.0.9", 81, 3, 0),
+                                  ("10.0.0.4", None, 3, 0)]]
     assert first(reg, "web", {"tags": ["v1"]}) == [[("10.0.0.1", 80, 3, 0)]]
     assert first(reg, "nope") == [[]]
     with_default = registry("consul", {"servers": [consul.url],
