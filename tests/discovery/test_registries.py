@@ -224,6 +224,21 @@ def test_eureka_up_instances_with_their_enabled_port(fakes) -> None:
     assert first(reg, "NOPE") == [[]]
 
 
+
+def test_eureka_nodes_are_proxied_to_and_follow_the_registry(gateway_factory, named,
+                                                             fakes) -> None:
+    a, b = named("a"), named("b")
+    eureka = FakeEureka()
+    fakes.append(eureka)
+    eureka.apps["WEB"] = [{"ip": "127.0.0.1", "port": a.port}]
+    gw = gateway_factory(routed("eureka", "web"), node={"discovery": {"eureka": {
+        "host": [f"http://127.0.0.1:{eureka.port}"], "fetch_interval": 1}}})
+    wait_for(gw, "200 a")
+    eureka.apps["WEB"] = [{"ip": "127.0.0.1", "port": b.port},
+                          {"ip": "127.0.0.1", "port": a.port, "status": "DOWN"}]
+    wait_for(gw, "200 b", timeout=10)       # the next poll (fetch_interval 1 s)
+
+
 # ------------------------------------------------------------------ kubernetes
 def k8s_conf(fake: FakeKubernetes, **more: Any) -> dict[str, Any]:
     return {"service": {"schema": "http", "host": "127.0.0.1", "port": str(fake.port)},
