@@ -221,6 +221,8 @@ class NodeConfig(_S, frozen=True):
     #: APISIX ``plugin_attr``: node-wide attributes per plugin (prometheus' export address,
     #: opentelemetry's collector, ...); each plugin validates its own part
     plugin_attr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    #: APISIX ``discovery``: the registries upstreams may name (``pylon.discovery.config``)
+    discovery: dict[str, Any] | None = None
 
 
 def parse_duration(v: Duration, path: str) -> float:
@@ -363,6 +365,9 @@ class Settings:
         self.post_args_limit = node.max_post_args_readable_size << 20 or None
         self.reject_short_jwt_secrets = node.reject_short_jwt_secrets
         self.plugin_attr = cfg.plugin_attr
+        from .discovery.config import parse as parse_discovery
+        #: the ``discovery:`` section typed, by discovery type (watched by the master)
+        self.discovery = parse_discovery(cfg.discovery)
         pc = node.proxy_cache
         #: ``apisix.proxy_cache`` resolved: ``{"cache_ttl": s, "zones": {name: {...}}}``
         #: (sizes in bytes, ``disk_path`` absolute; ``pdk.node_setting("proxy_cache")``)

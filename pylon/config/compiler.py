@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..discovery import watch_key
 from ..model.health import plan_checks
 from ..model.route import Route, Service
 from ..model.upstream import DEFAULT_PORTS, Upstream
@@ -111,7 +112,9 @@ def upstream_plan(key: str, up: Upstream) -> UpstreamPlan:
         connect_timeout=t.connect if t else 60.0, send_timeout=t.send if t else 60.0,
         read_timeout=t.read if t else 60.0,
         retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=checks,
-        bad_checks=bad_checks)
+        bad_checks=bad_checks,
+        discovery=watch_key(up.discovery_type, up.service_name, up.discovery_args)
+        if up.discovery_type is not None and up.service_name is not None else None)
 
 
 def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",

@@ -412,6 +412,11 @@ async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int
                 w.runtimes.set_health(msg["key"], msg["addr"], msg.get("state"))
             elif t == "health_all":         # every known node state (this worker's start)
                 w.runtimes.reset_health(msg["table"])
+            elif t == "nodes":              # a discovered service's nodes (the master's)
+                w.runtimes.set_discovered(msg["key"], msg["nodes"])
+            elif t == "nodes_all":          # every discovered service (this worker's start)
+                for key, nodes in msg["table"].items():
+                    w.runtimes.set_discovered(key, nodes)
             elif t == "reply":              # the master's answer to a worker's question
                 link.answered(msg)
             elif t == "stop":
