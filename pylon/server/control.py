@@ -26,6 +26,9 @@ decrypted:
   ``/v1/plugin_metadata/{name}`` (404 ``plugin metadata[x] not found``).
 * ``GET /v1/plugins`` -- not in APISIX (which only has ``PUT /v1/plugins/reload``): the
   loaded HTTP plugins' names, highest priority first, as the Admin API's ``plugins/list``.
+* ``GET /v1/certificates`` -- Pylon: every ssl object's certificates (subject, issuer,
+  serial, SANs, key type, ``not_before``/``not_after``, ``expires_in`` seconds), the node
+  config's default certificate last (docs/tls.md).
 * ``GET /v1/server_info`` -- the server-info plugin's ``{hostname, id, version, boot_time,
   etcd_version}``.
 * ``GET /apisix/status`` -- the node-status plugin's answer, ``{"status": {"total",
@@ -47,6 +50,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -179,8 +183,11 @@ class ControlApp:
                  state: Callable[[], Any] | None = None,
                  plugins: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
                  node_status: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
-                 node_id: str = "", boot_time: int = 0, store_kind: str = "") -> None:
+                 node_id: str = "", boot_time: int = 0, store_kind: str = "",
+                 default_cert: Callable[[], str | None] | None = None) -> None:
         self.health = health
+        #: the node config's default certificate file (``apisix.ssl.ssl_cert``)
+        self.default_cert = default_cert
         self.exists = exists
         self.prefix = prefix.rstrip("/")
         self.state = state
@@ -200,6 +207,13 @@ class ControlApp:
         if kind == "routes":
             out["orig_modifiedIndex"] = item.modified
         return out
+
+    def _certificates(self) -> list[dict[str, Any]]:
+        """Every ssl object's certificates and when they expire (docs/tls.md)."""
+        from ..tls.inventory import certificates
+        bucket = self._bucket("ssls")
+        return certificates(((oid, item.value) for oid, item in bucket.items()), time.time(),
+                            self.default_cert() if self.default_cert is not None else None)
 
     def _bucket(self, kind: str) -> dict[str, Any]:
         st = self.state() if self.state is not None else None
@@ -280,6 +294,8 @@ class ControlApp:
                 return self._metadata(None)
             if head == "server_info":
                 return 200, self._server_info()
+            if head == "certificates":
+                return 200, self._certificates()
             return None
         if len(rest) == 2:
             for kind, single in DUMPS.items():
