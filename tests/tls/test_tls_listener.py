@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from pylon.server.h1 import H1Connection
 from tests.admin.test_admin_gateway import admin, admin_node
 from tests.harness import free_port, route_doc
 
@@ -28,9 +27,6 @@ KEY = "k" * 32
 #: a refused handshake: the TLS layer (uvloop's, like asyncio's) closes the connection without
 #: flushing the alert, so clients read an EOF where APISIX sends internal_error
 REFUSED = "INTERNAL_ERROR|UNEXPECTED_EOF|EOF occurred"
-#: the per-request half of mTLS and $ssl_* need H1Connection.tls (t_needs.patch)
-needs_conn_tls = pytest.mark.skipif("tls" not in H1Connection.__slots__,
-                                    reason="H1Connection.tls: /work/brief/t_needs.patch")
 
 
 @pytest.fixture
@@ -342,7 +338,6 @@ def test_mtls_without_skip_regex_requires_a_client_certificate_in_the_handshake(
     assert rc == 0 and headers[":status"] == "200"
 
 
-@needs_conn_tls
 def test_ssl_variables_reach_the_access_log(gateway_factory, upstream, ca, certs, tmp_path):
     gw = _mtls_gateway(gateway_factory, upstream, ca, certs, tmp_path)
     rc, _, headers = curl(gw.tls_port, "b.test", "/x", "--cacert", str(tmp_path / "ca.pem"),
@@ -355,7 +350,6 @@ def test_ssl_variables_reach_the_access_log(gateway_factory, upstream, ca, certs
     assert proto in ("TLSv1.2", "TLSv1.3")
 
 
-@needs_conn_tls
 def test_skip_mtls_uri_regex_lets_listed_paths_in_and_answers_400_elsewhere(
         gateway_factory, upstream, ca, certs, tmp_path):
     gw = _mtls_gateway(gateway_factory, upstream, ca, certs, tmp_path,
@@ -374,7 +368,6 @@ def test_skip_mtls_uri_regex_lets_listed_paths_in_and_answers_400_elsewhere(
     assert "client certificate was not present" in gw.log()
 
 
-@needs_conn_tls
 def test_host_of_an_mtls_name_over_a_handshake_for_another_name_is_400(
         gateway_factory, upstream, ca, certs, tmp_path):
     gw = _mtls_gateway(gateway_factory, upstream, ca, certs, tmp_path)
