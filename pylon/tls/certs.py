@@ -72,6 +72,12 @@ def _validate(cert: Any, key: Any) -> str | None:
 
 def check_ssl_conf(conf: dict[str, Any]) -> str | None:
     """The first thing APISIX refuses in an ssl object that passed its schema, or None."""
+    for field in ("cert", "key", "certs", "keys"):
+        v = conf.get(field)
+        for item in v if isinstance(v, list) else [v]:
+            if isinstance(item, str) and item.startswith("$secret://"):
+                return (f"{field}: $secret:// references in ssl objects are not supported "
+                        "yet (use PEM text or $env://)")
     err = _validate(conf.get("cert"), conf.get("key"))
     if err is not None:
         return err
