@@ -11,7 +11,8 @@ the load on CPU 0 (../shared/bench's layout):
   session reuse; s_time sends no SNI, so Pylon finds the object through ``fallback_sni``);
   figure: the target's CPU µs per handshake (Σ utime+stime of its process tree ÷
   handshakes) and its inverse, handshakes/s per core;
-* **HTTPS keep-alive**: ``wrk -t1 -c32`` on ``https://.../hello`` (proxied to the upstream);
+* **HTTPS keep-alive**: ``wrk -t1 -c32`` on ``https://localhost:port/hello`` (wrk sends the
+  URL's host as SNI; proxied to the upstream);
   figure: the target's CPU µs per request.
 
 Reuses the process and /proc helpers of ../shared/bench/run.py.
@@ -93,7 +94,8 @@ def make_cert(rundir: str) -> tuple[str, str]:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.test")]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.test"),
+                                                        x509.DNSName("localhost")]), False)
             .sign(key, hashes.SHA256()))
     cpem = cert.public_bytes(serialization.Encoding.PEM).decode()
     kpem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -119,7 +121,7 @@ def pylon_prefix(rundir: str, cpem: str, kpem: str) -> str:
     doc = {"routes": [{"id": "1", "uri": "/*", "upstream": {
         "nodes": {f"127.0.0.1:{UPSTREAM_PORT}": 1},
         "keepalive_pool": {"requests": 100000000, "idle_timeout": 300}}}],
-        "ssls": [{"id": "1", "cert": cpem, "key": kpem, "snis": ["bench.test"]}]}
+        "ssls": [{"id": "1", "cert": cpem, "key": kpem, "snis": ["bench.test", "localhost"]}]}
     with open(os.path.join(prefix, "conf", "config.yaml"), "w") as f:
         json.dump(node, f)
     with open(os.path.join(prefix, "conf", "pylon.json"), "w") as f:
@@ -163,14 +165,14 @@ def handshakes(proc: harness.Proc, seconds: int) -> dict[str, float]:
 
 def keepalive(proc: harness.Proc, seconds: int) -> dict[str, float]:
     subprocess.run(["taskset", "-c", "0", "wrk", "-t1", "-c32", "-d2s",
-                    f"https://127.0.0.1:{TARGET_PORT}/hello"], capture_output=True, check=False)
+                    f"https://localhost:{TARGET_PORT}/hello"], capture_output=True, check=False)
     c0 = harness.cpu_ticks(proc.pids())
     out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{seconds}s",
-                          f"https://127.0.0.1:{TARGET_PORT}/hello"],
+                          f"https://localhost:{TARGET_PORT}/hello"],
                          capture_output=True, text=True, check=False).stdout
     c1 = harness.cpu_ticks(proc.pids())
     m = re.search(r"(\d+) requests in", out)
-    if not m or "Non-2xx" in out:
+    if not m or "Non-2xx" in out or int(m.group(1)) == 0:
         raise RuntimeError("wrk: " + out)
     n = int(m.group(1))
     return {"requests": n, "cpu_us_per_req": (c1 - c0) / os.sysconf("SC_CLK_TCK") * 1e6 / n}
