@@ -39,7 +39,7 @@ if not os.path.isdir(SHARED):
     SHARED = "/work/shared/bench"
 sys.path.insert(0, SHARED)
 
-import run as harness  # type: ignore[import-not-found]  # noqa: E402
+import run as harness  # type: ignore[import-not-found]
 
 UPSTREAM_PORT, TARGET_PORT = 18080, 18443
 
