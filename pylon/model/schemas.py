@@ -135,9 +135,8 @@ def _typed_definitions() -> dict[str, dict[str, Any]]:
         _absent_or("pass_host", ["rewrite"], {"required": ["upstream_host"]}),
     ]
     tls = defs["UpstreamTLS"]
-    tls["properties"].pop("client_cert_id", None)
     tls["anyOf"] = [
-        {"required": ["client_cert", "client_key"]},
+        {"required": ["client_cert", "client_key"], "not": {"required": ["client_cert_id"]}},
         {"not": {"anyOf": [{"required": ["client_cert"]}, {"required": ["client_key"]}]}},
     ]
     return {k: _inline(v, defs) for k, v in defs.items()}

@@ -37,9 +37,8 @@ class UpstreamTLS(Base, frozen=True):
     def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("tls.client_cert and tls.client_key must be set together")
-        if self.client_cert_id is not None:
-            raise ValueError("tls.client_cert_id needs SSL objects, not supported yet; "
-                             "use tls.client_cert and tls.client_key")
+        if self.client_cert_id is not None and self.client_cert is not None:
+            raise ValueError("tls.client_cert_id and tls.client_cert: one or the other")
 
 
 class Upstream(Base, frozen=True):

@@ -30,6 +30,9 @@ decrypted:
   "services": {service_name: [{host, port, weight}]}}`` as APISIX's ``dump_data``, plus
   ``"watches"``: each watched service's state (``ok``, ``pending``, ``error`` with the
   error and failures in a row, ``unavailable``) and last update (docs/discovery.md).
+* ``GET /v1/certificates`` -- Pylon: every ssl object's certificates (subject, issuer,
+  serial, SANs, key type, ``not_before``/``not_after``, ``expires_in`` seconds), the node
+  config's default certificate last (docs/tls.md).
 * ``GET /v1/server_info`` -- the server-info plugin's ``{hostname, id, version, boot_time,
   etcd_version}``.
 * ``GET /apisix/status`` -- the node-status plugin's answer, ``{"status": {"total",
@@ -51,6 +54,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -190,9 +194,12 @@ class ControlApp:
                  plugins: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
                  node_status: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
                  node_id: str = "", boot_time: int = 0, store_kind: str = "",
-                 discovery: Callable[[], DiscoveryManager | None] | None = None) -> None:
+                 discovery: Callable[[], DiscoveryManager | None] | None = None,
+                 default_cert: Callable[[], str | None] | None = None) -> None:
         self.health = health
         self.discovery = discovery
+        #: the node config's default certificate file (``apisix.ssl.ssl_cert``)
+        self.default_cert = default_cert
         self.exists = exists
         self.prefix = prefix.rstrip("/")
         self.state = state
@@ -212,6 +219,13 @@ class ControlApp:
         if kind == "routes":
             out["orig_modifiedIndex"] = item.modified
         return out
+
+    def _certificates(self) -> list[dict[str, Any]]:
+        """Every ssl object's certificates and when they expire (docs/tls.md)."""
+        from ..tls.inventory import certificates
+        bucket = self._bucket("ssls")
+        return certificates(((oid, item.value) for oid, item in bucket.items()), time.time(),
+                            self.default_cert() if self.default_cert is not None else None)
 
     def _bucket(self, kind: str) -> dict[str, Any]:
         st = self.state() if self.state is not None else None
@@ -292,6 +306,8 @@ class ControlApp:
                 return self._metadata(None)
             if head == "server_info":
                 return 200, self._server_info()
+            if head == "certificates":
+                return 200, self._certificates()
             return None
         if len(rest) == 3 and head == "discovery":
             return self._discovery(rest[1], rest[2])

@@ -254,7 +254,8 @@ class Master:
                          plugins=self._plugin_table, node_status=self.node_status,
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
                          store_kind=type(self.hub.store).__name__,
-                         discovery=lambda: self.discovery)
+                         discovery=lambda: self.discovery,
+                         default_cert=lambda: self.settings.tls.cert)
         try:
             self.control_server = await start_control(self.loop, app, host, port,
                                                       self.settings.control_limits)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..tls.certs import load_chain
 from .balancer import Node, create_balancer
 from .health import HealthFilter, HealthView, PassiveReporter, has_checker
 from .pool import NodePool
@@ -61,6 +62,9 @@ class UpstreamPlan:
     bad_checks: Any = None
     #: discovered upstream: the watch key (``pylon.discovery.base.watch_key``), else None
     discovery: str | None = None
+    #: ``tls.client_cert_id``: the ``type: client`` ssl object whose certificate and key
+    #: the compiler put in ``client_cert`` / ``client_key`` (None there: not found)
+    client_cert_id: str | None = None
 
 
 #: a discovered node as the master sends it: host, port (None: the scheme's), weight,
@@ -135,8 +139,11 @@ def _host_headers(plan: UpstreamPlan) -> dict[str, bytes]:
 class Runtimes:
     """Per-worker owner of upstream runtimes and the node pools they share."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, trusted_ca: str | None = None) -> None:
         self.loop = loop
+        #: ``apisix.ssl.ssl_trusted_certificate``: what ``tls.verify`` trusts (None: the
+        #: system's CA store)
+        self.trusted_ca = trusted_ca
         self.by_key: dict[str, UpstreamRuntime] = {}
         self._pools: dict[PoolKey, NodePool] = {}
         self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
@@ -326,12 +333,12 @@ class Runtimes:
         key = (plan.tls_verify, plan.client_cert, plan.client_key)
         ctx = self._ssl.get(key)
         if ctx is None:
-            ctx = ssl.create_default_context()
+            ctx = ssl.create_default_context(cafile=self.trusted_ca)
             if not plan.tls_verify:      # APISIX upstream tls.verify defaults to false
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             if plan.client_cert and plan.client_key:
-                _load_client_cert(ctx, plan.client_cert, plan.client_key)
+                load_chain(ctx, plan.client_cert, plan.client_key)
             self._ssl[key] = ctx
         return ctx
 
@@ -342,19 +349,3 @@ def _plans(rt: UpstreamRuntime) -> list[UpstreamPlan]:
         return [rt.plan]
     return [rt.plan, *(v.plan for v in rt.variants.values())]
 
-
-def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str) -> None:
-    """Client certificate given inline (PEM text, as APISIX stores it) or as file paths."""
-    import os
-    import tempfile
-
-    if cert.lstrip().startswith("-----BEGIN"):
-        with tempfile.TemporaryDirectory() as d:
-            cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-            with open(cp, "w") as f:
-                f.write(cert)
-            with open(kp, "w") as f:
-                f.write(key)
-            ctx.load_cert_chain(cp, kp)
-    else:
-        ctx.load_cert_chain(cert, key)
