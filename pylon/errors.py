@@ -107,6 +107,14 @@ class BodyTooLarge(GatewayError):
         413, "request_body_too_large", "413 Request Entity Too Large", True)
 
 
+class ClientCertRefused(GatewayError):
+    """Over TLS, a request that needs a verified client certificate it does not have: the
+    ssl object's ``skip_mtls_uri_regex`` does not cover its path, or its Host names an ssl
+    object with ``client`` other than the one the handshake was made for (APISIX's 400)."""
+
+    status, code, message = 400, "client_cert_refused", "400 Bad Request"
+
+
 class RouteNotFound(GatewayError):
     """No route matches the request."""
 

@@ -97,6 +97,35 @@ class ProxyCacheSection(_S, frozen=True):
     zones: list[ProxyCacheZone] = msgspec.field(default_factory=_default_cache_zones)
 
 
+class SslListen(_S, frozen=True):
+    port: Annotated[int, Meta(ge=0, le=65535)]
+    ip: str = "0.0.0.0"
+    #: None: the section's ``enable_http2``
+    enable_http2: bool | None = None
+
+
+class SslSection(_S, frozen=True):
+    """``apisix.ssl``: the TLS listeners and what they share (docs/tls.md).  Unlike APISIX,
+    no TLS port is opened unless ``listen`` names one."""
+
+    enable: bool = True
+    listen: list[Annotated[int, Meta(ge=0, le=65535)] | SslListen] = msgspec.field(
+        default_factory=list)
+    #: APISIX's older spelling: HTTP/2 (ALPN h2) on the listeners that do not say
+    enable_http2: bool = False
+    ssl_protocols: str = "TLSv1.2 TLSv1.3"
+    ssl_ciphers: str | None = None
+    ssl_session_tickets: bool = False
+    #: the CA bundle upstream TLS verifies against (``tls.verify``): a path, or "system"
+    ssl_trusted_certificate: str = "system"
+    #: the name looked up when a client sends no SNI
+    fallback_sni: str | None = None
+    #: Pylon: a certificate served when no ssl object matches (paths; else the handshake
+    #: fails, as in APISIX)
+    ssl_cert: str | None = None
+    ssl_cert_key: str | None = None
+
+
 class NodeSection(_S, frozen=True):
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
@@ -117,6 +146,7 @@ class NodeSection(_S, frozen=True):
     #: with a warning, as APISIX accepts them)
     reject_short_jwt_secrets: bool = False
     proxy_cache: ProxyCacheSection = ProxyCacheSection()
+    ssl: SslSection = SslSection()
 
 
 class AdminKeyRow(_S, frozen=True):
@@ -227,6 +257,8 @@ class NodeConfig(_S, frozen=True):
     #: APISIX ``plugin_attr``: node-wide attributes per plugin (prometheus' export address,
     #: opentelemetry's collector, ...); each plugin validates its own part
     plugin_attr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    #: APISIX ``discovery``: the registries upstreams may name (``pylon.discovery.config``)
+    discovery: dict[str, Any] | None = None
 
 
 def parse_duration(v: Duration, path: str) -> float:
@@ -295,6 +327,7 @@ class Settings:
                 self.listen.append((item.ip, item.port))
         if not self.listen:
             raise ConfigError("at least one listen address is needed", "pylon.node_listen")
+        self._tls_settings(node.ssl)
         workers = node.workers
         if cfg.nginx_config.worker_processes is not None and (cfg.pylon is None or
                                                                node.workers == "auto"):
@@ -377,6 +410,9 @@ class Settings:
         self.post_args_limit = node.max_post_args_readable_size << 20 or None
         self.reject_short_jwt_secrets = node.reject_short_jwt_secrets
         self.plugin_attr = cfg.plugin_attr
+        from .discovery.config import parse as parse_discovery
+        #: the ``discovery:`` section typed, by discovery type (watched by the master)
+        self.discovery = parse_discovery(cfg.discovery)
         pc = node.proxy_cache
         #: ``apisix.proxy_cache`` resolved: ``{"cache_ttl": s, "zones": {name: {...}}}``
         #: (sizes in bytes, ``disk_path`` absolute; ``pdk.node_setting("proxy_cache")``)
@@ -390,6 +426,36 @@ class Settings:
                 if z.disk_size is not None else None,
                 "disk_path": self.resolve(z.disk_path) if z.disk_path else None,
                 "cache_levels": z.cache_levels} for i, z in enumerate(pc.zones)}}
+
+    def _tls_settings(self, ssl: SslSection) -> None:
+        """``apisix.ssl``: TLS listeners join ``listen`` (the master binds them all); a
+        worker serves TLS on the addresses in ``tls_listen`` (address -> HTTP/2 in ALPN)."""
+        from .tls.listener import DEFAULT_CIPHERS, TlsSettings
+        p = "apisix.ssl."
+        #: (ip, port) -> enable_http2, for every TLS listener
+        self.tls_listen: dict[tuple[str, int], bool] = {}
+        #: the TLS ports (the redirect plugin's ``http_to_https`` port)
+        self.ssl_ports: list[int] = []
+        self.tls = TlsSettings.of(
+            ssl.ssl_protocols, ssl.ssl_ciphers or DEFAULT_CIPHERS, ssl.ssl_session_tickets,
+            ssl.fallback_sni, self.resolve(ssl.ssl_cert) if ssl.ssl_cert else None,
+            self.resolve(ssl.ssl_cert_key) if ssl.ssl_cert_key else None, p)
+        self.ssl_trusted_certificate = None if ssl.ssl_trusted_certificate == "system" \
+            else self.resolve(ssl.ssl_trusted_certificate)
+        if not ssl.enable:
+            return
+        for i, item in enumerate(ssl.listen):
+            if isinstance(item, int):
+                addr, h2 = ("0.0.0.0", item), ssl.enable_http2
+            else:
+                addr = (item.ip, item.port)
+                h2 = ssl.enable_http2 if item.enable_http2 is None else item.enable_http2
+            if addr in self.listen:
+                raise ConfigError(f"{addr[0]}:{addr[1]} is also a plain HTTP listener",
+                                  f"{p}listen[{i}]")
+            self.tls_listen[addr] = h2
+            self.listen.append(addr)
+            self.ssl_ports.append(addr[1])
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)

@@ -103,9 +103,25 @@ def check_plugins(kind: str, plugins: Any, reg: Registry) -> str | None:
     return None
 
 
+def client_cert_error(up: Any, lookup: Callable[[str, str], Any] | None) -> str | None:
+    """APISIX's check of an upstream's ``tls.client_cert_id``: an ssl object of type
+    client."""
+    tls = up.get("tls") if isinstance(up, dict) else None
+    cid = tls.get("client_cert_id") if isinstance(tls, dict) else None
+    if cid is None or lookup is None:
+        return None
+    value = lookup("ssls", str(cid))
+    if value is None:
+        return f"failed to fetch ssl info by ssl id [{cid}], response code: 404"
+    if not isinstance(value, dict) or value.get("type") != "client":
+        return f"failed to fetch ssl info by ssl id [{cid}], wrong ssl type"
+    return None
+
+
 def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registry,
                    router_kind: str = "radixtree_host_uri",
-                   duplicate: Callable[[], str | None] | None = None) -> str | None:
+                   duplicate: Callable[[], str | None] | None = None,
+                   lookup: Callable[[str, str], Any] | None = None) -> str | None:
     """The first thing APISIX (then Pylon) refuses in ``conf`` of ``kind``, or None, with
     the loaded plugins ``reg``.  ``duplicate`` is the consumer key check, run where APISIX
     runs it."""
@@ -120,9 +136,12 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
     if err is not None:
         return "invalid configuration: " + err
     if kind == "upstreams":
-        err = check_upstream(conf)
+        err = check_upstream(conf) or client_cert_error(conf, lookup)
     elif kind in ("routes", "services") and isinstance(conf.get("upstream"), dict):
-        err = check_upstream(conf["upstream"])
+        err = check_upstream(conf["upstream"]) or client_cert_error(conf["upstream"], lookup)
+    elif kind == "ssls":
+        from ..tls.certs import check_ssl_conf
+        err = check_ssl_conf(conf)
     if err is not None:
         return err
     refs = ref_names(kind) if kind in BY_NAME else ()

@@ -347,8 +347,11 @@ class Resources:
         if spec.name in ("consumers", "credentials"):
             def dup() -> str | None:
                 return self._duplicate_key(view, spec, oid, conf)
+        def value(k: str, i: str) -> Any:
+            item = view.get(k, i)
+            return item.value if item is not None else None
         return check_resource(spec.name, conf, lambda k, i: view.get(k, i) is not None,
-                              self.node.plugins, self.router_kind, dup)
+                              self.node.plugins, self.router_kind, dup, value)
 
     def _duplicate_key(self, view: View, spec: Kind, oid: str,
                        conf: dict[str, Any]) -> str | None:

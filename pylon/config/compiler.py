@@ -9,9 +9,10 @@ still applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from ..discovery import watch_key
 from ..model.health import plan_checks
 from ..model.route import Route, Service
 from ..model.upstream import DEFAULT_PORTS, Upstream
@@ -21,6 +22,7 @@ from ..proxy.chain import EMPTY, Chain, ChainBuilder, Opener, concat, merge
 from ..proxy.consumers import compile_consumers, decrypt_fields
 from ..proxy.registry import Registry
 from ..routing.router import Router, RouteSpec
+from ..tls.table import EMPTY_TABLE, HTTP11, SniTable, SslCompiler
 from ..upstream.balancer import Node
 from ..upstream.runtime import UpstreamPlan
 from .store import split_key
@@ -54,6 +56,8 @@ class Compiled:
     consumers: ConsumerIndex = EMPTY_INDEX
     #: plugin name -> prepared plugin_metadata
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the ssl objects' SNI table (TLS listeners look certificates up in it)
+    tls: SniTable = EMPTY_TABLE
 
 
 class PluginHost(Protocol):
@@ -108,10 +112,14 @@ def upstream_plan(key: str, up: Upstream) -> UpstreamPlan:
         tls_verify=tls.verify if tls else False,
         client_cert=tls.client_cert if tls else None,
         client_key=tls.client_key if tls else None,
+        client_cert_id=str(tls.client_cert_id) if tls and tls.client_cert_id is not None
+        else None,
         connect_timeout=t.connect if t else 60.0, send_timeout=t.send if t else 60.0,
         read_timeout=t.read if t else 60.0,
         retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=checks,
-        bad_checks=bad_checks)
+        bad_checks=bad_checks,
+        discovery=watch_key(up.discovery_type, up.service_name, up.discovery_args)
+        if up.discovery_type is not None and up.service_name is not None else None)
 
 
 def compile_resources(res: Resources, router_kind: str = "radixtree_host_uri",
@@ -261,7 +269,8 @@ class ConfigModel:
     """
 
     def __init__(self, router_kind: str = "radixtree_host_uri",
-                 node: PluginHost | None = None) -> None:
+                 node: PluginHost | None = None,
+                 alpns: tuple[tuple[str, ...], ...] = (HTTP11,)) -> None:
         self.kind = router_kind
         #: where the plugins and the keyring come from (none: no plugins)
         self.node = node
@@ -280,6 +289,51 @@ class ConfigModel:
         #: the plugin-bearing kinds by kind and id (raw values)
         self.extra: dict[str, dict[str, Any]] = {k: {} for k in _PLUGIN_KINDS}
         self.ps = self._plugin_set()
+        #: ssl objects -> the SNI table (contexts for each ALPN list of the TLS listeners)
+        self.alpns = alpns
+        self.ssls = self._ssl_compiler()
+
+    def _ssl_compiler(self) -> SslCompiler:
+        keyring = self.node.keyring if self.node is not None else None
+        return SslCompiler(self.alpns, keyring.open if keyring is not None else None)
+
+    def _with_ssls(self, c: Compiled, puts: dict[str, Any], dels: set[str],
+                   rejected: list[Rejection],
+                   plans: dict[str, UpstreamPlan | None] | None = None) -> Compiled:
+        """``c`` with the SNI table after ssl objects were put / deleted; upstream plans
+        naming a changed object (``tls.client_cert_id``) take its certificate again (and
+        go into ``plans``, the change for the runtimes)."""
+        for oid, msg in self.ssls.update(puts, dels):
+            rejected.append(Rejection("ssls", oid, f"ssls/{oid}", msg))
+        touched = set(puts) | dels
+        for key, plan in c.plans.items():
+            if plan.client_cert_id is not None and plan.client_cert_id in touched:
+                new = self._client_cert(plan, rejected)
+                if new != plan:
+                    c.plans[key] = new
+                    if plans is not None:
+                        plans[key] = new
+        return replace(c, tls=self.ssls.table)
+
+    def _client_cert(self, plan: UpstreamPlan, rejected: list[Rejection]) -> UpstreamPlan:
+        """``plan`` with the certificate and key of its ``tls.client_cert_id`` (none when
+        that ssl object is missing or not ``type: client``: APISIX answers such requests
+        502; here the upstream sees no client certificate, and the compile reports it)."""
+        cid = plan.client_cert_id
+        assert cid is not None
+        e = self.ssls.table.client_cert(cid)
+        if e is None:
+            rejected.append(Rejection("upstreams", None, plan.key + ".tls.client_cert_id",
+                                      f"ssl [{cid}] not found or not of type client"))
+            return replace(plan, client_cert=None, client_key=None)
+        return replace(plan, client_cert=e.cert, client_key=e.key)
+
+    def _resolve_certs(self, plans: dict[str, UpstreamPlan], out: Any,
+                       rejected: list[Rejection]) -> None:
+        """Plans in ``plans`` naming a client certificate by id get it (into ``out``)."""
+        for key, plan in plans.items():
+            if plan is not None and plan.client_cert_id is not None:
+                out[key] = self._client_cert(plan, rejected)
 
     def _plugin_set(self) -> PluginSet:
         """A new builder on the node's current plugins: nothing cached from an old
@@ -306,6 +360,11 @@ class ConfigModel:
         compiled = compile_resources(res, self.kind, self.ps)
         compiled.rejected[:0] = rejected
         compiled = self._with_plugins(compiled, _PLUGIN_KINDS, compiled.rejected)
+        self.ssls = self._ssl_compiler()
+        compiled = self._with_ssls(compiled, {split_key(k)[1]: v for k, v in self.other.items()
+                                              if k.startswith("ssls/")}, set(),
+                                   compiled.rejected)
+        self._resolve_certs(compiled.plans, compiled.plans, compiled.rejected)
         self.compiled = compiled
         objs = {k: dict(getattr(res, k)) for k in _TYPED}
         for kind, extra in res.dangling.items():
@@ -413,7 +472,7 @@ class ConfigModel:
                     rejected.append(Rejection("plugin_metadata", name,
                                               f"plugin_metadata/{name}", str(e)))
         return Compiled(router=c.router, routes=c.routes, plans=c.plans, rejected=rejected,
-                        global_chain=g, consumers=cons, metadata=meta)
+                        global_chain=g, consumers=cons, metadata=meta, tls=c.tls)
 
     # -- one change at a time ------------------------------------------------------------
     def apply(self, puts: list[tuple[str, Any]], dels: list[str]) -> tuple[
@@ -543,7 +602,15 @@ class ConfigModel:
         for rid, msg in bad:
             c.routes.pop(rid, None)
             rejected.append(Rejection("routes", rid, f"routes/{rid}", msg))
-        self.compiled = self._with_plugins(c, extra_hit, rejected, plans)
+        c = self._with_plugins(c, extra_hit, rejected, plans)
+        ssl_puts = {k[5:]: v for k, v in puts if k.startswith("ssls/")}
+        ssl_dels = {k[5:] for k in dels if k.startswith("ssls/")}
+        if ssl_puts or ssl_dels:
+            c = self._with_ssls(c, ssl_puts, ssl_dels, rejected, plans)
+        new_plans = {k: p for k, p in plans.items() if p is not None}
+        self._resolve_certs(new_plans, plans, rejected)
+        self._resolve_certs(new_plans, c.plans, [])
+        self.compiled = c
         return self.compiled, plans
 
     # -- helpers -------------------------------------------------------------------------

@@ -122,11 +122,12 @@ def _typed_definitions() -> dict[str, dict[str, Any]]:
 
     up = defs["Upstream"]
     upp = up["properties"]
-    for gone in ("discovery_type", "service_name"):   # service discovery: not supported yet
-        upp.pop(gone, None)
+    upp["discovery_type"]["description"] = ("dns, consul, consul_kv, nacos, eureka or "
+                                            "kubernetes (configured in the node config's "
+                                            "discovery: section)")
     upp["nodes"]["description"] = ("a list of {host, port, weight, priority} or a map "
                                    "\"host[:port]\" -> weight")
-    up["required"] = ["nodes"]
+    up["oneOf"] = [{"required": ["nodes"]}, {"required": ["service_name", "discovery_type"]}]
     up["allOf"] = [
         _absent_or("type", ["chash"], {"anyOf": [
             {"required": ["key"], "properties": {"key": {"minLength": 1}}},
@@ -134,9 +135,8 @@ def _typed_definitions() -> dict[str, dict[str, Any]]:
         _absent_or("pass_host", ["rewrite"], {"required": ["upstream_host"]}),
     ]
     tls = defs["UpstreamTLS"]
-    tls["properties"].pop("client_cert_id", None)
     tls["anyOf"] = [
-        {"required": ["client_cert", "client_key"]},
+        {"required": ["client_cert", "client_key"], "not": {"required": ["client_cert_id"]}},
         {"not": {"anyOf": [{"required": ["client_cert"]}, {"required": ["client_key"]}]}},
     ]
     return {k: _inline(v, defs) for k, v in defs.items()}

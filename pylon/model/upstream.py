@@ -10,6 +10,8 @@ from .common import Base, Desc, Host, Id, Labels, Name, NonNegInt, Port, Timeout
 
 UPSTREAM_SCHEMES = ("http", "https", "grpc", "grpcs")
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
+#: the ``discovery_type`` values Pylon implements (``pylon.discovery``), APISIX's names
+DISCOVERY_TYPES = ("dns", "consul", "consul_kv", "nacos", "eureka", "kubernetes")
 
 
 class NodeSpec(Base, frozen=True):
@@ -35,9 +37,8 @@ class UpstreamTLS(Base, frozen=True):
     def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("tls.client_cert and tls.client_key must be set together")
-        if self.client_cert_id is not None:
-            raise ValueError("tls.client_cert_id needs SSL objects, not supported yet; "
-                             "use tls.client_cert and tls.client_key")
+        if self.client_cert_id is not None and self.client_cert is not None:
+            raise ValueError("tls.client_cert_id and tls.client_cert: one or the other")
 
 
 class Upstream(Base, frozen=True):
@@ -59,16 +60,25 @@ class Upstream(Base, frozen=True):
     keepalive_pool: KeepalivePool | None = None
     tls: UpstreamTLS | None = None
     discovery_type: str | None = None
-    service_name: str | None = None
+    service_name: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     discovery_args: dict[str, object] | None = None
     create_time: Timestamp | None = None
     update_time: Timestamp | None = None
 
     def __post_init__(self) -> None:
-        if self.discovery_type is not None or self.service_name is not None:
-            raise ValueError("service discovery (discovery_type/service_name) is not supported yet;"
-                             " list the nodes")
-        if self.nodes is None:
+        if self.service_name is not None:
+            # APISIX's schema: oneOf [{required: [nodes]}, {required: [service_name,
+            # discovery_type]}], in lua-jsonschema's words (a discovery_type beside nodes
+            # and no service_name is accepted and unused, as in APISIX)
+            if self.nodes is not None:
+                raise ValueError("value should match only one schema, but matches both "
+                                 "schemas 1 and 2")
+            if self.discovery_type is None or self.service_name is None:
+                raise ValueError("value should match only one schema, but matches none")
+            if self.discovery_type not in DISCOVERY_TYPES:
+                raise ValueError(f"discovery {self.discovery_type} is uninitialized (known: "
+                                 f"{', '.join(DISCOVERY_TYPES)})")
+        elif self.nodes is None:
             raise ValueError("nodes is required")
         if self.pass_host == "rewrite" and not self.upstream_host:
             raise ValueError("pass_host is 'rewrite' but upstream_host is not set")

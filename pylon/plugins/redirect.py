@@ -3,7 +3,8 @@
 Route (exactly one of ``uri``, ``regex_uri``, ``http_to_https``): ``uri`` (a template with
 ``$var`` / ``${var}`` nginx variables, ``\\$`` kept literally), ``regex_uri`` ([PCRE,
 replacement with ``$1``/``${1}``]: the first match in ``$uri`` is replaced; no match: the
-request is proxied as usual), ``http_to_https`` (``https://$host$request_uri``, 301 for
+request is proxied as usual), ``http_to_https`` (``https://$host$request_uri``, with the
+port of ``plugin_attr.redirect.https_port`` or of a TLS listener unless 443; 301 for
 GET/HEAD and 308 otherwise, unless ``X-Forwarded-Proto`` — or else the scheme — is
 ``https``), ``ret_code`` (302), ``encode_uri`` (percent-encode the part before ``?`` as
 nginx's ``ngx.escape_uri`` does), ``append_query_string`` (append the request's query).
@@ -13,6 +14,8 @@ Templates and regexes are compiled once per configuration.
 
 from __future__ import annotations
 
+import functools
+import random
 import re
 from typing import Any
 
@@ -73,6 +76,24 @@ def parse_template(uri: str) -> Template:
 _HTTPS: Template = parse_template("https://$host$request_uri")
 
 
+@functools.lru_cache(maxsize=16)
+def _https_to(port: int) -> Template:
+    return parse_template(f"https://$host:{port}$request_uri")
+
+
+def https_port() -> int | None:
+    """APISIX's port for ``http_to_https``: ``plugin_attr.redirect.https_port``, else one
+    of ``apisix.ssl.listen``'s ports (at random, as APISIX), else none (443 is implied)."""
+    node = pdk.node()
+    port = node.plugin_attr("redirect").get("https_port")
+    if port is None:
+        ports = node.setting("ssl_ports")
+        port = random.choice(ports) if ports else None
+    if not isinstance(port, int) or port == 443 or not 0 < port <= 65535:
+        return None
+    return port
+
+
 def check(conf: dict[str, Any], schema_type: str) -> None:
     rx = conf.get("regex_uri")
     if rx:
@@ -124,7 +145,8 @@ def rewrite(conf: Conf, ctx: pdk.Context) -> Any:
     if conf.https:
         scheme = ctx.header("X-Forwarded-Proto") or ctx.scheme
         if scheme != "https":
-            tmpl = _HTTPS
+            port = https_port()
+            tmpl = _HTTPS if port is None else _https_to(port)
             code = 301 if ctx.method in ("GET", "HEAD") else 308
     if tmpl is not None:
         new = render(tmpl, ctx)

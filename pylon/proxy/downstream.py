@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..pdk.context import Peer
 
 if TYPE_CHECKING:
+    from ..tls.listener import TlsConn
     from ..upstream.runtime import Runtimes
     from .exchange import Exchange
     from .realip import RealIp
@@ -75,6 +76,10 @@ class Downstream(Peer, Protocol):
     @property
     def write_paused(self) -> bool:
         """The client's write buffer is over its high-water mark."""
+    @property
+    def tls(self) -> TlsConn | None:
+        """What the client connection's TLS handshake settled (SNI, the ssl object, client
+        certificate, ALPN): ``$ssl_*``, mTLS checks.  None on plain HTTP."""
 
     # -- the response, in order: [interim...] head, data..., end -- or one local reply ------
     def send_interim(self, status: int, headers: Headers) -> None:

@@ -42,6 +42,7 @@ from .variables import NO_BODY, NeedBody
 
 if TYPE_CHECKING:
     from ..routing.router import Match, Router
+    from ..tls.table import SniTable
     from ..upstream.balancer import Node
     from ..upstream.runtime import UpstreamRuntime
     from .downstream import Downstream
@@ -73,6 +74,8 @@ class ProxyCompiled(CompiledView, Protocol):
     def router(self) -> Router: ...
     @property
     def global_chain(self) -> Chain: ...
+    @property
+    def tls(self) -> SniTable: ...
 
 
 class ProxySnapshot(SnapshotView, Protocol):
@@ -263,6 +266,11 @@ class Exchange(Context):
             return
         compiled = cast(ProxySnapshot, self.snap).compiled
         down = self.client
+        tls = down.tls
+        if tls is not None and compiled.tls.mtls and \
+                tls.refused(compiled.tls, head.host, head.path):
+            self.reply_error(errors.ClientCertRefused())    # APISIX: verify_https_client
+            return
         realip = down.realip            # the peer is in nginx_config.http.real_ip_from
         if realip is not None:
             raw = head.header(realip.header_b)

@@ -20,6 +20,7 @@ import msgspec
 
 from .. import errors
 from ..routing.expr import post_arg_path, post_arg_value
+from ..tls.listener import SSL_VARS, TlsConn
 from .state import MATCHING
 
 if TYPE_CHECKING:
@@ -199,7 +200,17 @@ def _upstream_response_time(x: Exchange) -> str | None:
     return f"{max((x.t_end or x.loop.time()) - x.t_up_start, 0):.3f}"
 
 
+def _ssl_var(f: Callable[[TlsConn], str | None]) -> Callable[[Exchange], str | None]:
+    """``$ssl_*``: read from the client connection's TLS facts; None on plain HTTP."""
+    def get(x: Exchange) -> str | None:
+        t = x.client.tls
+        return f(t) if t is not None else None
+    return get
+
+
 VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
+    **{name: _ssl_var(f) for name, f in SSL_VARS.items()},
+    "https": lambda x: "on" if x.client.tls is not None else "",
     "uri": lambda x: x.head.path,
     "request_uri": _request_uri,
     "real_request_uri": _request_uri,

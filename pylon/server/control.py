@@ -26,6 +26,13 @@ decrypted:
   ``/v1/plugin_metadata/{name}`` (404 ``plugin metadata[x] not found``).
 * ``GET /v1/plugins`` -- not in APISIX (which only has ``PUT /v1/plugins/reload``): the
   loaded HTTP plugins' names, highest priority first, as the Admin API's ``plugins/list``.
+* ``GET /v1/discovery/{type}/dump`` -- a configured discovery type's ``{"config",
+  "services": {service_name: [{host, port, weight}]}}`` as APISIX's ``dump_data``, plus
+  ``"watches"``: each watched service's state (``ok``, ``pending``, ``error`` with the
+  error and failures in a row, ``unavailable``) and last update (docs/discovery.md).
+* ``GET /v1/certificates`` -- Pylon: every ssl object's certificates (subject, issuer,
+  serial, SANs, key type, ``not_before``/``not_after``, ``expires_in`` seconds), the node
+  config's default certificate last (docs/tls.md).
 * ``GET /v1/server_info`` -- the server-info plugin's ``{hostname, id, version, boot_time,
   etcd_version}``.
 * ``GET /apisix/status`` -- the node-status plugin's answer, ``{"status": {"total",
@@ -47,12 +54,14 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ..config.compiler import upstream_plan
 from ..config.store import Event
+from ..discovery.manager import DiscoveryManager
 from ..model.validate import convert
 from ..settings import ConnLimits
 from ..upstream.checker import HealthManager
@@ -124,9 +133,11 @@ def has_domain(upstream: Any) -> bool:
 
 
 # ------------------------------------------------------------------ config -> plans
-def plan_of(key: str, value: Any) -> tuple[str, UpstreamPlan | None] | None:
-    """(plan key, plan when the upstream has ``checks``) for a config key that can hold an
-    upstream (``upstreams/1``, a route's or a service's inline one); None for other keys."""
+def plan_of(key: str, value: Any, needs: str = "checks"
+            ) -> tuple[str, UpstreamPlan | None] | None:
+    """(plan key, plan when the upstream has ``needs``: ``checks``, or ``service_name`` for
+    discovered upstreams) for a config key that can hold an upstream (``upstreams/1``, a
+    route's or a service's inline one); None for other keys."""
     kind, _, oid = key.partition("/")
     if not oid or "/" in oid:
         return None
@@ -137,7 +148,7 @@ def plan_of(key: str, value: Any) -> tuple[str, UpstreamPlan | None] | None:
         raw = value.get("upstream") if isinstance(value, dict) else None
     else:
         return None
-    if not isinstance(raw, dict) or not raw.get("checks"):
+    if not isinstance(raw, dict) or not raw.get(needs):
         return pkey, None
     up, _rejected = convert("upstreams", raw, pkey)
     if up is None:
@@ -145,21 +156,24 @@ def plan_of(key: str, value: Any) -> tuple[str, UpstreamPlan | None] | None:
     return pkey, upstream_plan(pkey, up)
 
 
-def checked_plans(items: Iterable[tuple[str, Any]]) -> dict[str, UpstreamPlan]:
-    """Every upstream with ``checks`` in (key, item) pairs of the config state."""
+def checked_plans(items: Iterable[tuple[str, Any]], needs: str = "checks"
+                  ) -> dict[str, UpstreamPlan]:
+    """Every upstream with ``needs`` (``checks``; ``service_name``: the discovered ones)
+    in (key, item) pairs of the config state."""
     out: dict[str, UpstreamPlan] = {}
     for key, item in items:
-        got = plan_of(key, item.value)
+        got = plan_of(key, item.value, needs)
         if got is not None and got[1] is not None:
             out[got[0]] = got[1]
     return out
 
 
-def changed_plans(events: Iterable[Event]) -> dict[str, UpstreamPlan | None]:
-    """The plans the events touched (None: gone or without checks)."""
+def changed_plans(events: Iterable[Event], needs: str = "checks"
+                  ) -> dict[str, UpstreamPlan | None]:
+    """The plans the events touched (None: gone or without ``needs``)."""
     out: dict[str, UpstreamPlan | None] = {}
     for ev in events:
-        got = plan_of(ev.key, ev.value)
+        got = plan_of(ev.key, ev.value, needs)
         if got is not None:
             out[got[0]] = got[1]
     return out
@@ -179,8 +193,13 @@ class ControlApp:
                  state: Callable[[], Any] | None = None,
                  plugins: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
                  node_status: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
-                 node_id: str = "", boot_time: int = 0, store_kind: str = "") -> None:
+                 node_id: str = "", boot_time: int = 0, store_kind: str = "",
+                 discovery: Callable[[], DiscoveryManager | None] | None = None,
+                 default_cert: Callable[[], str | None] | None = None) -> None:
         self.health = health
+        self.discovery = discovery
+        #: the node config's default certificate file (``apisix.ssl.ssl_cert``)
+        self.default_cert = default_cert
         self.exists = exists
         self.prefix = prefix.rstrip("/")
         self.state = state
@@ -200,6 +219,13 @@ class ControlApp:
         if kind == "routes":
             out["orig_modifiedIndex"] = item.modified
         return out
+
+    def _certificates(self) -> list[dict[str, Any]]:
+        """Every ssl object's certificates and when they expire (docs/tls.md)."""
+        from ..tls.inventory import certificates
+        bucket = self._bucket("ssls")
+        return certificates(((oid, item.value) for oid, item in bucket.items()), time.time(),
+                            self.default_cert() if self.default_cert is not None else None)
 
     def _bucket(self, kind: str) -> dict[str, Any]:
         st = self.state() if self.state is not None else None
@@ -280,13 +306,31 @@ class ControlApp:
                 return self._metadata(None)
             if head == "server_info":
                 return 200, self._server_info()
+            if head == "certificates":
+                return 200, self._certificates()
             return None
+        if len(rest) == 3 and head == "discovery":
+            return self._discovery(rest[1], rest[2])
         if len(rest) == 2:
             for kind, single in DUMPS.items():
                 if head == single:
                     return self._dumps(kind, rest[1])
             if head == "plugin_metadata":
                 return self._metadata(rest[1])
+        return None
+
+    def _discovery(self, kind: str, what: str) -> tuple[int, Any] | None:
+        """``/v1/discovery/{type}/dump`` (APISIX: ``{config, services}``; Pylon adds each
+        watch's state) and, for consul and consul_kv, ``/v1/discovery/{type}/show_dump_file``
+        (the dump file's content; 503 ``dump params is nil`` without ``dump``)."""
+        mgr = self.discovery() if self.discovery is not None else None
+        dump = mgr.dump(kind) if mgr is not None else None
+        if mgr is None or dump is None:
+            return None                 # APISIX: no such route for an unconfigured type
+        if what == "dump":
+            return 200, dump
+        if what == "show_dump_file" and kind in ("consul", "consul_kv"):
+            return mgr.show_dump_file(kind)
         return None
 
     def _entry(self, mgr: HealthManager, pkey: str) -> dict[str, Any] | None:

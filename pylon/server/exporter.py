@@ -11,6 +11,8 @@ adds the node-level families the master knows itself:
 * ``apisix_node_info{hostname, version}``
 * ``apisix_etcd_reachable`` and ``apisix_etcd_modify_indexes{key}`` (etcd provider only, as
   APISIX in standalone mode has none)
+* ``apisix_ssl_certificate_expiry_seconds{id, type, snis, serial}`` (Pylon; APISIX has no
+  such metric): seconds until each ssl object's certificate expires, negative once expired
 * ``apisix_upstream_status{name, ip, port}`` (1 healthy, 0 unhealthy; upstreams with health
   checks)
 * Pylon's: ``pylon_config_revision{worker}`` (the revision each worker serves),
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,6 +119,13 @@ class ExportApp:
                                                  ("ip", n["ip"]), ("port", n["port"]))), up))
             extra.append((p + "upstream_status", "gauge", "Upstream status from health check",
                           rows))
+        from ..tls.inventory import certificates, expiry_rows
+        listed = certificates(((oid, it.value) for oid, it in
+                               hub.state.kinds.get("ssls", {}).items()), time.time(),
+                              m.settings.tls.cert)
+        extra.append((p + "ssl_certificate_expiry_seconds", "gauge",
+                      "Seconds until each configured certificate expires (negative: expired)",
+                      [(metrics.labels(labels), v) for labels, v in expiry_rows(listed)]))
         workers = sorted(m.workers.values(), key=lambda w: w.slot)
         extra += [
             ("pylon_config_revision", "gauge", "The configuration revision each worker serves",

@@ -21,6 +21,7 @@ from ..proxy.realip import RealIp
 from ..proxy.state import RESPONDING
 from ..proxy.tunnel import Tunnel
 from ..timer import Deadline
+from ..tls.listener import TlsConn
 from ..wire.h1 import _STATUS_LINES, RequestParser, chunk, encode_headers, last_chunk, status_line
 from ..wire.head import RequestHead
 from .h2 import PREFACE, take_over
@@ -109,6 +110,7 @@ class H1Connection(asyncio.Protocol):
         "server_addr",
         "server_port_s",
         "timer_state",
+        "tls",
         "transport",
         "tunnel",
         "w",
@@ -124,6 +126,9 @@ class H1Connection(asyncio.Protocol):
         self.h2_upgrade: RequestHead | None = None
         self.loop = worker.loop
         self.scheme = scheme
+        #: what the TLS handshake settled (SNI, ssl object, client certificate, ALPN); None
+        #: on a plain HTTP listener
+        self.tls: TlsConn | None = None
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = RequestParser(self, worker.limits)
         self.exchange: Exchange | None = None
@@ -187,6 +192,11 @@ class H1Connection(asyncio.Protocol):
         self.w.accepted += 1                   # node status (reading/writing: ``status``)
         self.born = self.loop.time()
         self.deadline.set(self.loop.time() + self.w.timeouts.client_header)
+        obj = transport.get_extra_info("ssl_object")
+        if obj is not None:                      # a TLS listener: the handshake is done
+            tls = self.tls = TlsConn(obj)
+            if tls.alpn == "h2":                 # ALPN chose HTTP/2: it takes over
+                self.w.alpn_h2(self)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:

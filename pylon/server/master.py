@@ -13,6 +13,10 @@
   (``upstream/checker.py``): active probes, and the workers' passive reports aggregated; every
   status change goes to every worker (``{"t": "health", ...}``), a new worker gets the whole
   table.  The Control API (``/v1/healthcheck``, ``server/control.py``) is served here too.
+* Service discovery runs here too, once per node (``pylon/discovery/``): one watch per
+  discovered service; a node list that changes goes to every worker (``{"t": "nodes"}``),
+  which swaps it into the upstream runtimes without a compile; a new worker gets every
+  list (``nodes_all``) before its config.
 * Signals: SIGHUP re-reads everything and replaces workers one slot at a time (the new worker
   is serving before the old one drains); SIGTERM/SIGINT drain workers up to
   ``worker_shutdown_timeout`` and exit; SIGUSR1 reopens access logs.  A worker that dies is
@@ -40,11 +44,13 @@ from ..config import loader
 from ..config.hub import ConfigHub, make_hub
 from ..config.store import Event
 from ..config.yaml_store import YamlStore
+from ..discovery.manager import DiscoveryManager
 from ..errors import ConfigError
 from ..logs import setup_logging
 from ..node import Node, load_plugins
 from ..upstream.checker import HealthManager
 from ..upstream.health import UP_STATES
+from ..upstream.runtime import UpstreamPlan
 from .control import STATUS_ITEMS, ControlApp, changed_plans, checked_plans, node_id, start_control
 from .takeover import Orphan, find_orphans
 from .worker import encode_msg, read_msg
@@ -104,6 +110,10 @@ def load_standalone(path: str) -> Any:
         return loader.parse_standalone(f.read(), path)     # YAML: must end with #END
 
 
+#: how long a starting master waits for the registries' first answers (service discovery)
+DISCOVERY_START_WAIT = 3.0
+
+
 class Master:
     def __init__(self, node: Node, config_path: str, workers: int | None,
                  orphans: list[Orphan] | None = None) -> None:
@@ -133,6 +143,8 @@ class Master:
         self.restarts = 0
         #: upstream health checks (created in ``run``, inside the loop)
         self.health: HealthManager | None = None
+        #: service discovery: the registries' watches (created in ``run``)
+        self.discovery: DiscoveryManager | None = None
         self.exit_code = 0
         self.config_path = config_path
         self.worker_override = workers
@@ -183,8 +195,10 @@ class Master:
         put = [[e.key, e.value] for e in events if e.value is not None]
         dels = [e.key for e in events if e.value is None]
         self._send(encode_msg({"t": "delta", "rev": revision, "put": put, "del": dels}))
+        if self.discovery is not None:
+            self.discovery.update(changed_plans(events, "service_name"))
         if self.health is not None:          # after the delta: workers know the upstream
-            self.health.update(changed_plans(events))
+            self.health.update(self._with_found(changed_plans(events)))
 
     def _use_hub(self, hub: ConfigHub) -> None:
         self.hub = hub
@@ -196,8 +210,30 @@ class Master:
     def _health_resync(self) -> None:
         """Follow the whole configuration (start, reload, external edit of the file): node
         states of upstreams and nodes that stay are kept."""
+        if self.discovery is not None:
+            self.discovery.replace(checked_plans(self.hub.state.items(), "service_name"))
         if self.health is not None:
-            self.health.replace(checked_plans(self.hub.state.items()))
+            found = self._with_found(dict(checked_plans(self.hub.state.items())))
+            self.health.replace({k: p for k, p in found.items() if p is not None})
+
+    def _with_found(self, plans: dict[str, UpstreamPlan | None]
+                    ) -> dict[str, UpstreamPlan | None]:
+        """Discovered upstreams' plans with the nodes their registry gave (health checks)."""
+        return self.discovery.effective(plans) if self.discovery is not None else plans
+
+    # -- service discovery -----------------------------------------------------------------
+    def _nodes_found(self, key: str, nodes: list[Any]) -> None:
+        """A watched service's node list changed: to every worker, then to the checkers."""
+        self._send(encode_msg({"t": "nodes", "key": key, "nodes": nodes}))
+        if self.health is not None and self.discovery is not None:
+            users = {k: p for k, p in self.discovery.users_of(key).items()
+                     if p.checks is not None}
+            if users:
+                self.health.update(self._with_found(dict(users)))
+
+    def nodes_table_msg(self) -> bytes:
+        return encode_msg({"t": "nodes_all", "table": self.discovery.table()
+                           if self.discovery is not None else {}})
 
     def _health_changed(self, key: str, addr: str, state: str | None) -> None:
         self._send(encode_msg({"t": "health", "key": key, "addr": addr,
@@ -217,7 +253,9 @@ class Master:
                          self.settings.etcd.prefix, state=lambda: self.hub.state,
                          plugins=self._plugin_table, node_status=self.node_status,
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
-                         store_kind=type(self.hub.store).__name__)
+                         store_kind=type(self.hub.store).__name__,
+                         discovery=lambda: self.discovery,
+                         default_cert=lambda: self.settings.tls.cert)
         try:
             self.control_server = await start_control(self.loop, app, host, port,
                                                       self.settings.control_limits)
@@ -442,6 +480,7 @@ class Master:
         # node states first: the runtimes the config builds start with them, so the worker
         # never serves a request with a down node taken for a healthy one
         w.writer.write(self.health_table_msg())
+        w.writer.write(self.nodes_table_msg())     # discovered nodes too, for the same reason
         w.writer.write(self.config_msg())
         self.loop.create_task(self._listen(w))
         self.loop.create_task(self._reap(w))
@@ -582,6 +621,14 @@ class Master:
         self.settings = settings
         self.nworkers = self.worker_override or settings.workers
         setup_logging(settings, "master")
+        if self.discovery is not None and settings.discovery != self.discovery.confs:
+            log.warning("reload: the discovery section changed, its watches start again")
+            self.discovery.close()
+            self.discovery = DiscoveryManager(settings.discovery, self._nodes_found,
+                                              settings.resolve)
+            self._health_resync()
+            # the new workers start with the nodes when the registries answer quickly
+            await self.discovery.first_answers(DISCOVERY_START_WAIT)
         hub = make_hub(settings)
         try:
             await hub.load()
@@ -611,7 +658,11 @@ class Master:
             log.error("%s", e)
             return 1
         self.health = HealthManager(self._health_changed)
+        self.discovery = DiscoveryManager(self.settings.discovery, self._nodes_found,
+                                          self.settings.resolve)
         self._health_resync()
+        # workers start with the discovered nodes when the registries answer quickly
+        await self.discovery.first_answers(DISCOVERY_START_WAIT)
         self.open_slots()
         for index in range(self.nworkers):
             self.workers[index] = await self.spawn(index)
@@ -650,6 +701,8 @@ class Master:
             self.export_server.close()
         if self.health is not None:
             self.health.close()
+        if self.discovery is not None:
+            self.discovery.close()
         procs = [*self.workers.values(), *self.starting]
         for w in procs:
             self.retire(w)

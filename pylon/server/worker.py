@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -35,6 +36,8 @@ from ..proxy import variables
 from ..proxy.exchange import Exchange
 from ..proxy.realip import RealIp
 from ..settings import Settings
+from ..tls.listener import server_context
+from ..tls.table import H2, HTTP11
 from ..upstream.runtime import Runtimes
 from ..wire.h1 import Limits
 from .h1 import H1Connection
@@ -69,7 +72,13 @@ def _load_model(model: ConfigModel, doc: Any) -> Compiled:
 def compile_doc(doc: Any, node: Node) -> Compiled:
     """A whole document compiled as a worker of ``node`` compiles it (``pylon validate``)."""
     assert node.settings is not None
-    return _load_model(ConfigModel(node.settings.router, node), doc)
+    return _load_model(ConfigModel(node.settings.router, node, tls_alpns(node.settings)), doc)
+
+
+def tls_alpns(settings: Settings) -> tuple[tuple[str, ...], ...]:
+    """The ALPN lists of the node's TLS listeners: an ssl object gets a context for each."""
+    return tuple(sorted({H2 if h2 else HTTP11 for h2 in settings.tls_listen.values()})) \
+        or (HTTP11,)
 
 
 class Worker:
@@ -87,8 +96,9 @@ class Worker:
         self.realip = RealIp.from_settings(settings)
         self.connections: set[H1Connection | H2Connection] = set()
         self.draining = False
-        self.runtimes = Runtimes(loop)
-        self.model = ConfigModel(settings.router, node)
+        self.runtimes = Runtimes(loop, settings.ssl_trusted_certificate)
+        self.alpns = tls_alpns(settings)
+        self.model = ConfigModel(settings.router, node, self.alpns)
         self.holder = SnapshotHolder(Snapshot(0, self.model.compiled, {}))
         self.apply_ms = 0.0
         self.server_header = f"Server: Pylon/{__version__}\r\n".encode()
@@ -101,6 +111,7 @@ class Worker:
             variables.INLINE) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
+        self._tls_ctx: dict[bool, ssl.SSLContext] = {}
         self.requests = 0
         #: node status: connections accepted, requests of connections already closed
         self.accepted = 0
@@ -122,7 +133,7 @@ class Worker:
         config does not stall the requests this worker is serving."""
         async with self._apply_lock:
             t0 = time.perf_counter()
-            model = ConfigModel(self.settings.router, self.node)
+            model = ConfigModel(self.settings.router, self.node, self.alpns)
             compiled = await asyncio.to_thread(_load_model, model, doc)
             self.model = model
             runtimes = self.runtimes.reconcile(compiled.plans)
@@ -188,6 +199,7 @@ class Worker:
     def _connection(self) -> H1Connection:
         return H1Connection(self, "http")
 
+<<<<<<< HEAD
     def _h2c_connection(self) -> H1Connection:
         """A connection on a listener with ``enable_http2``: HTTP/1.1 until its first bytes
         are the HTTP/2 preface or a request asks for ``Upgrade: h2c`` (``server/h2.py``)."""
@@ -201,6 +213,43 @@ class Worker:
                 (addr[0], addr[1]) in h2c or any(p == addr[1] and ip in ("0.0.0.0", "::")
                                                  for ip, p in h2c)) else self._connection
             srv = await self.loop.create_server(factory, sock=s, backlog=self.settings.backlog)
+=======
+    def _tls_connection(self) -> H1Connection:
+        return H1Connection(self, "https")
+
+    def alpn_h2(self, conn: H1Connection) -> None:
+        """ALPN chose "h2" on a listener with ``enable_http2`` (its connection just made):
+        the hook where HTTP/2 (``server/h2.py``) takes the connection over.  Without it the
+        connection is closed: a client that agreed on h2 cannot be answered in HTTP/1.1."""
+        log.warning("ALPN h2 from %s: HTTP/2 is not available in this build; closing",
+                    conn.client_addr)
+        conn.transport.close()
+
+    def _tls_context(self, h2: bool) -> ssl.SSLContext:
+        """The context of this worker's TLS listeners with (or without) HTTP/2 in ALPN:
+        each handshake looks its certificate up in the current snapshot's SNI table."""
+        ctx = self._tls_ctx.get(h2)
+        if ctx is None:
+            holder = self.holder
+            ctx = self._tls_ctx[h2] = server_context(
+                self.settings.tls, H2 if h2 else HTTP11, lambda: holder.current.compiled.tls)
+        return ctx
+
+    async def serve(self, socks: list[socket.socket]) -> None:
+        tls_listen = self.settings.tls_listen
+        tls_ports = {port: h2 for (_, port), h2 in tls_listen.items()}
+        for s in socks:
+            addr = s.getsockname()[:2] if s.family != socket.AF_UNIX else ("", 0)
+            h2 = tls_listen.get(addr, tls_ports.get(addr[1])) if tls_listen else None
+            if h2 is None:
+                srv = await self.loop.create_server(self._connection, sock=s,
+                                                    backlog=self.settings.backlog)
+            else:
+                srv = await self.loop.create_server(
+                    self._tls_connection, sock=s, backlog=self.settings.backlog,
+                    ssl=self._tls_context(h2),
+                    ssl_handshake_timeout=self.settings.client_header_timeout or None)
+>>>>>>> main
             self.servers.append(srv)
         self._sweep()
 
@@ -422,6 +471,11 @@ async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int
                 w.runtimes.set_health(msg["key"], msg["addr"], msg.get("state"))
             elif t == "health_all":         # every known node state (this worker's start)
                 w.runtimes.reset_health(msg["table"])
+            elif t == "nodes":              # a discovered service's nodes (the master's)
+                w.runtimes.set_discovered(msg["key"], msg["nodes"])
+            elif t == "nodes_all":          # every discovered service (this worker's start)
+                for key, nodes in msg["table"].items():
+                    w.runtimes.set_discovered(key, nodes)
             elif t == "reply":              # the master's answer to a worker's question
                 link.answered(msg)
             elif t == "stop":

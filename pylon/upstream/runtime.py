@@ -10,16 +10,24 @@ Health checks (``health.py``): an upstream with a checker gets a ``HealthFilter`
 balancer and, with ``checks.passive``, a ``PassiveReporter`` as ``health``; both read a
 ``HealthView`` kept per upstream key in ``Runtimes.health``, so node states survive a
 rebuilt runtime.  Every other upstream has ``health = None`` and its bare balancer.
+
+Discovered upstreams (``discovery_type``): the plan's ``discovery`` names what the master
+watches and its ``nodes`` are empty; ``Runtimes`` holds the node lists the master pushes
+(``set_discovered``) and builds the runtime from the plan with those nodes (``with_nodes``).
+A discovered upstream with no nodes yet has no runtime, so a request to it is answered 503
+as APISIX answers it.  A new node list rebuilds only the runtimes of that service, in
+place: pools and health states of the nodes that stay are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..tls.certs import load_chain
 from .balancer import Node, create_balancer
 from .health import HealthFilter, HealthView, PassiveReporter, has_checker
 from .pool import NodePool
@@ -52,6 +60,23 @@ class UpstreamPlan:
     checks: Any = None
     #: ``pylon.model.health.BadChecks``: checks that do not parse (the master logs them)
     bad_checks: Any = None
+    #: discovered upstream: the watch key (``pylon.discovery.base.watch_key``), else None
+    discovery: str | None = None
+    #: ``tls.client_cert_id``: the ``type: client`` ssl object whose certificate and key
+    #: the compiler put in ``client_cert`` / ``client_key`` (None there: not found)
+    client_cert_id: str | None = None
+
+
+#: a discovered node as the master sends it: host, port (None: the scheme's), weight,
+#: priority
+FoundNode = Sequence[Any]
+
+
+def with_nodes(plan: UpstreamPlan, found: Iterable[FoundNode]) -> UpstreamPlan:
+    """``plan`` (a discovered upstream's) with the nodes its registry gave."""
+    default = DEFAULT_PORTS.get(plan.scheme, 80)
+    return replace(plan, nodes=tuple(Node(str(h), int(p or default), int(w), int(pr))
+                                     for h, p, w, pr in found))
 
 
 PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
@@ -64,9 +89,13 @@ class UpstreamRuntime:
                  "track", "variants")
 
     def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool],
-                 view: HealthView | None = None, health: PassiveReporter | None = None) -> None:
+                 view: HealthView | None = None, health: PassiveReporter | None = None,
+                 previous: Any = None) -> None:
         self.plan = plan
-        self.balancer: Any = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key)
+        # ``previous``: the balancer this runtime replaces (ewma keeps the latency of the
+        # nodes that stay)
+        self.balancer: Any = create_balancer(plan.type, plan.nodes, plan.hash_on, plan.hash_key,
+                                             previous=previous)
         if view is not None:               # health checked: skip the nodes that are down
             self.balancer = HealthFilter(self.balancer, view.down)
         #: passive health reports (``checks.passive``), None for every other upstream
@@ -110,8 +139,11 @@ def _host_headers(plan: UpstreamPlan) -> dict[str, bytes]:
 class Runtimes:
     """Per-worker owner of upstream runtimes and the node pools they share."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, trusted_ca: str | None = None) -> None:
         self.loop = loop
+        #: ``apisix.ssl.ssl_trusted_certificate``: what ``tls.verify`` trusts (None: the
+        #: system's CA store)
+        self.trusted_ca = trusted_ca
         self.by_key: dict[str, UpstreamRuntime] = {}
         self._pools: dict[PoolKey, NodePool] = {}
         self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
@@ -121,8 +153,45 @@ class Runtimes:
         self.health: dict[str, HealthView] = {}
         #: where passive health reports go (the worker sends them to the master)
         self.report: Callable[[str, str, int], None] | None = None
+        #: discovered node lists by watch key, as the master pushes them
+        self.discovered: dict[str, list[FoundNode]] = {}
+        #: discovered upstreams: their compiled plans (no nodes) by upstream key, and the
+        #: upstream keys of each watch key
+        self._disc_plans: dict[str, UpstreamPlan] = {}
+        self._disc_users: dict[str, set[str]] = {}
 
-    def _runtime(self, plan: UpstreamPlan) -> UpstreamRuntime:
+    def _effective(self, key: str, plan: UpstreamPlan | None) -> UpstreamPlan | None:
+        """The plan a runtime is built from: a discovered upstream's gets its nodes (None
+        while it has none: no runtime, 503).  Keeps the discovered-upstream index."""
+        old = self._disc_plans.get(key)
+        if old is not None and (plan is None or old.discovery != plan.discovery):
+            users = self._disc_users.get(old.discovery or "")
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self._disc_users[old.discovery or ""]
+            del self._disc_plans[key]
+        if plan is None or plan.discovery is None:
+            return plan
+        self._disc_plans[key] = plan
+        self._disc_users.setdefault(plan.discovery, set()).add(key)
+        found = self.discovered.get(plan.discovery)
+        return with_nodes(plan, found) if found else None
+
+    def set_discovered(self, dkey: str, found: list[FoundNode]) -> None:
+        """The master's new node list for one watch key: the runtimes of the upstreams
+        using it are rebuilt in place (no config compile)."""
+        if found:
+            self.discovered[dkey] = found
+        else:
+            self.discovered.pop(dkey, None)
+        users = self._disc_users.get(dkey)
+        if users:
+            self.update({k: self._disc_plans[k] for k in users})
+
+    def _runtime(self, plan: UpstreamPlan, old: UpstreamRuntime | None = None
+                 ) -> UpstreamRuntime:
+        """A runtime for ``plan``; ``old``: the one it replaces (balancer state carried)."""
         view = reporter = None
         checks = plan.checks
         if checks is not None and has_checker(plan):
@@ -131,7 +200,9 @@ class Runtimes:
                 view = self.health[plan.key] = HealthView()
             if checks.passive is not None:
                 reporter = PassiveReporter(plan.key, view, checks.passive, self._report)
-        return UpstreamRuntime(plan, self._pools_for(plan), view, reporter)
+        prev = old.balancer if old is not None else None
+        return UpstreamRuntime(plan, self._pools_for(plan), view, reporter,
+                               getattr(prev, "inner", prev))
 
     def _report(self, key: str, addr: str, kind: int) -> None:
         if self.report is not None:
@@ -156,10 +227,15 @@ class Runtimes:
     def reconcile(self, plans: dict[str, UpstreamPlan]) -> dict[str, UpstreamRuntime]:
         old = self.by_key
         new: dict[str, UpstreamRuntime] = {}
-        for key, plan in plans.items():
+        for key in [k for k in self._disc_plans if k not in plans]:
+            self._effective(key, None)
+        for key, given in plans.items():
+            plan = self._effective(key, given)
+            if plan is None:
+                continue
             rt = old.get(key)
             if rt is None or rt.plan != plan:
-                rt = self._runtime(plan)
+                rt = self._runtime(plan, rt)
             new[key] = rt
         self._refs = {}
         for rt in new.values():
@@ -170,7 +246,7 @@ class Runtimes:
         for pk in [pk for pk in self._pools if pk not in self._refs]:
             self._pools.pop(pk).close()
         self.by_key = new
-        for key in [k for k in self.health if k not in new]:
+        for key in [k for k in self.health if k not in plans]:
             del self.health[key]
         return new
 
@@ -196,7 +272,8 @@ class Runtimes:
         not the number of upstreams."""
         by_key = self.by_key
         refs = self._refs
-        for key, plan in changed.items():
+        for key, given in changed.items():
+            plan = self._effective(key, given)
             old = by_key.get(key)
             if old is not None and plan is not None and old.plan == plan:
                 continue
@@ -204,10 +281,11 @@ class Runtimes:
                 for n in plan.nodes:
                     pk = self._pool_key(plan, n)
                     refs[pk] = refs.get(pk, 0) + 1
-                by_key[key] = self._runtime(plan)
+                by_key[key] = self._runtime(plan, old)
             else:
                 by_key.pop(key, None)
-                self.health.pop(key, None)
+                if given is None:          # gone (a discovered one waiting for nodes keeps
+                    self.health.pop(key, None)      # its node states)
             if old is not None:
                 for old_plan in _plans(old):
                     for n in old_plan.nodes:
@@ -255,12 +333,12 @@ class Runtimes:
         key = (plan.tls_verify, plan.client_cert, plan.client_key)
         ctx = self._ssl.get(key)
         if ctx is None:
-            ctx = ssl.create_default_context()
+            ctx = ssl.create_default_context(cafile=self.trusted_ca)
             if not plan.tls_verify:      # APISIX upstream tls.verify defaults to false
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             if plan.client_cert and plan.client_key:
-                _load_client_cert(ctx, plan.client_cert, plan.client_key)
+                load_chain(ctx, plan.client_cert, plan.client_key)
             self._ssl[key] = ctx
         return ctx
 
@@ -271,19 +349,3 @@ def _plans(rt: UpstreamRuntime) -> list[UpstreamPlan]:
         return [rt.plan]
     return [rt.plan, *(v.plan for v in rt.variants.values())]
 
-
-def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str) -> None:
-    """Client certificate given inline (PEM text, as APISIX stores it) or as file paths."""
-    import os
-    import tempfile
-
-    if cert.lstrip().startswith("-----BEGIN"):
-        with tempfile.TemporaryDirectory() as d:
-            cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-            with open(cp, "w") as f:
-                f.write(cert)
-            with open(kp, "w") as f:
-                f.write(key)
-            ctx.load_cert_chain(cp, kp)
-    else:
-        ctx.load_cert_chain(cert, key)

@@ -116,7 +116,8 @@ def test_typed_schemas_agree_with_the_model(kind: str) -> None:
                    {"uri": "/a", "unknown": 1}],
         "services": [{"script": "x" * 20}, {"upstream": {}}],
         "upstreams": [{}, {"nodes": {"a": 1}, "pass_host": "rewrite"},
-                      {"nodes": {"a": 1}, "discovery_type": "dns"},
+                      {"nodes": {"a": 1}, "discovery_type": "dns", "service_name": "a"},
+                      {"service_name": "a"},
                       {"nodes": {"a": 1}, "tls": {"client_cert": "c"}},
                       {"nodes": {"a": 1}, "timeout": {"connect": 0, "send": 1, "read": 1}}],
     }[kind]

@@ -453,12 +453,12 @@ def test_bad_router_kind_is_an_error():
 def test_unknown_keys_are_warnings_with_their_paths():
     s, warnings = settings({"pylon": {"node_listen": [9100], "enable_debug": True},
                             "nginx_config": {"http": {"lua_shared_dict": {}}},
-                            "discovery": {}})
+                            "graphql": {}})
     assert s.listen == [("0.0.0.0", 9100)]
     text = "\n".join(warnings)
     assert "pylon.enable_debug" in text
     assert "nginx_config.http.lua_shared_dict" in text
-    assert "discovery" in text
+    assert "graphql" in text
 
 
 def test_unknown_keys_inside_listen_items_are_warnings():

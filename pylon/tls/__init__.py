@@ -1,0 +1,1 @@
+"""TLS: certificates of ssl objects, the SNI table, the listeners' contexts (docs/tls.md)."""
