@@ -34,7 +34,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -55,6 +55,7 @@ from ..wire.head import HOP_BY_HOP, RequestHead
 if TYPE_CHECKING:
     from ..proxy.realip import RealIp
     from ..proxy.tunnel import Tunnel
+    from ..tls.listener import TlsConn
     from .h1 import H1Connection
     from .worker import Worker
 
@@ -334,8 +335,8 @@ class H2Connection(asyncio.Protocol):
         self.realip: RealIp | None = h1.realip
         self.fwd_for: bytes = h1.fwd_for
         self.fwd_port: bytes = h1.fwd_port
-        #: the TLS connection (``$ssl_*``): None on h2c
-        self.tls: Any = None
+        #: the TLS connection (``$ssl_*``, mTLS): None on h2c
+        self.tls: TlsConn | None = h1.tls
         self.born: float = h1.born
         self.server_value = (b"server", w.server_header[8:-2])
         s = w.settings

@@ -41,7 +41,7 @@ from ..tls.table import H2, HTTP11
 from ..upstream.runtime import Runtimes
 from ..wire.h1 import Limits
 from .h1 import H1Connection
-from .h2 import H2Connection
+from .h2 import H2Connection, take_over
 
 log = logging.getLogger("pylon.worker")
 clog = logging.getLogger("pylon.config")
@@ -199,31 +199,18 @@ class Worker:
     def _connection(self) -> H1Connection:
         return H1Connection(self, "http")
 
-<<<<<<< HEAD
     def _h2c_connection(self) -> H1Connection:
         """A connection on a listener with ``enable_http2``: HTTP/1.1 until its first bytes
         are the HTTP/2 preface or a request asks for ``Upgrade: h2c`` (``server/h2.py``)."""
         return H1Connection(self, "http", True)
 
-    async def serve(self, socks: list[socket.socket]) -> None:
-        h2c = self.settings.h2c_listen
-        for s in socks:
-            addr = s.getsockname()[:2] if s.family != socket.AF_UNIX else ("", 0)
-            factory = self._h2c_connection if h2c and (
-                (addr[0], addr[1]) in h2c or any(p == addr[1] and ip in ("0.0.0.0", "::")
-                                                 for ip, p in h2c)) else self._connection
-            srv = await self.loop.create_server(factory, sock=s, backlog=self.settings.backlog)
-=======
     def _tls_connection(self) -> H1Connection:
         return H1Connection(self, "https")
 
     def alpn_h2(self, conn: H1Connection) -> None:
         """ALPN chose "h2" on a listener with ``enable_http2`` (its connection just made):
-        the hook where HTTP/2 (``server/h2.py``) takes the connection over.  Without it the
-        connection is closed: a client that agreed on h2 cannot be answered in HTTP/1.1."""
-        log.warning("ALPN h2 from %s: HTTP/2 is not available in this build; closing",
-                    conn.client_addr)
-        conn.transport.close()
+        HTTP/2 (``server/h2.py``) takes the connection over."""
+        take_over(conn, b"")
 
     def _tls_context(self, h2: bool) -> ssl.SSLContext:
         """The context of this worker's TLS listeners with (or without) HTTP/2 in ALPN:
@@ -238,18 +225,21 @@ class Worker:
     async def serve(self, socks: list[socket.socket]) -> None:
         tls_listen = self.settings.tls_listen
         tls_ports = {port: h2 for (_, port), h2 in tls_listen.items()}
+        h2c = self.settings.h2c_listen
         for s in socks:
             addr = s.getsockname()[:2] if s.family != socket.AF_UNIX else ("", 0)
             h2 = tls_listen.get(addr, tls_ports.get(addr[1])) if tls_listen else None
             if h2 is None:
-                srv = await self.loop.create_server(self._connection, sock=s,
+                factory = self._h2c_connection if h2c and (
+                    (addr[0], addr[1]) in h2c or any(p == addr[1] and ip in ("0.0.0.0", "::")
+                                                     for ip, p in h2c)) else self._connection
+                srv = await self.loop.create_server(factory, sock=s,
                                                     backlog=self.settings.backlog)
             else:
                 srv = await self.loop.create_server(
                     self._tls_connection, sock=s, backlog=self.settings.backlog,
                     ssl=self._tls_context(h2),
                     ssl_handshake_timeout=self.settings.client_header_timeout or None)
->>>>>>> main
             self.servers.append(srv)
         self._sweep()
 

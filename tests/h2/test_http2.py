@@ -378,6 +378,31 @@ def test_one_stream_failing_does_not_hurt_the_others(gateway_factory, upstream_f
         assert c.request("GET", "/ok").status == 200
 
 
+def test_h2_over_tls_when_alpn_chooses_it(gateway_factory, upstream, tmp_path):
+    from tests.harness import free_port
+    from tests.tls.certs import CA
+
+    ca = CA()
+    pem = ca.issue("a.test")
+    port = free_port()
+    doc = route_doc([upstream], uri="/*")
+    doc["ssls"] = [{"id": "1", "cert": pem.cert, "key": pem.key, "snis": ["a.test"]}]
+    gateway_factory(doc, node={"pylon": {"ssl": {"listen": [
+        {"ip": "127.0.0.1", "port": port, "enable_http2": True}]}}})
+    cafile = tmp_path / "ca.pem"
+    cafile.write_text(ca.pem)
+    out = curl("--http2", "-i", "--cacert", str(cafile), "--resolve",
+               f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/tls?q=1")
+    assert out.stdout.startswith("HTTP/2 200"), out.stdout + out.stderr
+    seen = upstream.requests[-1]
+    assert seen["path"] == "/tls?q=1"
+    assert seen["headers"]["x-forwarded-proto"] == "https"
+    assert seen["headers"]["host"] == f"a.test:{port}"
+    out = curl("--http1.1", "-i", "--cacert", str(cafile), "--resolve",
+               f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/tls")
+    assert out.stdout.startswith("HTTP/1.1 200"), out.stdout + out.stderr
+
+
 MiB = 1 << 20
 
 
