@@ -18,9 +18,12 @@ from pylon.pdk.testing import EchoUpstream, free_port
 
 def test_node_started_next_to_a_pylon_folder_serves(tmp_path):
     (tmp_path / "pylon").mkdir()                       # empty: a namespace package
+    # the installed package, as a user runs it: a checkout on PYTHONPATH would be a regular
+    # package found before the namespace folder, and nothing would be shadowed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     shadowed = subprocess.run([sys.executable, "-m", "pylon.cli", "version"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=60,
-                              check=False)
+                              check=False, env=env)
     assert shadowed.returncode != 0                   # the folder does shadow `-m pylon...`
     port = free_port()
     (tmp_path / "conf").mkdir()
@@ -38,7 +41,8 @@ def test_node_started_next_to_a_pylon_folder_serves(tmp_path):
     # the master as the `pylon` console script runs it (its own directory first on sys.path)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-P", "-m", "pylon.cli", "start", "-p", "."],
-                                cwd=tmp_path, stdout=out, stderr=out, start_new_session=True)
+                                cwd=tmp_path, stdout=out, stderr=out, start_new_session=True,
+                                env=env)
     try:
         deadline = time.monotonic() + 30
         while "pylon started" not in log.read_text():
