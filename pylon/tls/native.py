@@ -54,24 +54,18 @@ class _Lib:
                  "set_verify_depth", "ssl_version", "verify_string")
 
     def __init__(self, lib: ctypes.CDLL) -> None:
-        self.set_verify = lib.SSL_set_verify
-        self.set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        self.set_verify.restype = None
-        self.set_verify_depth = lib.SSL_set_verify_depth
-        self.set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        self.set_verify_depth.restype = None
-        self.get_ctx = lib.SSL_get_SSL_CTX
-        self.get_ctx.argtypes = [ctypes.c_void_p]
-        self.get_ctx.restype = ctypes.c_void_p
-        self.get_verify_result = lib.SSL_get_verify_result
-        self.get_verify_result.argtypes = [ctypes.c_void_p]
-        self.get_verify_result.restype = ctypes.c_long
-        self.ssl_version = lib.SSL_version
-        self.ssl_version.argtypes = [ctypes.c_void_p]
-        self.ssl_version.restype = ctypes.c_int
-        self.verify_string = lib.X509_verify_cert_error_string
-        self.verify_string.argtypes = [ctypes.c_long]
-        self.verify_string.restype = ctypes.c_char_p
+        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
+            f = getattr(lib, name)
+            f.argtypes, f.restype = list(argtypes), restype
+            return f
+
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        self.set_verify = fn("SSL_set_verify", None, vp, i, vp)
+        self.set_verify_depth = fn("SSL_set_verify_depth", None, vp, i)
+        self.get_ctx = fn("SSL_get_SSL_CTX", vp, vp)
+        self.get_verify_result = fn("SSL_get_verify_result", ctypes.c_long, vp)
+        self.ssl_version = fn("SSL_version", i, vp)
+        self.verify_string = fn("X509_verify_cert_error_string", ctypes.c_char_p, ctypes.c_long)
         #: kept alive with the library: OpenSSL holds only its address
         self.accept_any = _VerifyCallback(_record_only)
 

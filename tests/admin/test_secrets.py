@@ -16,7 +16,6 @@ the Admin API into every kind of resource that carries that plugin's configurati
 from __future__ import annotations
 
 import base64
-import datetime
 import functools
 import json
 import os
@@ -27,10 +26,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pylon.admin.audit import MASK
 from pylon.config.encryption import Keyring
@@ -38,6 +33,7 @@ from pylon.proxy.registry import PluginSpec, load
 from tests.admin.test_admin_gateway import admin, admin_node
 from tests.etcd_server import EtcdServer, b64, find_etcd
 from tests.harness import Gateway, Upstream, free_port
+from tests.tls.certs import CA
 
 KEYRING = "pylon-secrets-16"
 ADMIN_KEY = "admin-key-for-secrets-test"
@@ -45,23 +41,9 @@ VIEWER_KEY = "viewer-key-for-secrets-test"
 #: every plaintext secret of these tests contains this (PEM keys: "PRIVATE KEY")
 MARK = "s3cr3t"
 UP = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
-PEM = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-    serialization.NoEncryption()).decode()
-
-
-
-def _self_signed(key_pem: str) -> str:
-    """A certificate for ``key_pem`` (an ssl object's cert and key must parse and pair)."""
-    key = serialization.load_pem_private_key(key_pem.encode(), None)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sec.example")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+#: a certificate and its key (APISIX refuses an ssl object whose cert does not parse)
+PAIR = CA().issue("sec.example")
+PEM = PAIR.key
 
 
 #: a plugin written for this test (loaded from ``pylon.extra_plugin_dirs``): a secret nested
@@ -402,7 +384,7 @@ def test_resource_secrets_are_masked_too(node: Node) -> None:
     """Secrets that are fields of a resource rather than of a plugin: SSL private keys,
     an upstream's ``tls.client_key`` (inline in a route as well) and a secret manager's
     credentials."""
-    cert = _self_signed(PEM)             # APISIX refuses a cert that does not parse
+    cert = PAIR.cert
     tls = {"client_cert": cert, "client_key": PEM}
     writes = {
         "ssls/sec-ssl": {"cert": cert, "key": PEM, "snis": ["sec.example"]},
