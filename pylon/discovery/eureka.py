@@ -11,14 +11,12 @@ Several hosts: the next one after a failure.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from .base import DiscoveryError, DNode, Registry
+from .base import DiscoveryError, DNode
 from .config import EurekaConf
-from .http import Server, get_json
+from .http import Polled, get_json
 
 
 def _enabled(port: Any) -> int | None:
@@ -30,23 +28,19 @@ def _enabled(port: Any) -> int | None:
     return None
 
 
-class EurekaRegistry(Registry):
+class EurekaRegistry(Polled):
     kind = "eureka"
 
     def __init__(self, conf: EurekaConf) -> None:
         super().__init__(conf)
         self.conf: EurekaConf = conf
-        self.hosts = [Server(h) for h in conf.host]
-        self.server = 0
 
-    async def fetch(self, service_name: str) -> list[DNode]:
-        srv = self.hosts[self.server % len(self.hosts)]
-        t = self.conf.timeout
-        prefix = "/" + self.conf.prefix.strip("/") + "/" if self.conf.prefix.strip("/") else "/"
-        url = f"{srv.base}{prefix}apps/{quote(service_name.upper(), safe='')}"
+    async def fetch(self, service_name: str, args: dict[str, Any]) -> list[DNode]:
+        srv = self._host()
+        url = f"{srv.base}{self._prefix()}apps/{quote(service_name.upper(), safe='')}"
         try:
             status, data = await get_json(
-                "GET", url, f"eureka {srv.base}", timeout=(t.connect + t.send + t.read) / 1000,
+                "GET", url, f"eureka {srv.base}", timeout=self._timeout(),
                 headers={"Accept": "application/json", **srv.basic_auth()}, ok=(200, 404))
         except DiscoveryError:
             self.server += 1
@@ -76,10 +70,3 @@ class EurekaRegistry(Registry):
                     pass
             nodes.append((host, port, weight, 0))
         return nodes
-
-    async def follow(self, service_name: str, args: dict[str, Any]
-                     ) -> AsyncIterator[list[DNode]]:
-        while True:
-            nodes = await self.fetch(service_name)
-            yield nodes
-            await asyncio.sleep(self.conf.fetch_interval)

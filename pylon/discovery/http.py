@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..model.upstream import split_addr
 from ..upstream import client
-from .base import DiscoveryError
+from .base import DiscoveryError, DNode, Registry
 
 
 def split_hostport(addr: str) -> tuple[str, int]:
@@ -137,3 +137,35 @@ def decode_line(line: bytes) -> Any:
         return json.loads(line)
     except ValueError:
         raise DiscoveryError("watch event is not JSON") from None
+
+
+class Polled(Registry):
+    """A registry asked again every ``fetch_interval`` seconds (Nacos, Eureka): its
+    ``host`` list tried in turn, moving to the next one after a failure."""
+
+    def __init__(self, conf: Any) -> None:
+        super().__init__(conf)
+        self.hosts = [Server(h) for h in conf.host]
+        self.server = 0
+
+    def _host(self) -> Server:
+        return self.hosts[self.server % len(self.hosts)]
+
+    def _timeout(self) -> float:
+        """The whole request's bound, seconds (``timeout`` is in milliseconds)."""
+        t = self.conf.timeout
+        return float(t.connect + t.send + t.read) / 1000
+
+    def _prefix(self) -> str:
+        p = self.conf.prefix.strip("/")
+        return "/" + p + "/" if p else "/"
+
+    async def fetch(self, service_name: str, args: dict[str, Any]) -> list[DNode]:
+        """The service's nodes now (a failure raises ``DiscoveryError``)."""
+        raise NotImplementedError
+
+    async def follow(self, service_name: str, args: dict[str, Any]
+                     ) -> AsyncIterator[list[DNode]]:
+        while True:
+            yield await self.fetch(service_name, args)
+            await asyncio.sleep(self.conf.fetch_interval)

@@ -12,31 +12,23 @@ after a 403.  Several hosts: the next one after a failure.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-from .base import DiscoveryError, DNode, Registry
+from .base import DiscoveryError, DNode
 from .config import NacosConf
-from .http import Server, get_json
+from .http import Polled, Server, get_json
 
 
-class NacosRegistry(Registry):
+class NacosRegistry(Polled):
     kind = "nacos"
 
     def __init__(self, conf: NacosConf) -> None:
         super().__init__(conf)
         self.conf: NacosConf = conf
-        self.hosts = [Server(h) for h in conf.host]
-        self.server = 0
         #: access token per host base URL: (token, monotonic expiry)
         self.tokens: dict[str, tuple[str, float]] = {}
-
-    def _timeout(self) -> float:
-        t = self.conf.timeout
-        return (t.connect + t.send + t.read) / 1000
 
     def check(self, service_name: str, args: dict[str, Any]) -> str | None:
         for k in ("namespace_id", "group_name"):
@@ -63,12 +55,8 @@ class NacosRegistry(Registry):
         self.tokens[srv.base] = (token, time.monotonic() + ttl * 0.9)
         return token
 
-    def _prefix(self) -> str:
-        p = self.conf.prefix
-        return ("/" + p.strip("/") + "/") if p.strip("/") else "/"
-
     async def fetch(self, service_name: str, args: dict[str, Any]) -> list[DNode]:
-        srv = self.hosts[self.server % len(self.hosts)]
+        srv = self._host()
         try:
             q: dict[str, str] = {"serviceName": service_name,
                                  "groupName": args.get("group_name") or "DEFAULT_GROUP"}
@@ -99,10 +87,3 @@ class NacosRegistry(Registry):
                 max(1, round(w)) if w > 0 else 0)       # Nacos weights are floats (1.0)
             nodes.append((ip, port, weight, 0))
         return nodes
-
-    async def follow(self, service_name: str, args: dict[str, Any]
-                     ) -> AsyncIterator[list[DNode]]:
-        while True:
-            nodes = await self.fetch(service_name, args)
-            yield nodes
-            await asyncio.sleep(self.conf.fetch_interval)
