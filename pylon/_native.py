@@ -32,6 +32,8 @@ MODULES: Final = (
     "pylon.wire.h1",
     "pylon.pdk.context",
     "pylon.proxy.exchange",
+    "pylon.proxy.variables",
+    "pylon.observe.access_log",
     "pylon.server.h1",
     "pylon.upstream.pool",
 )

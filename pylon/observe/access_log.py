@@ -1,14 +1,15 @@
 """Access log: one line per request, nginx-style ``$variable`` format, written off the hot path.
 
-At the end of a request only a reference to the finished exchange is queued.  A timer formats
-and writes the queued lines in one batch (every ``FLUSH_INTERVAL`` or ``FLUSH_LINES`` lines),
-with a single ``write`` on an ``O_APPEND`` file so lines from several workers never interleave.
-The queue is bounded: beyond ``MAX_QUEUED`` lines are dropped and counted, never blocking a
-request.
+At the end of a request its line is rendered and queued (a string: the finished exchange is
+not kept alive, so its memory is reused while still warm).  A timer writes the queued lines
+in one batch (every ``FLUSH_INTERVAL`` or ``FLUSH_LINES`` lines), with a single ``write`` on
+an ``O_APPEND`` file so lines from several workers never interleave.  The queue is bounded:
+beyond ``MAX_QUEUED`` lines are dropped and counted, never blocking a request.
 
 The format is compiled once per configuration into one generated function of (exchange, bytes
 sent): each ``$name`` is resolved then to the function that reads it (the caller's ``resolve``,
-the proxy's variable table), the log's own fields are plain attribute reads, and
+the proxy's variable table, compiled with the core), the log's own fields are plain attribute
+reads, every ``$http_*`` field is found in one pass over the request headers, and
 ``$time_local`` / ``$time_iso8601`` are formatted once per second.  A line is what a
 ``var(name)`` per field gives, ``-`` for a field without a value.
 """
@@ -20,8 +21,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Generic, Protocol, TypeVar, cast
+from collections.abc import Callable
+from typing import Final, Generic, Protocol, TypeVar
+
+from ..wire.head import header_is
 
 log = logging.getLogger("pylon.access")
 
@@ -39,24 +42,30 @@ class Finished(Protocol):
     #: why the request ended as it did (``$pylon_detail``)
     detail: str
 
+    @property
+    def head(self) -> HasHeaders: ...
+
     def wall_start(self) -> float: ...
+
+
+class HasHeaders(Protocol):
+    headers: list[tuple[bytes, bytes]]
 
 
 X = TypeVar("X", bound=Finished)
 Render = Callable[[X, int], str]
+Getter = Callable[[X], object]
 
 
 class _PerSecond:
     """``strftime(fmt, localtime(t))``, formatted again only when the second changes."""
-
-    __slots__ = ("fmt", "sec", "text")
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
         self.sec = -1
         self.text = ""
 
-    def __call__(self, t: float) -> str:
+    def at(self, t: float) -> str:
         sec = int(t)                     # localtime() floors the same way (t > 0)
         if sec != self.sec:
             self.text = time.strftime(self.fmt, time.localtime(sec))
@@ -64,103 +73,136 @@ class _PerSecond:
         return self.text
 
 
-def _dash(v: object) -> str:
-    return "-" if v is None or v == "" else str(v)
+# what a field of a compiled format is
+_TEXT: Final = 0        # literal text
+_GET: Final = 1         # a getter's value, "-" when None or ""
+_BYTES: Final = 2       # the bytes written to the client
+_HEADER: Final = 3      # a request header found in the one pass ($http_*)
+_CLOCK: Final = 4       # the request's start time, formatted once per second
+_USER: Final = 5        # the consumer's name ($remote_user)
+_DETAIL: Final = 6      # why the request ended ($pylon_detail)
 
-
-#: fields the log spells itself (a source expression of ``x``, the exchange, and ``b``, the
-#: bytes written, counted before the connection reset them), never empty
-_OWN: dict[str, str] = {
-    "body_bytes_sent": "str(b)",
-    "bytes_sent": "str(b)",
+_OWN: Final[dict[str, int]] = {
+    "body_bytes_sent": _BYTES,
+    "bytes_sent": _BYTES,
+    "remote_user": _USER,
+    "pylon_detail": _DETAIL,
 }
-#: fields read straight from the exchange: str or None, "-" when empty
-_ATTRS: dict[str, str] = {
-    "remote_user": "x.consumer_name",
-    "pylon_detail": "x.detail",
-}
-_TIMES: dict[str, str] = {
+_TIMES: Final[dict[str, str]] = {
     "time_local": "%d/%b/%Y:%H:%M:%S %z",
     "time_iso8601": "%Y-%m-%dT%H:%M:%S%z",
 }
 
 
-def compile_format(fmt: str, resolve: Callable[[str], Callable[[X], object]],
-                   inline: Mapping[str, str] | None = None) -> Render[X]:
+class _Field(Generic[X]):
+    def __init__(self, kind: int, text: str = "", get: Getter[X] | None = None,
+                 slot: int = 0, clock: _PerSecond | None = None) -> None:
+        self.kind = kind
+        self.text = text
+        self.get = get
+        #: _HEADER: the index of the header's value among those of the one pass
+        self.slot = slot
+        self.clock = clock
+
+
+class Format(Generic[X]):
+    """An nginx-style format compiled once per configuration: a list of fields rendered by
+    one loop (compiled with the core), every ``$name`` already resolved to its getter."""
+
+    def __init__(self, fmt: str, resolve: Callable[[str], Getter[X]]) -> None:
+        self.fields: list[_Field[X]] = []
+        #: the header names ``$http_*`` fields want (lower case, "-" for "_"), one slot each
+        self.heads: list[bytes] = []
+        self.timed = False
+        pos = 0
+        for m in _VAR.finditer(fmt):
+            if m.start() > pos:
+                self.fields.append(_Field(_TEXT, fmt[pos:m.start()]))
+            self._add(m.group(1) or m.group(2), resolve)
+            pos = m.end()
+        if pos < len(fmt):
+            self.fields.append(_Field(_TEXT, fmt[pos:]))
+
+    def _add(self, name: str, resolve: Callable[[str], Getter[X]]) -> None:
+        kind = _OWN.get(name)
+        if kind is not None:
+            self.fields.append(_Field(kind))
+        elif name.startswith("http_"):
+            want = name[5:].replace("_", "-").encode("latin-1")
+            if want not in self.heads:
+                self.heads.append(want)
+            self.fields.append(_Field(_HEADER, slot=self.heads.index(want)))
+        elif name in _TIMES:
+            self.timed = True
+            self.fields.append(_Field(_CLOCK, clock=_PerSecond(_TIMES[name])))
+        else:
+            self.fields.append(_Field(_GET, get=resolve(name)))
+
+    def render(self, x: X, b: int) -> str:
+        """One line of ``x``, which wrote ``b`` bytes to its client."""
+        heads = self.heads
+        found: list[bytes | None] = []
+        if heads:
+            # one pass over the request headers for every $http_ field, the first of each
+            found = [None] * len(heads)
+            for hn, hv in x.head.headers:
+                n = len(hn)
+                for i in range(len(heads)):
+                    if found[i] is None and len(heads[i]) == n and header_is(hn, heads[i]):
+                        found[i] = hv
+        ws = x.wall_start() if self.timed else 0.0
+        out: list[str] = []
+        for f in self.fields:
+            k = f.kind
+            if k == _TEXT:
+                out.append(f.text)
+            elif k == _GET:
+                get = f.get
+                assert get is not None
+                out.append(_dash(get(x)))
+            elif k == _HEADER:
+                v = found[f.slot]
+                out.append(v.decode("latin-1") if v else "-")
+            elif k == _BYTES:
+                out.append(str(b))
+            elif k == _CLOCK:
+                clock = f.clock
+                assert clock is not None
+                out.append(clock.at(ws))
+            elif k == _USER:
+                out.append(x.consumer_name or "-")
+            else:
+                out.append(x.detail or "-")
+        return "".join(out)
+
+
+def _dash(v: object) -> str:
+    """A field's text: "-" for no value; every variable is a str or None but ``post_arg.*``,
+    a JSON value as it is."""
+    if v is None or v == "":
+        return "-"
+    return v if isinstance(v, str) else str(v)
+
+
+def compile_format(fmt: str, resolve: Callable[[str], Getter[X]]) -> Render[X]:
     """Compile an nginx-style format once into a function of (exchange, bytes_sent).
 
     ``resolve(name)`` gives the function reading ``$name`` of an exchange (None or "" when
-    it has no value); it is called here, once per field, never per line.  ``inline`` maps
-    some names to a Python expression of ``x`` (the exchange) giving the same str or None,
-    written into the function in place of a call."""
-    inline = inline or {}
-    parts: list[str] = []
-    env: dict[str, object] = {"_dash": _dash}
-    clocks: dict[str, str] = {}
-    #: ``$http_<name>``: the header name wanted -> the local variable its value goes to
-    heads: dict[bytes, str] = {}
-    pos = 0
-
-    def bind(value: object) -> str:
-        ref = f"_{len(env)}"
-        env[ref] = value
-        return ref
-
-    for m in _VAR.finditer(fmt):
-        if m.start() > pos:
-            parts.append(repr(fmt[pos:m.start()]))
-        name = m.group(1) or m.group(2)
-        if name in _OWN:
-            parts.append(_OWN[name])
-        elif name in _ATTRS or name in inline:
-            parts.append(f"({_ATTRS.get(name) or inline[name]} or '-')")
-        elif name.startswith("http_"):
-            want = name[5:].replace("_", "-").encode("latin-1")
-            h = heads.setdefault(want, f"h{len(heads)}")
-            value = f"{h}.decode('latin-1')"
-            if b"-" in want:   # not there as such: "_" for "-" (resolve's getter knows)
-                value = f"({value} if {h} is not None else {bind(resolve(name))}(x))"
-            parts.append(f"({value} if {h} else '-')" if b"-" not in want else
-                         f"({value} or '-')")
-        elif name in _TIMES:
-            clocks[name] = bind(_PerSecond(_TIMES[name]))
-            parts.append(f"{clocks[name]}(ws)")
-        else:
-            ref = bind(resolve(name))
-            # every variable is a str or None but ``post_arg.*``, a JSON value as it is
-            parts.append(f"_dash({ref}(x))" if name.startswith("post_arg") else
-                         f"({ref}(x) or '-')")
-        pos = m.end()
-    if pos < len(fmt):
-        parts.append(repr(fmt[pos:]))
-    body = "''.join((" + "".join(p + ", " for p in parts) + "))" if parts else "''"
-    pre = "    ws = x.wall_start()\n" if clocks else ""
-    if heads:
-        # one pass over the request headers for every $http_ field, the first of each name
-        pre += "    " + " = ".join(heads.values()) + " = None\n"
-        pre += "    for hn, hv in x.head.headers:\n        n = len(hn)\n"
-        for want, h in heads.items():
-            pre += (f"        if n == {len(want)} and {h} is None and hn.lower() == {want!r}:"
-                    f"\n            {h} = hv\n")
-    # what the function reads, bound as defaults: local variables, not global look-ups
-    args = "".join(f", {k}={k}" for k in env)
-    src = f"def render(x, b{args}):\n{pre}    return {body}\n"
-    exec(compile(src, f"<access_log_format {fmt!r}>", "exec"), env)   # noqa: S102 - our source
-    return cast("Render[X]", env["render"])
+    it has no value); it is called here, once per field, never per line."""
+    return Format(fmt, resolve).render
 
 
 class AccessLog(Generic[X]):
     def __init__(self, loop: asyncio.AbstractEventLoop, path: str, fmt: str,
-                 resolve: Callable[[str], Callable[[X], object]],
-                 inline: Mapping[str, str] | None = None) -> None:
+                 resolve: Callable[[str], Getter[X]]) -> None:
         self.loop = loop
         self.path = path
-        self.render: Render[X] = compile_format(fmt, resolve, inline)
+        self.render: Render[X] = compile_format(fmt, resolve)
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.queue: list[tuple[X, int]] = []
+        self.queue: list[str] = []
         self.dropped = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -169,7 +211,11 @@ class AccessLog(Generic[X]):
         if len(q) >= MAX_QUEUED:
             self.dropped += 1
             return
-        q.append((exchange, bytes_out))
+        try:
+            q.append(self.render(exchange, bytes_out))
+        except Exception:  # a bad variable must not lose the line's neighbours
+            log.exception("access log format failed")
+            return
         if self._timer is None:
             self._timer = self.loop.call_later(FLUSH_INTERVAL, self.flush)
         elif len(q) >= FLUSH_LINES:
@@ -182,14 +228,7 @@ class AccessLog(Generic[X]):
         q, self.queue = self.queue, []
         if not q:
             return
-        lines = []
-        render = self.render
-        for x, b in q:
-            try:
-                lines.append(render(x, b))
-            except Exception:  # a bad variable must not lose the batch
-                log.exception("access log format failed")
-        data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        data = ("\n".join(q) + "\n").encode("utf-8", "replace")
         try:
             os.write(self.fd, data)
         except OSError as e:

@@ -21,6 +21,7 @@ import msgspec
 from .. import errors
 from ..routing.expr import post_arg_path, post_arg_value
 from ..tls.listener import SSL_VARS, TlsConn
+from ..wire.head import header_is
 from .state import MATCHING
 
 if TYPE_CHECKING:
@@ -42,22 +43,6 @@ class _NoBody:
 
 
 NO_BODY: Final = _NoBody()
-
-
-#: the access log's compiled renderer inlines these (expressions of ``x``, the exchange, equal
-#: to ``VARS[name](x)``; tests/observe/test_access_log.py checks they agree): a plain
-#: attribute read instead of a call per field
-INLINE: Final[dict[str, str]] = {
-    "uri": "x.head.path",
-    "host": "x.head.host",
-    "remote_addr": "(x._remote_addr or x.client.client_addr)",
-    "scheme": "x.client.scheme",
-    "request_method": "(x.up_method or x.head.method)",
-    "status": "(str(x.status) if x.status else None)",
-    "upstream_addr": "x.up_addr",
-    "route_id": "(x.route.id if x.route is not None else None)",
-    "request_time": "f'{(x.t_end or x.loop.time()) - x.t_start:.3f}'",
-}
 
 
 def var(x: Exchange, name: str) -> Any:
@@ -105,18 +90,13 @@ def _none(x: Exchange) -> None:
 
 def http_header(x: Exchange, want: bytes) -> str | None:
     """``$http_<name>``: the first request header named ``want`` (lower case, "-" for "_"),
-    found without building the head's header map."""
+    found without building the head's header map.  As nginx (APISIX: underscores_in_headers
+    on), "_" and "-" in a header's name match alike: ``$http_no_cache`` reads a ``no_cache``
+    header too, the first of either spelling."""
     n_want = len(want)
-    headers = x.head.headers
-    for hn, hv in headers:
-        if len(hn) == n_want and hn.lower() == want:
+    for hn, hv in x.head.headers:
+        if len(hn) == n_want and header_is(hn, want):
             return hv.decode("latin-1")
-    if b"-" in want:
-        # nginx (APISIX: underscores_in_headers on) reads ``$http_no_cache`` from a
-        # ``no_cache`` header too: "_" and "-" in header names match alike
-        for hn, hv in headers:
-            if len(hn) == n_want and hn.lower().replace(b"_", b"-") == want:
-                return hv.decode("latin-1")
     return None
 
 
@@ -190,6 +170,18 @@ def _upstream_status(x: Exchange) -> str | None:
     return None
 
 
+#: "0.000" … "0.999": a duration under a second (nearly every request's) read from a table
+_MS: Final[list[str]] = [f"0.{i:03d}" for i in range(1000)]
+
+
+def seconds(d: float) -> str:
+    """``f"{d:.3f}"`` (nginx's ``$request_time`` and ``$upstream_*_time``), a duration of less
+    than a second taken from a table instead of formatting a float."""
+    if 0.0 <= d < 0.9994:
+        return _MS[int(d * 1000.0 + 0.5)]
+    return f"{d:.3f}"
+
+
 def _request_uri(x: Exchange) -> str:
     return (x.orig_target or x.head.target).decode("latin-1")
 
@@ -197,7 +189,7 @@ def _request_uri(x: Exchange) -> str:
 def _upstream_response_time(x: Exchange) -> str | None:
     if not x.up_status:
         return None
-    return f"{max((x.t_end or x.loop.time()) - x.t_up_start, 0):.3f}"
+    return seconds(max((x.t_end or x.loop.time()) - x.t_up_start, 0.0))
 
 
 def _ssl_var(f: Callable[[TlsConn], str | None]) -> Callable[[Exchange], str | None]:
@@ -234,7 +226,7 @@ VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
     "service_name": lambda x: x.route.service_name if x.route is not None else None,
     # the response and timings (nginx's names): log formats, log plugins, vars after the fact
     "status": lambda x: str(x.status) if x.status else None,
-    "request_time": lambda x: f"{(x.t_end or x.loop.time()) - x.t_start:.3f}",
+    "request_time": lambda x: seconds((x.t_end or x.loop.time()) - x.t_start),
     "request_length": lambda x: str(x.body_in),
     "bytes_sent": lambda x: str(x.client.bytes_out),
     "body_bytes_sent": lambda x: str(x.client.bytes_out),
@@ -244,7 +236,7 @@ VARS: Final[dict[str, Callable[[Exchange], str | None]]] = {
     "balancer_port": lambda x: str(x.node.port) if x.node is not None else None,
     "upstream_status": _upstream_status,
     "upstream_response_time": _upstream_response_time,
-    "upstream_header_time": lambda x: f"{x.t_up_head - x.t_up_start:.3f}"
+    "upstream_header_time": lambda x: seconds(x.t_up_head - x.t_up_start)
     if x.up_status else None,
     "msec": lambda x: f"{x.wall_start():.3f}",
     "time_iso8601": lambda x: time.strftime("%Y-%m-%dT%H:%M:%S%z",

@@ -107,8 +107,7 @@ class Worker:
         self.wall_offset = 0.0
         self._tick_date()
         self.access_log: AccessLog[Exchange] | None = AccessLog(
-            loop, settings.access_log, settings.access_log_format, variables.getter,
-            variables.INLINE) \
+            loop, settings.access_log, settings.access_log_format, variables.getter) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
         self._tls_ctx: dict[bool, ssl.SSLContext] = {}

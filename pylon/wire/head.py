@@ -170,6 +170,14 @@ class RequestHead:
         return self._lower  # type: ignore[return-value]
 
 
+def header_is(name: bytes, want: bytes) -> bool:
+    """A request header's ``name`` is ``want`` (lower case, "-" for "_") as nginx compares
+    them for ``$http_*``: case-blind, and with underscores_in_headers on (APISIX's setting)
+    "_" taken for "-" (``$http_no_cache`` reads a ``no_cache`` header too)."""
+    low = name.lower()
+    return low == want or (b"_" in low and low.replace(b"_", b"-") == want)
+
+
 def _valid_authority(authority: bytes) -> bool:
     """A Host header value or absolute-form authority as RFC 9110 §7.2 allows it; like
     nginx, also no empty host and no ".." (a name cannot have an empty label)."""
