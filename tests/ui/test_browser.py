@@ -1,0 +1,261 @@
+"""The dashboard end to end in headless Chromium (Debian's ``chromium``, driven by Playwright
+for Python; no browser download): sign in, create an upstream and a route through the
+forms, send a request through the gateway and see it in the live view, explain it, edit and
+delete (the reference check and ``force``), a bad value shown at its field, the audit log,
+and a viewer key's read-only UI.  Screenshots of the main pages go to ``tests/ui/artifacts``
+(gitignored; the path is printed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import ADMIN_KEY, VIEWER_KEY, Dashboard
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
+WAIT_MS = 10_000
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Debian's chromium is not installed (scripts/test installs it)",
+                allow_module_level=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    profile = tempfile.mkdtemp(prefix="pylon-ui-chromium-")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True,
+            viewport={"width": 1366, "height": 768},
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        ctx.set_default_timeout(WAIT_MS)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(page: Any, name: str) -> None:
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot: {path}")
+
+
+def sign_in(ctx: Any, d: Dashboard, key: str) -> Any:
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # script errors only: a refused request (401 before sign-in, 400 on a bad value) is
+    # logged by the browser as "Failed to load resource" and is expected
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error"
+            and not m.text.startswith("Failed to load resource") else None)
+    page.goto(d.url)
+    page.get_by_label("Admin API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.errors = errors                     # type: ignore[attr-defined]
+    return page
+
+
+def wait_gateway(d: Dashboard, path: str, status: int) -> None:
+    deadline = time.monotonic() + 5
+    while d.gw.get(path)[0] != status:
+        assert time.monotonic() < deadline, f"{path} never answered {status}"
+        time.sleep(0.05)
+
+
+def test_admin_creates_routes_through_forms_and_watches_them_live(
+        browser: Any, dashboard: Dashboard, upstream: Any) -> None:
+    expect = sync_api.expect
+    page = browser.new_page()
+    page.goto(dashboard.url)
+    expect(page.get_by_label("Admin API key")).to_be_visible()
+    shot(page, "sign-in")
+    page.get_by_label("Admin API key").fill("wrong" * 8)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong key.")
+    page.close()
+
+    page = sign_in(browser, dashboard, ADMIN_KEY)
+    # the key is in no URL and in neither storage; the cookie is HttpOnly
+    assert ADMIN_KEY not in page.url
+    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") \
+        in ("{}{}",)
+    assert page.evaluate("document.cookie") == ""
+    cookie = next(c for c in browser.cookies() if c["name"] == "pylon_ui_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    # an upstream through the form
+    page.get_by_role("link", name="Upstreams", exact=True).click()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("ID (empty: generated)").fill("web")
+    page.get_by_label("name", exact=True).fill("web servers")
+    page.get_by_label("nodes", exact=True).fill(f'{{"{upstream.addr}": 1}}')
+    page.get_by_label("type", exact=True).select_option("roundrobin")
+    expect(page.get_by_label("Raw JSON")).to_have_value(
+        '{\n  "name": "web servers",\n  "nodes": {\n    "%s": 1\n  },\n  "type": "roundrobin"\n}'
+        % upstream.addr)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved web.")
+    expect(page.locator("tr[data-id=web]")).to_contain_text("roundrobin")
+
+    # a route through the form, with the prometheus plugin for the live view
+    page.get_by_role("link", name="Routes", exact=True).click()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("ID (empty: generated)").fill("hello")
+    page.get_by_label("uri", exact=True).fill("/hello")
+    page.get_by_label("GET", exact=True).check()
+    page.get_by_label("upstream_id", exact=True).fill("web")
+    page.get_by_label("Add a plugin").select_option("prometheus")
+    expect(page.get_by_label("plugins", exact=True)).to_have_value('{\n  "prometheus": {}\n}')
+    shot(page, "route-editor")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved hello.")
+    shot(page, "routes")
+
+    wait_gateway(dashboard, "/hello", 200)
+    for _ in range(5):
+        assert dashboard.gw.get("/hello")[0] == 200
+
+    # the live view polls and shows the requests
+    page.get_by_role("link", name="Live", exact=True).click()
+    row = page.locator("#live-routes tr[data-route=hello]")
+    expect(row.locator("td.total")).to_have_text("6", timeout=15_000)   # and the one wait_gateway sent
+    url_before = page.url
+    for _ in range(3):
+        assert dashboard.gw.get("/hello")[0] == 200
+    expect(row.locator("td.total")).to_have_text("9", timeout=15_000)   # no reload
+    assert page.url == url_before
+    expect(row).to_contain_text(" ms")
+    shot(page, "live")
+
+    # explain shows the matched route
+    page.get_by_role("link", name="Explain", exact=True).click()
+    page.get_by_label("URL or path").fill("/hello?x=1")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#matched")).to_contain_text("hello")
+    expect(page.locator("#matched")).to_contain_text(upstream.addr.split(":")[0])
+    expect(page.locator("#matched")).to_contain_text("prometheus")
+    shot(page, "explain")
+
+    # a bad value: the Admin API's error at its field
+    page.get_by_role("link", name="Routes", exact=True).click()
+    page.locator("tr[data-id=hello]").get_by_role("link", name="Edit", exact=True).click()
+    page.get_by_label("host", exact=True).fill("bad host!")
+    page.get_by_role("button", name="Save").click()
+    field = page.locator("[data-field=host]")
+    expect(field.locator(".field-error")).to_contain_text('property "host" validation failed')
+    expect(page.get_by_label("host", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#form-error")).to_contain_text("see the field host")
+    shot(page, "field-error")
+    # edit: fix it, change the uri
+    page.get_by_label("host", exact=True).fill("")
+    page.get_by_label("uri", exact=True).fill("/hi")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved hello.")
+    wait_gateway(dashboard, "/hi", 200)
+    assert dashboard.gw.get("/hello")[0] == 404
+
+    # delete: the upstream is still used by the route -> refused, force offered
+    page.get_by_role("link", name="Upstreams", exact=True).click()
+    page.get_by_role("button", name="Delete web").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("alertdialog").get_by_role("alert")).to_contain_text(
+        "route [hello] is still using it")
+    expect(page.get_by_role("button", name="Delete anyway (force)")).to_be_visible()
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("link", name="Routes", exact=True).click()
+    page.get_by_role("button", name="Delete hello").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Deleted hello.")
+    expect(page.locator("tr[data-id=hello]")).to_have_count(0)
+    wait_gateway(dashboard, "/hi", 404)
+    page.get_by_role("link", name="Upstreams", exact=True).click()
+    page.get_by_role("button", name="Delete web").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Deleted web.")
+
+    # the audit log: who, what, the diff
+    page.get_by_role("link", name="Audit log", exact=True).click()
+    entries = page.locator("ol.audit > li")
+    expect(entries).to_have_count(5)
+    expect(entries.first).to_contain_text("ops")
+    expect(entries.first).to_contain_text("DELETE /apisix/admin/upstreams/web")
+    edit = entries.nth(2)
+    expect(edit).to_contain_text("PUT /apisix/admin/routes/hello")
+    edit.locator("summary").click()
+    expect(edit.locator("pre.diff")).to_contain_text('- uri: "/hello"')
+    expect(edit.locator("pre.diff")).to_contain_text('+ uri: "/hi"')
+    shot(page, "audit")
+
+    # sign out: the session is gone
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Admin API key")).to_be_visible()
+    assert not [c for c in browser.cookies() if c["name"] == "pylon_ui_session" and c["value"]]
+    assert page.errors == []                  # type: ignore[attr-defined]
+
+
+def test_the_dashboard_is_keyboard_usable(browser: Any, dashboard: Dashboard) -> None:
+    expect = sync_api.expect
+    page = browser.new_page()
+    page.goto(dashboard.url)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Admin API key")).to_be_focused()
+    page.keyboard.type(ADMIN_KEY)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Routes", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")             # Services
+    expect(page.get_by_role("heading", name="Services")).to_be_visible()
+    # every form control on an editor has a label
+    page.goto(dashboard.url + "#/r/routes/new")
+    page.get_by_label("uri", exact=True).wait_for()
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                       && !e.closest('label')).map((e) => e.outerHTML)""")
+    assert unlabelled == []
+
+
+def test_a_viewer_key_gets_a_read_only_dashboard(browser: Any, dashboard: Dashboard) -> None:
+    expect = sync_api.expect
+    r = dashboard.call("PUT", "/apisix/admin/routes/r1",
+                       {"uri": "/x", "upstream": {"nodes": {"127.0.0.1:1": 1}}},
+                       headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 201
+    page = sign_in(browser, dashboard, VIEWER_KEY)
+    expect(page.locator(".role")).to_have_text("viewer")
+    expect(page.locator("tr[data-id=r1]")).to_be_visible()
+    expect(page.get_by_role("link", name="Create", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete r1")).to_have_count(0)
+    page.locator("tr[data-id=r1]").get_by_role("link", name="View", exact=True).click()
+    expect(page.get_by_label("uri", exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Save")).to_have_count(0)
+    expect(page.get_by_text("Read-only: your key has the viewer role.")).to_be_visible()
+    shot(page, "viewer-route")
+    # and the server refuses a write from this session, even with its CSRF token
+    status = page.evaluate("""async () => {
+        const s = await (await fetch('/ui/api/session')).json();
+        const r = await fetch('/apisix/admin/routes/r1', {method: 'DELETE',
+            headers: {'X-CSRF-Token': s.csrf}});
+        return [r.status, (await r.json()).error_msg];
+    }""")
+    assert status == [403, "the viewer role is read-only"]
+    assert dashboard.call("GET", "/apisix/admin/routes/r1",
+                          headers={"X-API-KEY": ADMIN_KEY}).status == 200
