@@ -77,7 +77,7 @@ def wait_gateway(d: Dashboard, path: str, status: int) -> None:
 
 
 def test_admin_creates_routes_through_forms_and_watches_them_live(
-        browser: Any, dashboard: Dashboard, upstream: Any) -> None:
+        browser: Any, dashboard: Dashboard, upstream: Any, upstream_factory: Any) -> None:
     expect = sync_api.expect
     page = browser.new_page()
     page.goto(dashboard.url)
@@ -129,6 +129,19 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     for _ in range(5):
         assert dashboard.gw.get("/hello")[0] == 200
 
+    # an upstream with health checks (made by a script: X-API-KEY works as before); one of
+    # its nodes listens, the other does not
+    dead = upstream_factory("dead")
+    dead_addr = dead.addr
+    dead.close()
+    checks = {"active": {"http_path": "/", "timeout": 1,
+                         "healthy": {"interval": 1, "successes": 1},
+                         "unhealthy": {"interval": 1, "tcp_failures": 1, "http_failures": 1}}}
+    r = dashboard.call("PUT", "/apisix/admin/upstreams/checked",
+                       {"nodes": {upstream.addr: 1, dead_addr: 1}, "checks": checks},
+                       headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 201, r.raw
+
     # the live view polls and shows the requests
     page.get_by_role("link", name="Live", exact=True).click()
     row = page.locator("#live-routes tr[data-route=hello]")
@@ -139,7 +152,15 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     expect(row.locator("td.total")).to_have_text("9", timeout=15_000)   # no reload
     assert page.url == url_before
     expect(row).to_contain_text(" ms")
+    health = page.locator("#live-health")
+    expect(health.locator("tr", has_text=upstream.addr)).to_contain_text("healthy",
+                                                                         timeout=15_000)
+    expect(health.locator("tr", has_text=dead_addr)).to_contain_text("unhealthy",
+                                                                    timeout=15_000)
     shot(page, "live")
+    r = dashboard.call("DELETE", "/apisix/admin/upstreams/checked",
+                       headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 200
 
     # explain shows the matched route
     page.get_by_role("link", name="Explain", exact=True).click()
@@ -190,7 +211,7 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     # the audit log: who, what, the diff
     page.get_by_role("link", name="Audit log", exact=True).click()
     entries = page.locator("ol.audit > li")
-    expect(entries).to_have_count(5)
+    expect(entries).to_have_count(7)
     expect(entries.first).to_contain_text("ops")
     expect(entries.first).to_contain_text("DELETE /apisix/admin/upstreams/web")
     edit = entries.nth(2)
