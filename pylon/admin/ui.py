@@ -252,9 +252,8 @@ class UiApp:
         if sess is None or token is None:
             raise Unauthorized("failed to check token",
                                description="not signed in, or the session expired")
-        if method not in ("GET", "HEAD"):
-            if not csrf_ok(sess, headers):
-                raise Forbidden("missing or wrong X-CSRF-Token")
+        if method not in ("GET", "HEAD") and not csrf_ok(sess, headers):
+            raise Forbidden("missing or wrong X-CSRF-Token")
         if what == "session":
             if method == "DELETE":
                 self.sessions.close(token)
