@@ -36,14 +36,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from ..model.kinds import CATALOGUE, CREDENTIALS
 from .app import PREFIX, AdminApp, answer
-from .auth import VIEWER_METHODS, AdminKey
+from .auth import VIEWER_METHODS, AdminKey, cookie
 from .server import RawBody
 
 UI = "/ui"
@@ -122,16 +121,7 @@ class Sessions:
 
 
 def session_cookie(headers: Mapping[str, str]) -> str | None:
-    raw = headers.get("cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except CookieError:
-        return None
-    m = jar.get(COOKIE)
-    return m.value if m is not None and m.value else None
+    return cookie(headers, COOKIE)
 
 
 def csrf_ok(sess: Session, headers: Mapping[str, str]) -> bool:

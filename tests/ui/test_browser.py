@@ -281,3 +281,57 @@ def test_a_viewer_key_gets_a_read_only_dashboard(browser: Any, dashboard: Dashbo
     assert status == [403, "the viewer role is read-only"]
     assert dashboard.call("GET", "/apisix/admin/routes/r1",
                           headers={"X-API-KEY": ADMIN_KEY}).status == 200
+
+
+def test_lists_page_and_search_and_every_kind_has_a_page(
+        browser: Any, dashboard: Dashboard) -> None:
+    expect = sync_api.expect
+    ops = [{"method": "PUT", "path": f"/apisix/admin/routes/r{i:02d}",
+            "body": {"uri": f"/p{i}", "name": f"route-{i:02d}",
+                     "upstream": {"nodes": {"127.0.0.1:1": 1}}}} for i in range(25)]
+    r = dashboard.call("POST", "/apisix/admin/batch", {"operations": ops},
+                       headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 200, r.raw
+    page = sign_in(browser, dashboard, ADMIN_KEY)
+    expect(page.locator(".pager span")).to_have_text("Page 1 of 2 · 25 in all")
+    expect(page.locator("table.list tbody tr")).to_have_count(20)
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(5)
+    expect(page.locator("tr[data-id=r24]")).to_be_visible()
+    page.get_by_label("Search by name").fill("route-07")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    expect(page.locator("tr[data-id=r07]")).to_contain_text("/p7")
+    kinds = dashboard.call("GET", "/ui/api/session",
+                           headers={"Cookie": "; ".join(
+                               f"{c['name']}={c['value']}" for c in browser.cookies())}
+                           ).json["kinds"]
+    for k in kinds:
+        page.goto(f"{dashboard.url}#/r/{k['name']}")
+        expect(page.locator("h1")).to_have_text(
+            page.locator(f"nav.side a[href='#/r/{k['name']}']").inner_text())
+        expect(page.locator(".pager")).to_be_visible()
+        expect(page.locator("p.error")).to_have_count(0)
+
+
+def test_consumers_and_their_credentials_through_the_forms(
+        browser: Any, dashboard: Dashboard) -> None:
+    expect = sync_api.expect
+    page = sign_in(browser, dashboard, ADMIN_KEY)
+    page.get_by_role("link", name="Consumers", exact=True).click()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("username *", exact=True).fill("jack")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved jack.")
+    page.locator("tr[data-id=jack]").get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name="Credentials of jack")).to_be_visible()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("ID *", exact=True).fill("k1")
+    page.get_by_label("plugins", exact=True).fill('{"key-auth": {"key": "jack-key"}}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved k1.")
+    expect(page.locator("tr[data-id=k1]")).to_contain_text("key-auth")
+    shot(page, "consumer")
+    r = dashboard.call("GET", "/apisix/admin/consumers/jack/credentials/k1",
+                       headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 200 and r.json["value"]["plugins"]["key-auth"]["key"] == "jack-key"

@@ -2,6 +2,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { call, errorText } from './api.js';
+import { Pager, Search } from './widgets.js';
 
 const PAGE = 20;
 
@@ -29,7 +30,6 @@ export function diff(before, after) {
 
 export function Audit() {
   const [page, setPage] = useState(1);
-  const [q, setQ] = useState('');
   const [search, setSearch] = useState('');
   const [data, setData] = useState(null);
   const [error, setError] = useState('');
@@ -39,14 +39,9 @@ export function Audit() {
       if (res.ok) { setData(res.data); setError(''); } else setError(errorText(res));
     })();
   }, [page, search]);
-  const pages = data ? Math.max(1, Math.ceil(data.total / PAGE)) : 1;
   return html`<section aria-labelledby="audit-title">
     <h1 id="audit-title">Audit log</h1>
-    <form class="search" role="search" onSubmit=${(e) => { e.preventDefault(); setPage(1); setSearch(q.trim()); }}>
-      <label for="audit-search">Search</label>
-      <input id="audit-search" type="search" value=${q} onInput=${(e) => setQ(e.currentTarget.value)} />
-      <button type="submit">Search</button>
-    </form>
+    <${Search} id="audit-search" label=${'Search'} onSearch=${(v) => { setPage(1); setSearch(v); }} />
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${data && !data.enabled && html`<p class="notice">The audit log is off on this node (deployment.admin.audit_log).</p>`}
     ${data && html`<ol class="audit">
@@ -60,10 +55,6 @@ export function Audit() {
             <pre class="diff">${diff(c.before, c.after).map(([s, k, v]) => html`<span class=${s === '+' ? 'add' : 'del'}>${s} ${k}: ${v}\n</span>`)}</pre></div>`)}
         </details></li>`)}
     </ol>
-    <nav class="pager" aria-label="Pages">
-      <button type="button" disabled=${page <= 1} onClick=${() => setPage(page - 1)}>Previous</button>
-      <span>Page ${page} of ${pages} · ${data.total} in all</span>
-      <button type="button" disabled=${page >= pages} onClick=${() => setPage(page + 1)}>Next</button>
-    </nav>`}
+    <${Pager} page=${page} size=${PAGE} total=${data.total} setPage=${setPage} />`}
   </section>`;
 }

@@ -4,6 +4,7 @@ import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ADMIN, call, errorText, idOf, label } from './api.js';
 import { fieldOfError, SchemaForm } from './form.js';
+import { Pager, Search } from './widgets.js';
 
 const PAGE = 20;
 
@@ -26,7 +27,6 @@ function summary(kind, v) {
 /** base: the collection's Admin API path; kind: its schema name. */
 export function ResourceList({ kind, base, hrefBase, session, title, saved }) {
   const [page, setPage] = useState(1);
-  const [q, setQ] = useState('');
   const [search, setSearch] = useState('');
   const [data, setData] = useState(null);
   const [error, setError] = useState('');
@@ -58,17 +58,12 @@ export function ResourceList({ kind, base, hrefBase, session, title, saved }) {
     setConfirm({ id, error: errorText(res), referenced: /still using|in use|referenced/i.test(errorText(res)) });
   };
 
-  const pages = data ? Math.max(1, Math.ceil(data.total / PAGE)) : 1;
   return html`<section aria-labelledby="list-title">
     <div class="bar">
       <h1 id="list-title">${title || label(kind)}</h1>
       ${!viewer && html`<a class="button primary" href=${`${hrefBase}/new`}>Create</a>`}
     </div>
-    <form class="search" role="search" onSubmit=${(e) => { e.preventDefault(); setPage(1); setSearch(q.trim()); }}>
-      <label for="search">Search ${local ? '' : 'by name'}</label>
-      <input id="search" type="search" value=${q} onInput=${(e) => setQ(e.currentTarget.value)} />
-      <button type="submit">Search</button>
-    </form>
+    <${Search} id="search" label=${local ? 'Search' : 'Search by name'} onSearch=${(v) => { setPage(1); setSearch(v); }} />
     ${notice && html`<p class="notice" role="status">${notice}</p>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${data === null ? html`<p>Loading…</p>` : html`
@@ -94,11 +89,7 @@ export function ResourceList({ kind, base, hrefBase, session, title, saved }) {
         })}
       </tbody>
     </table>
-    <nav class="pager" aria-label="Pages">
-      <button type="button" disabled=${page <= 1} onClick=${() => setPage(page - 1)}>Previous</button>
-      <span>Page ${page} of ${pages} · ${data.total} in all</span>
-      <button type="button" disabled=${page >= pages} onClick=${() => setPage(page + 1)}>Next</button>
-    </nav>`}
+    <${Pager} page=${page} size=${PAGE} total=${data.total} setPage=${setPage} />`}
     ${confirm && html`<div class="confirm" role="alertdialog" aria-labelledby="confirm-text">
       <p id="confirm-text">Delete ${label(kind).replace(/s$/, '').toLowerCase()} <strong>${confirm.id}</strong>?</p>
       ${confirm.error && html`<p class="error" role="alert">${confirm.error}</p>`}
