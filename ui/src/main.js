@@ -1,7 +1,7 @@
 // The Pylon dashboard: sign-in, navigation (hash routes), and the pages.
 import { html } from 'htm/preact';
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ADMIN, call, errorText, label, setSession } from './api.js';
 import { Audit } from './audit.js';
 import { Explain } from './explain.js';
@@ -23,6 +23,8 @@ function SignIn({ onIn, expired }) {
   const [key, setKey] = useState('');
   const [error, setError] = useState(expired ? 'Your session ended: sign in again.' : '');
   const [busy, setBusy] = useState(false);
+  const input = useRef(null);
+  useEffect(() => { if (input.current) input.current.focus(); }, []);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
@@ -40,8 +42,8 @@ function SignIn({ onIn, expired }) {
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <div class="field">
         <label for="key">Admin API key</label>
-        <input id="key" type="password" autocomplete="current-password" value=${key}
-          onInput=${(e) => setKey(e.currentTarget.value)} required autofocus />
+        <input id="key" ref=${input} type="password" autocomplete="current-password" value=${key}
+          onInput=${(e) => setKey(e.currentTarget.value)} required />
       </div>
       <button type="submit" class="primary" disabled=${busy}>Sign in</button>
     </form>
