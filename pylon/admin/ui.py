@@ -236,6 +236,9 @@ class UiApp:
             return self.static.answer(rel, headers)
         what = rel[len("api/"):].strip("/")
         if what == "session" and method == "POST":
+            # JSON only: a form another site posts (text/plain, urlencoded) is not one
+            if not headers.get("content-type", "").lower().startswith("application/json"):
+                raise InvalidRequest("sign-in takes Content-Type: application/json")
             return await self._sign_in(body)
         token = session_cookie(headers)
         sess = self.sessions.find(token)

@@ -35,8 +35,13 @@ def test_a_wrong_key_is_refused_and_no_cookie_is_set(dashboard: Dashboard):
     r = dashboard.call("POST", "/ui/api/session", {"key": "x" * 32})
     assert r.status == 401 and "Set-Cookie" not in r.headers
     assert r.json["error_msg"] == "failed to check token"
-    r = dashboard.call("POST", "/ui/api/session", b"not json")
+    r = dashboard.call("POST", "/ui/api/session", b"not json",
+                       headers={"Content-Type": "application/json"})
     assert r.status == 400 and "error_msg" in r.json
+    # a form posted from another page is not a sign-in, even with the right key
+    r = dashboard.call("POST", "/ui/api/session", f'{{"key": "{ADMIN_KEY}"}}'.encode(),
+                       headers={"Content-Type": "text/plain"})
+    assert r.status == 400 and "Set-Cookie" not in r.headers
 
 
 def test_admin_api_with_the_session_cookie_reads_and_writes_with_the_csrf_token(
@@ -142,3 +147,22 @@ def test_sessions_expire_after_their_lifetime():
     assert s.find(token) is sess
     now[0] += 2
     assert s.find(token) is None and not s.by_digest
+
+
+def test_metrics_text_is_summarized_per_route():
+    from pylon.admin.ui import summarize
+
+    text = """# TYPE apisix_http_status counter
+apisix_http_status{code="200",route="r1",node="n"} 7
+apisix_http_status{code="502",route="r1",node="n"} 1
+apisix_http_status{code="404",route=""} 2
+apisix_http_latency_bucket{type="request",route="r1",node="n",le="1"} 3
+apisix_http_latency_bucket{type="request",route="r1",node="n",le="5"} 8
+apisix_http_latency_bucket{type="request",route="r1",node="n",le="+Inf"} 8
+apisix_http_latency_bucket{type="upstream",route="r1",node="n",le="1"} 99
+"""
+    rows = {r["route"]: r for r in summarize(text, "apisix_")}
+    assert rows["r1"]["total"] == 8 and rows["r1"]["status"]["2xx"] == 7
+    assert rows["r1"]["status"]["5xx"] == 1
+    assert rows["r1"]["buckets"] == [1.0, 5.0] and rows["r1"]["counts"] == [3, 8, 8]
+    assert rows[""]["status"]["4xx"] == 2 and rows[""]["counts"] == [0]

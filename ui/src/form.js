@@ -3,6 +3,7 @@
 // lists, checkboxes for enum lists -- and a JSON editor for the nested ones.
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
+import { ADMIN, call } from './api.js';
 
 const FIRST = ['username', 'name', 'desc', 'uri', 'uris', 'host', 'hosts', 'methods',
   'upstream_id', 'service_id', 'plugin_config_id', 'group_id', 'type', 'nodes', 'scheme',
@@ -63,9 +64,9 @@ function JsonField({ id, value, onChange, invalid, describedBy, placeholder }) {
     ${bad && html`<p class="hint bad" role="status">${bad}</p>`}`;
 }
 
-function Field({ name, schema, value, set, error, readOnly, required }) {
-  const id = `f-${name}`;
-  const errId = `err-${name}`;
+function Field({ name, schema, value, set, error, readOnly, required, prefix }) {
+  const id = `f-${prefix}${name}`;
+  const errId = `err-${prefix}${name}`;
   const kind = controlOf(schema);
   const desc = schema && schema.description;
   const common = { id, disabled: readOnly, 'aria-invalid': error ? 'true' : 'false',
@@ -97,7 +98,7 @@ function Field({ name, schema, value, set, error, readOnly, required }) {
       <p class="hint">One per line.</p>`;
   } else if (kind === 'enumlist') {
     const chosen = Array.isArray(value) ? value : [];
-    control = html`<div class="checks" role="group" aria-labelledby=${`lbl-${name}`}>
+    control = html`<div class="checks" role="group" aria-labelledby=${`lbl-${prefix}${name}`}>
       ${schema.items.enum.map((o) => html`<label class="check"><input type="checkbox" disabled=${readOnly}
         checked=${chosen.includes(o)} onChange=${(e) => {
           const next = e.currentTarget.checked ? [...chosen, o] : chosen.filter((x) => x !== o);
@@ -109,30 +110,83 @@ function Field({ name, schema, value, set, error, readOnly, required }) {
       describedBy=${error ? errId : undefined}
       placeholder=${name === 'nodes' ? '{"127.0.0.1:1980": 1}' : 'JSON'} />`;
   }
-  return html`<div class=${`field${error ? ' has-error' : ''}`} data-field=${name}>
-    <label id=${`lbl-${name}`} for=${kind === 'enumlist' ? undefined : id}>${name}${required ? ' *' : ''}</label>
+  return html`<div class=${`field${error ? ' has-error' : ''}`} data-field=${prefix + name}>
+    <label id=${`lbl-${prefix}${name}`} for=${kind === 'enumlist' ? undefined : id}>${name}${required ? ' *' : ''}</label>
     ${control}
     ${desc && html`<p class="hint">${desc}</p>`}
     ${error && html`<p id=${errId} class="field-error" role="alert">${error}</p>`}
   </div>`;
 }
 
-export function SchemaForm({ schema, value, onChange, errors, readOnly }) {
+export function SchemaForm({ schema, value, onChange, errors, readOnly, prefix = '', pluginType }) {
   const { props, required, common, more } = orderedFields(schema);
   const set = (name) => (v) => {
     const next = { ...value };
     if (v === undefined) delete next[name]; else next[name] = v;
     onChange(next);
   };
-  const render = (n) => html`<${Field} key=${n} name=${n} schema=${props[n]} value=${value[n]}
-    set=${set(n)} error=${errors[n]} readOnly=${readOnly} required=${required.has(n)} />`;
+  const render = (n) => (n === 'plugins' && !prefix
+    ? html`<${PluginsField} key=${n} value=${value[n]} set=${set(n)} error=${errors[n]}
+        readOnly=${readOnly} schemaType=${pluginType} />`
+    : html`<${Field} key=${n} name=${n} schema=${props[n]} value=${value[n]} prefix=${prefix}
+        set=${set(n)} error=${errors[n]} readOnly=${readOnly} required=${required.has(n)} />`);
   const openMore = more.some((n) => value[n] !== undefined || errors[n]);
   return html`<div class="schema-form">
     ${common.map(render)}
     ${more.length > 0 && html`<details open=${openMore}><summary>More fields (${more.length})</summary>
       ${more.map(render)}</details>`}
-    ${!common.length && !more.length && html`<p class="hint">This kind's schema has no fixed
-      fields: use the JSON editor.</p>`}
+    ${!common.length && !more.length && html`<p class="hint">No fixed fields: use the JSON editor.</p>`}
+  </div>`;
+}
+
+/** ``plugins``: one form per plugin, from the plugin's own schema (``GET
+ * /apisix/admin/plugins/<name>``, the consumer schema for consumers and credentials). */
+function PluginsField({ value, set, error, readOnly, schemaType }) {
+  const plugins = value && typeof value === 'object' ? value : {};
+  const [names, setNames] = useState([]);
+  const [schemas, setSchemas] = useState({});
+  useEffect(() => {
+    call('GET', `${ADMIN}/plugins/list`).then((r) => setNames(r.ok && Array.isArray(r.data) ? r.data : []));
+  }, []);
+  useEffect(() => {
+    for (const n of Object.keys(plugins)) {
+      if (schemas[n] !== undefined) continue;
+      schemas[n] = null;
+      (async () => {
+        let r = schemaType ? await call('GET', `${ADMIN}/plugins/${n}?schema_type=${schemaType}`) : null;
+        if (!r || !r.ok) r = await call('GET', `${ADMIN}/plugins/${n}`);   // no consumer schema
+        setSchemas((s) => ({ ...s, [n]: r.ok ? r.data : { properties: {} } }));
+      })();
+    }
+  }, [Object.keys(plugins).join(',')]);
+  const setOne = (n) => (v) => set({ ...plugins, [n]: v });
+  const remove = (n) => {
+    const next = { ...plugins };
+    delete next[n];
+    set(Object.keys(next).length ? next : undefined);
+  };
+  const add = (e) => {
+    const n = e.currentTarget.value;
+    e.currentTarget.value = '';
+    if (n && !plugins[n]) set({ ...plugins, [n]: {} });
+  };
+  return html`<div class=${`field${error ? ' has-error' : ''}`} data-field="plugins">
+    <span class="label" id="lbl-plugins">plugins</span>
+    ${Object.keys(plugins).length === 0 && html`<p class="hint">No plugin.</p>`}
+    ${Object.keys(plugins).map((n) => html`<fieldset class="plugin" key=${n} data-plugin=${n}>
+      <legend>${n}</legend>
+      ${schemas[n] ? html`<${SchemaForm} schema=${schemas[n]} prefix=${`${n}.`} readOnly=${readOnly}
+          value=${plugins[n] && typeof plugins[n] === 'object' ? plugins[n] : {}} onChange=${setOne(n)} errors=${{}} />`
+        : html`<p class="hint">Loading the schema…</p>`}
+      ${!readOnly && html`<button type="button" class="danger" onClick=${() => remove(n)}
+        aria-label=${`Remove plugin ${n}`}>Remove</button>`}
+    </fieldset>`)}
+    ${!readOnly && html`<label for="add-plugin" class="inline">Add a plugin</label>
+      <select id="add-plugin" onChange=${add}>
+        <option value="">(choose)</option>
+        ${names.filter((n) => !plugins[n]).map((n) => html`<option value=${n}>${n}</option>`)}
+      </select>`}
+    ${error && html`<p id="err-plugins" class="field-error" role="alert">${error}</p>`}
   </div>`;
 }
 

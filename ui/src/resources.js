@@ -117,15 +117,12 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
   const [jsonBad, setJsonBad] = useState('');
   const [errors, setErrors] = useState({});
   const [top, setTop] = useState('');
-  const [plugins, setPlugins] = useState([]);
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
     (async () => {
       const s = await call('GET', `${ADMIN}/schema/${kind}`);
       setSchema(s.ok ? s.data : { properties: {} });
-      const p = await call('GET', `${ADMIN}/plugins/list`);
-      setPlugins(p.ok && Array.isArray(p.data) ? p.data : []);
       if (id) {
         const r = await call('GET', `${base}/${id}`);
         if (!r.ok) { setTop(errorText(r)); setValue({}); return; }
@@ -172,13 +169,6 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
     setTop(f ? `Not saved: see the field ${f}.` : msg);
   };
 
-  const addPlugin = (e) => {
-    const name = e.currentTarget.value;
-    e.currentTarget.value = '';
-    if (!name) return;
-    fromForm({ ...value, plugins: { ...(value.plugins || {}), [name]: (value.plugins || {})[name] || {} } });
-  };
-
   if (schema === null || value === null) return html`<p>Loading…</p>`;
   const idLabel = spec && spec.two_part_id ? 'ID (manager/id, e.g. vault/1)'
     : kind === 'plugin_metadata' ? 'Plugin name' : 'ID';
@@ -198,14 +188,8 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
       <div class="editor">
         <fieldset class="pane">
           <legend>Form</legend>
-          <${SchemaForm} schema=${schema} value=${value} onChange=${fromForm} errors=${errors} readOnly=${viewer} />
-          ${!viewer && schema.properties && schema.properties.plugins && html`<div class="field">
-            <label for="add-plugin">Add a plugin</label>
-            <select id="add-plugin" onChange=${addPlugin}>
-              <option value="">(choose)</option>
-              ${plugins.map((p) => html`<option value=${p}>${p}</option>`)}
-            </select>
-          </div>`}
+          <${SchemaForm} schema=${schema} value=${value} onChange=${fromForm} errors=${errors} readOnly=${viewer}
+            pluginType=${kind === 'consumers' || kind === 'credentials' ? 'consumer' : ''} />
         </fieldset>
         <fieldset class="pane">
           <legend>JSON</legend>
