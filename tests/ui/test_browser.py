@@ -232,7 +232,37 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     assert page.errors == []                  # type: ignore[attr-defined]
 
 
-def test_the_dashboard_is_keyboard_usable(browser: Any, dashboard: Dashboard) -> None:
+#: WCAG 2 contrast of every visible text against its background (disabled controls exempt)
+CONTRAST = """() => {
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map((v) => {
+      v = Number(v) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const bg = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const m = getComputedStyle(e).backgroundColor.match(/[\\d.]+/g);
+      if (m && (m.length < 4 || Number(m[3]) > 0.5)) return getComputedStyle(e).backgroundColor;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (el.closest(':disabled') || !el.getClientRects().length) continue;
+    const a = lum(getComputedStyle(el).color);
+    const b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(`${el.tagName} ${el.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+def test_the_dashboard_is_keyboard_usable_labelled_and_legible(
+        browser: Any, dashboard: Dashboard) -> None:
     expect = sync_api.expect
     page = browser.new_page()
     page.goto(dashboard.url)
@@ -249,8 +279,12 @@ def test_the_dashboard_is_keyboard_usable(browser: Any, dashboard: Dashboard) ->
     page.keyboard.press("Enter")             # Services
     expect(page.get_by_role("heading", name="Services")).to_be_visible()
     # every form control on an editor has a label
+    assert page.evaluate(CONTRAST) == []
     page.goto(dashboard.url + "#/r/routes/new")
     page.get_by_label("uri", exact=True).wait_for()
+    page.get_by_role("button", name="Save").click()        # an error on the page too
+    page.locator("#form-error").wait_for()
+    assert page.evaluate(CONTRAST) == []
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
         .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
                        && !e.closest('label')).map((e) => e.outerHTML)""")
