@@ -255,7 +255,8 @@ CONTRAST = """() => {
     const a = lum(getComputedStyle(el).color);
     const b = lum(bg(el));
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-    if (ratio < 4.5) bad.push(`${el.tagName} ${el.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)}`);
+    const text = el.textContent.trim().slice(0, 30);
+    if (ratio < 4.5) bad.push(`${el.tagName} ${text}: ${ratio.toFixed(2)}`);
   }
   return bad;
 }"""
