@@ -179,12 +179,12 @@ def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = No
 class UiApp:
     """The Admin API server's handler with the dashboard on it (see the module docstring)."""
 
-    cors = True
-
     def __init__(self, admin: AdminApp, lifetime: float = 3600.0, *,
                  metrics: MetricsSource | None = None, health: HealthSource | None = None,
                  static: StaticFiles | None = None) -> None:
         self.admin = admin
+        #: Admin API answers keep the Admin API's CORS headers (``/ui/`` answers have none)
+        self.cors: bool = admin.cors
         self.sessions = Sessions(lifetime)
         self.metrics = metrics
         self.health = health
