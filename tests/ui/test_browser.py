@@ -185,8 +185,15 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     expect(page.get_by_label("host", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#form-error")).to_contain_text("see the field host")
     shot(page, "field-error")
-    # edit: fix it, change the uri
+    # a reference to nothing: at the reference's field
     page.get_by_label("host", exact=True).fill("")
+    page.get_by_label("upstream_id", exact=True).fill("nope")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-field=upstream_id] .field-error")).to_have_text(
+        "failed to fetch upstream info by upstream id [nope], response code: 404")
+    expect(page.locator("[data-field=host] .field-error")).to_have_count(0)
+    # edit: fix it, change the uri
+    page.get_by_label("upstream_id", exact=True).fill("web")
     page.get_by_label("uri", exact=True).fill("/hi")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text("Saved hello.")

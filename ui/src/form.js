@@ -195,6 +195,11 @@ export function fieldOfError(msg, schema) {
   const props = (schema && schema.properties) || {};
   const m = /property "([^"]+)"/.exec(msg || '');
   if (m && props[m[1]]) return m[1];
+  const ref = /failed to fetch (\w+) info by/.exec(msg || '');   // a reference to nothing
+  if (ref) {
+    const f = ref[1] === 'consumer_group' ? 'group_id' : `${ref[1]}_id`;
+    if (props[f]) return f;
+  }
   const refs = [['upstream_id', /upstream id|upstream_id/], ['service_id', /service id|service_id/],
     ['plugin_config_id', /plugin_config|plugin config/], ['group_id', /consumer group|group_id/],
     ['plugins', /plugin/]];
