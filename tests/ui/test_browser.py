@@ -230,6 +230,7 @@ def test_admin_creates_routes_through_forms_and_watches_them_live(
     edit.locator("summary").click()
     expect(edit.locator("pre.diff")).to_contain_text('- uri: "/hello"')
     expect(edit.locator("pre.diff")).to_contain_text('+ uri: "/hi"')
+    assert '- uri: "/hello"\n+ uri: "/hi"' in edit.locator("pre.diff").inner_text()
     shot(page, "audit")
 
     # sign out: the session is gone

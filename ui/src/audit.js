@@ -52,7 +52,7 @@ export function Audit() {
             ${e.client ? ` from ${e.client}` : ''} · <code>${e.method} ${e.path}</code> · revision ${e.revision}</summary>
           ${(e.changes || []).map((c) => html`<div class="change"><h3>${c.key}
             ${c.before == null ? ' (created)' : c.after == null ? ' (deleted)' : ''}</h3>
-            <pre class="diff">${diff(c.before, c.after).map(([s, k, v]) => html`<span class=${s === '+' ? 'add' : 'del'}>${s} ${k}: ${v}\n</span>`)}</pre></div>`)}
+            <pre class="diff">${diff(c.before, c.after).map(([s, k, v]) => html`<span class=${s === "+" ? "add" : "del"}>${s} ${k}: ${v}</span>`)}</pre></div>`)}
         </details></li>`)}
     </ol>
     <${Pager} page=${page} size=${PAGE} total=${data.total} setPage=${setPage} />`}

@@ -20,7 +20,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
             ${e.client?` from ${e.client}`:``} · <code>${e.method} ${e.path}</code> · revision ${e.revision}</summary>
           ${(e.changes||[]).map(e=>z`<div class="change"><h3>${e.key}
             ${e.before==null?` (created)`:e.after==null?` (deleted)`:``}</h3>
-            <pre class="diff">${Le(e.before,e.after).map(([e,t,n])=>z`<span class=${e===`+`?`add`:`del`}>${e} ${t}: ${n}\n</span>`)}</pre></div>`)}
+            <pre class="diff">${Le(e.before,e.after).map(([e,t,n])=>z`<span class=${e===`+`?`add`:`del`}>${e} ${t}: ${n}</span>`)}</pre></div>`)}
         </details></li>`)}
     </ol>
     <${Pe} page=${e} size=${Fe} total=${i.total} setPage=${t} />`}
