@@ -31,14 +31,16 @@ export function controlOf(s) {
   return 'json';
 }
 
-export function orderedFields(schema) {
+/** ``all``: every field up front (a plugin's form), but ``_meta`` and the like. */
+export function orderedFields(schema, all = false) {
   const props = (schema && schema.properties) || {};
   const names = Object.keys(props).filter((n) => !HIDDEN.has(n));
   const required = new Set((schema && schema.required) || []);
   const rank = (n) => (required.has(n) ? -1 : FIRST.includes(n) ? FIRST.indexOf(n) : 1000);
   names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-  const common = names.filter((n) => rank(n) < 1000);
-  const more = names.filter((n) => rank(n) >= 1000);
+  const front = all ? (n) => !n.startsWith('_') : (n) => rank(n) < 1000;
+  const common = names.filter(front);
+  const more = names.filter((n) => !front(n));
   return { props, required, common, more };
 }
 
@@ -119,7 +121,7 @@ function Field({ name, schema, value, set, error, readOnly, required, prefix }) 
 }
 
 export function SchemaForm({ schema, value, onChange, errors, readOnly, prefix = '', pluginType }) {
-  const { props, required, common, more } = orderedFields(schema);
+  const { props, required, common, more } = orderedFields(schema, !!prefix);
   const set = (name) => (v) => {
     const next = { ...value };
     if (v === undefined) delete next[name]; else next[name] = v;
