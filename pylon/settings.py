@@ -171,6 +171,10 @@ class AdminSection(ServerLimits, frozen=True):
     #: Pylon: what a viewer key reads in place of secrets (declared plugin fields, ...):
     #: "******" (masked), or what an admin key reads (clear, APISIX's behaviour)
     viewer_secrets: Literal["masked", "clear"] = "masked"
+    #: the dashboard on this port under /ui/ (APISIX's name for its embedded one);
+    #: Pylon: its sign-in sessions last this many seconds (docs/dashboard.md)
+    enable_admin_ui: bool = True
+    ui_session_timeout: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600
 
 
 class RoleSection(_S, frozen=True):
@@ -403,6 +407,8 @@ class Settings:
         self.keyring = node.data_encryption.keyring
         self.admin_audit_log = self.resolve(admin.audit_log) if admin.audit_log else None
         self.admin_viewer_secrets = admin.viewer_secrets
+        self.admin_ui = admin.enable_admin_ui
+        self.admin_ui_session_timeout = admin.ui_session_timeout
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]

@@ -114,6 +114,12 @@ class Auth:
 
 
 def _cookie(headers: Mapping[str, str]) -> str | None:
+    return cookie(headers, "x-api-key")
+
+
+def cookie(headers: Mapping[str, str], wanted: str) -> str | None:
+    """The value of cookie ``wanted`` (lower-case; names match case-insensitively, as
+    nginx's ``$cookie_x_api_key``), None when absent or empty."""
     raw = headers.get("cookie")
     if not raw:
         return None
@@ -123,6 +129,6 @@ def _cookie(headers: Mapping[str, str]) -> str | None:
     except CookieError:
         return None
     for name, morsel in jar.items():
-        if name.lower() == "x-api-key":   # nginx's $cookie_x_api_key is case-insensitive
+        if name.lower() == wanted:
             return morsel.value or None
     return None

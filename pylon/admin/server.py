@@ -59,13 +59,16 @@ class _Request:
 
 
 class RawBody:
-    """A handler's answer that is not JSON (the metrics exporter's text)."""
+    """A handler's answer that is not JSON (the metrics exporter's text, the dashboard's
+    files), with the headers it adds (``Set-Cookie``, ``Content-Encoding``...)."""
 
-    __slots__ = ("content_type", "data")
+    __slots__ = ("content_type", "data", "headers")
 
-    def __init__(self, data: bytes, content_type: bytes) -> None:
+    def __init__(self, data: bytes, content_type: bytes,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.data = data
         self.content_type = content_type
+        self.headers = headers or []
 
 
 #: APISIX's ``cors_admin`` (``deployment.admin.enable_admin_cors``, on by default): on every
@@ -83,15 +86,16 @@ PREFLIGHT_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
 
 def render(status: int, body: Any, keep_alive: bool, head_only: bool = False,
            cors: bool = False) -> bytes:
+    extra: list[tuple[bytes, bytes]] = []
     if isinstance(body, RawBody):
-        payload, ctype = body.data, body.content_type
+        payload, ctype, extra = body.data, body.content_type, body.headers
     else:
         payload, ctype = (b"" if body is None else _encode.encode(body)), b"application/json"
     headers = [(b"Content-Type", ctype),
                (b"Content-Length", str(len(payload)).encode()),
                (b"X-API-VERSION", b"v3"),
                (b"Server", b"pylon"),
-               (b"Connection", b"keep-alive" if keep_alive else b"close")]
+               (b"Connection", b"keep-alive" if keep_alive else b"close"), *extra]
     if cors:
         headers += CORS_HEADERS
     return status_line(status) + encode_headers(headers) + b"\r\n" + \

@@ -290,8 +290,18 @@ class Master:
                        key_required=s.admin_key_required, audit_path=s.admin_audit_log,
                        explain=self.explain, node=self.node, router_kind=s.router,
                        reload_plugins=self.reload_plugins, viewer_secrets=s.admin_viewer_secrets)
-        self.admin_server = await start_admin(self.loop, app, host, port, s.admin_limits)
-        log.warning("Admin API listening on %s:%d", host, port)
+        handler: Any = app
+        if s.admin_ui:                  # the dashboard on the same port (docs/dashboard.md)
+            from ..admin.ui import UiApp
+            control = ControlApp(lambda: self.health,
+                                 lambda key: self.hub.state.get(key) is not None,
+                                 self.settings.etcd.prefix)
+            handler = UiApp(app, s.admin_ui_session_timeout, metrics=self.metrics_text,
+                            health=lambda: control.handle("GET", "/v1/healthcheck", "", {},
+                                                          b""))
+        self.admin_server = await start_admin(self.loop, handler, host, port, s.admin_limits)
+        log.warning("Admin API listening on %s:%d%s", host, port,
+                    f" (dashboard: http://{host}:{port}/ui/)" if s.admin_ui else "")
 
     async def reload_plugins(self) -> None:
         """``PUT /apisix/admin/plugins/reload``: re-read the node config's ``plugins`` list
@@ -393,18 +403,30 @@ class Master:
             return
         log.info("Prometheus metrics on http://%s:%d%s", host, port, uri)
 
+    def _scrape_app(self) -> Any:
+        """The renderer of the node's metrics (an ``ExportApp``), made at the first use."""
+        from ..observe.metrics import export_settings, max_values
+        from .exporter import ExportApp
+        if self._scraper is None:
+            attr = self.node.plugin_attr("prometheus")
+            _, _, _, uri, prefix = export_settings(attr)
+            self._scraper = ExportApp(self, uri, prefix, max_values(attr))
+        return self._scraper
+
+    async def metrics_text(self) -> tuple[str, str] | None:
+        """The dashboard's live view: the node's metrics now and their name prefix; None
+        when the prometheus plugin is not loaded."""
+        if "prometheus" not in self.node.plugins:
+            return None
+        app = self._scrape_app()
+        return await app.scrape(), app.prefix
+
     async def _scrape(self, w: WorkerProc, seq: Any) -> None:
         """A worker's ``scrape`` question: the node's metrics as the export server renders
         them (prometheus' ``api()``, exposed with ``public-api``), answered as ``reply``."""
-        from ..observe.metrics import export_settings, max_values
-        from .exporter import ExportApp
         text = None
         try:
-            if self._scraper is None:
-                attr = self.node.plugin_attr("prometheus")
-                _, _, _, uri, prefix = export_settings(attr)
-                self._scraper = ExportApp(self, uri, prefix, max_values(attr))
-            text = await self._scraper.scrape()
+            text = await self._scrape_app().scrape()
         except Exception:
             log.exception("metrics for worker %d failed", w.slot)
         if w.writer is not None and not w.writer.is_closing():
