@@ -59,4 +59,13 @@ def _compiled() -> list:
     return exts
 
 
-setup(ext_modules=_compiled())
+def _atomic() -> list:
+    """``pylon.ratelimit._atomic``: the node-wide counters' compare-and-swap in C (optional:
+    without a compiler they call libatomic through ctypes)."""
+    if os.environ.get("PYLON_COMPILE") == "0":
+        return []
+    from setuptools import Extension
+    return [Extension("pylon.ratelimit._atomic", ["pylon/ratelimit/_atomic.c"], optional=True)]
+
+
+setup(ext_modules=_compiled() + _atomic())

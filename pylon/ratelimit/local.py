@@ -36,7 +36,8 @@ import shutil
 import struct
 import tempfile
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 _REC = 32
 _PER_BUCKET = 8
@@ -49,27 +50,51 @@ _MASK32 = 0xFFFFFFFF
 ENV = "PYLON_SHM_DIR"
 
 
-def _load_cas() -> Any:
-    """``__atomic_compare_exchange_8`` from libatomic (Debian ``libatomic1``): one
-    compare-and-swap of an aligned 64-bit word, through ctypes.  None when the library is
-    missing: the tables then use per-bucket ``fcntl`` locks (~2.5 µs).
+Cas = Callable[[int, int, int], bool]
+_SEQ_CST = 5
 
-    Loaded as a ``PyDLL`` (the call never blocks: no GIL release and re-acquire around it)
-    and called without ``argtypes``, with ready-made ctypes arguments (``SharedTable._cas``):
-    the per-argument conversions were most of the call's cost (~2.5 → ~1 µs)."""
-    if os.environ.get("PYLON_SHM_LOCKS") == "1":         # force the fallback (tests)
-        return None
+
+def _load_cas() -> tuple[Cas | None, str]:
+    """The compare-and-swap of an aligned 64-bit word (address, expected, new) -> bool, and
+    which one it is: ``pylon.ratelimit._atomic`` (C, built by ``pip install`` where a
+    compiler exists, ~0.05 µs), else ``__atomic_compare_exchange_8`` from libatomic (Debian
+    ``libatomic1``) through ctypes (~1 µs), else None: the tables then use per-bucket
+    ``fcntl`` locks (~2.5 µs).  ``PYLON_SHM_LOCKS=1`` forces the locks, ``PYLON_SHM_CAS=ctypes``
+    the ctypes path (tests)."""
+    if os.environ.get("PYLON_SHM_LOCKS") == "1":
+        return None, "locks"
+    if os.environ.get("PYLON_SHM_CAS") != "ctypes":
+        try:
+            from ._atomic import cas64  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            pass
+        else:
+            return cast("Cas", cas64), "c"
     try:
         lib = ctypes.PyDLL(ctypes.util.find_library("atomic") or "libatomic.so.1")
         fn = lib.__atomic_compare_exchange_8
     except (OSError, AttributeError):
-        return None
+        return None, "locks"
     fn.restype = ctypes.c_bool
-    return fn
+    return _ctypes_cas(fn), "ctypes"
 
 
-_CAS = _load_cas()
-_SEQ_CST = 5
+def _ctypes_cas(fn: Any) -> Cas:
+    """libatomic's CAS as a ``Cas``: loaded as a ``PyDLL`` (the call never blocks: no GIL
+    release and re-acquire around it) and called without ``argtypes``, with ready-made ctypes
+    arguments (the per-argument conversions were most of the call's cost)."""
+    expected = ctypes.c_uint64(0)
+    new = ctypes.c_uint64(0)
+    pexp = ctypes.c_void_p(ctypes.addressof(expected))
+
+    def cas(addr: int, old: int, desired: int) -> bool:
+        expected.value = old
+        new.value = desired
+        return bool(fn(ctypes.c_void_p(addr), pexp, new, 0, _SEQ_CST, _SEQ_CST))
+    return cas
+
+
+_CAS, CAS_KIND = _load_cas()
 
 
 def node_dir(create_for_pid: int | None = None, adopt: str | None = None) -> str:
@@ -185,16 +210,14 @@ class SharedTable:
         #: the table as 64-bit words: a read or write of one is one index (the hot path's
         #: loads and stores, cheaper than struct calls)
         self.words = memoryview(self.mm).cast("Q")
-        self.cas = _CAS
+        self.cas: Cas | None = _CAS
+        self.base = 0
+        self._buf: Any = None
         if self.cas is not None:
+            # the mapping's address: the CAS takes base + offset (the buffer export keeps
+            # the mapping in place until close)
             self._buf = (ctypes.c_char * size).from_buffer(self.mm)
             self.base = ctypes.addressof(self._buf)
-            # the CAS's arguments, made once: the expected and new words (values set per
-            # call), the expected word's address, and each word's address (made on first use)
-            self._expected = ctypes.c_uint64(0)
-            self._new = ctypes.c_uint64(0)
-            self._pexp = ctypes.c_void_p(ctypes.addressof(self._expected))
-            self._addr: dict[int, ctypes.c_void_p] = {}
         self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._fp: dict[str, int] = {}
         #: key -> (fingerprint, word index of its home record): ``incoming``'s lookup
@@ -203,8 +226,7 @@ class SharedTable:
         self.evictions = 0
 
     def close(self) -> None:
-        if self.cas is not None:
-            del self._buf
+        self._buf = None
         self.words.release()
         self.mm.close()
         os.close(self.lock_fd)
@@ -259,21 +281,10 @@ class SharedTable:
         fcntl.lockf(self.lock_fd, fcntl.LOCK_UN, 1, bucket)
 
     # -- lock-free path (compare-and-swap) ---------------------------------------------
-    def _word(self, off: int) -> ctypes.c_void_p:
-        """The address of the word at ``off``, as a CAS argument (kept for the next call;
-        the hot keys' words stay, the cache is bounded)."""
-        if len(self._addr) >= 4096:
-            self._addr.clear()
-        addr = self._addr[off] = ctypes.c_void_p(self.base + off)
-        return addr
-
     def _cas(self, off: int, old: int, new: int) -> bool:
         """Set the word at ``off`` to ``new`` if it still holds ``old``."""
-        self._expected.value = old
-        self._new.value = new
-        addr = self._addr.get(off) or self._word(off)
-        ok: bool = self.cas(addr, self._pexp, self._new, 0, _SEQ_CST, _SEQ_CST)
-        return ok
+        assert self.cas is not None
+        return self.cas(self.base + off, old, new)
 
     def _slot(self, fp: int, now: int) -> int:
         """The record of ``fp`` (claimed with one CAS on the fingerprint when new)."""
@@ -320,7 +331,8 @@ class SharedTable:
         window's count weighted by how much of it still overlaps the last ``window``
         seconds, plus the current window's count."""
         t = time.time() if now is None else now
-        if self.cas is None:
+        cas = self.cas
+        if cas is None:
             return self._incoming_locked(key, limit, window, cost, sliding, t)
         # the lock-free path (compare-and-swap), inline: limit-count calls it per request
         it = int(t)
@@ -338,10 +350,7 @@ class SharedTable:
                 if count + cost > limit:
                     return False, max(limit - count, 0), reset
                 # self._cas(woff, word, new), inlined (the hot path of limit-count)
-                self._expected.value = word
-                self._new.value = (start << 32) | (count + cost)
-                addr = self._addr.get(wi << 3) or self._word(wi << 3)
-                if self.cas(addr, self._pexp, self._new, 0, _SEQ_CST, _SEQ_CST):
+                if cas(self.base + (wi << 3), word, (start << 32) | (count + cost)):
                     words[rec + 1] = start + window     # advisory, self-healing
                     return True, limit - count - cost, reset
                 continue
