@@ -16,7 +16,6 @@ import pytest
 from pylon import _native
 from pylon.ratelimit import local
 
-
 #: this tree was installed with its extensions built (pip install with a compiler): the C
 #: compare-and-swap must be there too
 BUILT = all(any(os.path.exists(_native.source_path(m)[:-3] + s)
