@@ -41,6 +41,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from hyperframe.frame import Frame, GoAwayFrame
 
 from .. import errors
 from ..timer import Deadline
@@ -59,6 +60,29 @@ MAX_STREAMS = 1000
 _MAX_FRAME = 16384
 #: the fields of a gRPC status (sent as trailers)
 _STATUS_FIELDS = frozenset((b"grpc-status", b"grpc-message", b"grpc-status-details-bin"))
+
+
+class _H2Client(h2.connection.H2Connection):
+    """h2's connection, except that a GOAWAY leaves it open: the streams the server still
+    processes (up to ``last_stream_id``) go on to their end (RFC 9113 §6.8).  h2 closes its
+    state machine on GOAWAY, drops the frames not yet written and refuses every later frame
+    (gRPC servers send a first GOAWAY and a PING, then the final GOAWAY).  No new stream is
+    opened on a connection after a GOAWAY (``H2UpConnection.draining``)."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame
+                              ) -> tuple[list[Frame], list[h2.events.Event]]:
+        ev = h2.events.ConnectionTerminated()
+        ev.error_code = _error_code(frame.error_code)
+        ev.last_stream_id = frame.last_stream_id
+        ev.additional_data = frame.additional_data or None
+        return [], [ev]
+
+
+def _error_code(code: int) -> ErrorCodes | int:
+    try:
+        return ErrorCodes(code)
+    except ValueError:
+        return code
 
 
 class H2UpStream:
@@ -281,7 +305,7 @@ class H2UpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         cfg = h2.config.H2Configuration(client_side=True, header_encoding=None,
                                         validate_inbound_headers=False)
-        self.h2 = h2.connection.H2Connection(cfg)
+        self.h2 = _H2Client(cfg)
         self.streams: dict[int, H2UpStream] = {}
         self.alive = True
         #: GOAWAY received or ``requests`` reached: no new streams

@@ -45,6 +45,8 @@ def servicer() -> Any:
                 ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing: é")
             if req.text == "sleep":
                 time.sleep(req.count / 1000)
+            if req.text == "peer":                  # which connection carried the call
+                return pb2.Msg(text=ctx.peer())
             if req.text == "metadata":
                 keys = ",".join(sorted(k for k in md if k.startswith("x-")))
                 return pb2.Msg(text="|".join((keys, md.get("x-forwarded-for", ""),
@@ -71,9 +73,11 @@ def servicer() -> Any:
 class GrpcServer:
     """A ``grpcio`` server with the Echo service on 127.0.0.1 (TLS with ``creds``)."""
 
-    def __init__(self, creds: grpc.ServerCredentials | None = None, workers: int = 16) -> None:
+    def __init__(self, creds: grpc.ServerCredentials | None = None, workers: int = 16,
+                 options: list[tuple[str, Any]] | None = None) -> None:
         _, pb2_grpc = generated()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                                  options=options or [])
         pb2_grpc.add_EchoServicer_to_server(servicer(), self.server)
         if creds is None:
             self.port = self.server.add_insecure_port("127.0.0.1:0")
