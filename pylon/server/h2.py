@@ -50,6 +50,7 @@ from .. import errors
 from ..proxy.exchange import Exchange
 from ..proxy.state import RESPONDING
 from ..timer import Deadline
+from ..upstream.h2 import send_window
 from ..wire.head import HOP_BY_HOP, RequestHead
 
 if TYPE_CHECKING:
@@ -700,23 +701,9 @@ class H2Connection(asyncio.Protocol):
 
     def _push(self, st: H2Stream) -> None:
         """Queued response bytes of ``st`` out, as far as the window allows."""
-        c = self.c
-        sid = st.sid
         out = st.out
-        frame = c.max_outbound_frame_size
         try:
-            window = c.local_flow_control_window(sid)
-            while out and window > 0:
-                data = out[0]
-                n = min(window, frame, len(data))
-                if n < len(data):
-                    c.send_data(sid, data[:n])
-                    out[0] = data[n:]
-                else:
-                    c.send_data(sid, data)
-                    out.popleft()
-                st.out_bytes -= n
-                window -= n
+            st.out_bytes -= send_window(self.c, st.sid, out)
         except h2.exceptions.ProtocolError:
             out.clear()
             st.out_bytes = 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections import deque
 
@@ -45,7 +44,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from .. import errors
 from ..timer import Deadline
-from .pool import ConnOwner
+from .pool import ConnOwner, open_connection, prepare
 
 log = logging.getLogger("pylon.upstream")
 
@@ -57,9 +56,28 @@ STREAM_WINDOW = 256 * 1024
 CONNECTION_WINDOW = 16 << 20
 #: streams per connection when the server sets no lower limit
 MAX_STREAMS = 1000
-_MAX_FRAME = 16384
 #: the fields of a gRPC status (sent as trailers)
 _STATUS_FIELDS = frozenset((b"grpc-status", b"grpc-message", b"grpc-status-details-bin"))
+
+
+def send_window(c: h2.connection.H2Connection, sid: int, out: deque[bytes]) -> int:
+    """DATA frames of stream ``sid`` from the bytes queued in ``out``, as far as the
+    peer's window and frame size allow; the bytes sent (h2's errors are the caller's)."""
+    window = c.local_flow_control_window(sid)
+    frame = c.max_outbound_frame_size
+    sent = 0
+    while out and window > 0:
+        data = out[0]
+        n = min(window, frame, len(data))
+        if n < len(data):
+            c.send_data(sid, data[:n])
+            out[0] = data[n:]
+        else:
+            c.send_data(sid, data)
+            out.popleft()
+        sent += n
+        window -= n
+    return sent
 
 
 class _H2Client(h2.connection.H2Connection):
@@ -160,14 +178,8 @@ class H2UpStream:
 
     def cancel(self) -> None:
         """The owner is done with the stream before it ended: RST_STREAM CANCEL."""
-        if self.done:
-            return
-        self._close()
-        c = self.conn
-        if c is not None:
-            c.reset(self, ErrorCodes.CANCEL)
-        else:
-            self.pool.forget(self)
+        if not self.done:
+            self._drop()
 
     # -- internals ---------------------------------------------------------------------------
     def _arm(self, timeout: float, error: type[errors.UpstreamError]) -> None:
@@ -204,17 +216,20 @@ class H2UpStream:
         self.out_bytes = 0
         self.deadline.cancel()
 
-    def fail(self, err: errors.GatewayError) -> None:
-        """The stream ends without a whole response: tell the owner, reset the stream."""
-        if self.done:
-            return
-        owner = self.owner
+    def _drop(self) -> None:
         self._close()
         c = self.conn
         if c is not None:
             c.reset(self, ErrorCodes.CANCEL)
         else:
             self.pool.forget(self)
+
+    def fail(self, err: errors.GatewayError) -> None:
+        """The stream ends without a whole response: tell the owner, reset the stream."""
+        if self.done:
+            return
+        owner = self.owner
+        self._drop()
         if owner is not None:
             owner.upstream_failed(err)
 
@@ -353,19 +368,7 @@ class H2UpConnection(asyncio.Protocol):
         sid = st.sid
         out = st.out
         try:
-            window = c.local_flow_control_window(sid)
-            frame = min(c.max_outbound_frame_size, _MAX_FRAME)
-            while out and window > 0:
-                data = out[0]
-                n = min(window, frame, len(data))
-                if n < len(data):
-                    c.send_data(sid, data[:n])
-                    out[0] = data[n:]
-                else:
-                    c.send_data(sid, data)
-                    out.popleft()
-                st.out_bytes -= n
-                window -= n
+            st.out_bytes -= send_window(c, sid, out)
             if not out and st.end is not None:
                 trailers = st.end[0]
                 st.end = None
@@ -437,14 +440,7 @@ class H2UpConnection(asyncio.Protocol):
     # -- transport callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        assert self.transport is not None
-        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover - platform specific
-                pass
+        prepare(transport)  # type: ignore[arg-type]
         c = self.h2
         c.local_settings = h2.settings.Settings(client=True, initial_values={
             SettingCodes.ENABLE_PUSH: 0, SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
@@ -639,19 +635,8 @@ class H2Pool:
 
     async def _connect(self, timeout: float) -> None:
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    _, conn = await self.loop.create_connection(
-                        lambda: H2UpConnection(self), self.host, self.port, ssl=self.ssl,
-                        server_hostname=self.sni if self.ssl else None)
-            except TimeoutError:
-                raise errors.UpstreamConnectTimeout(
-                    f"connect to {self.host}:{self.port} timed out") from None
-            except ssl.SSLError as e:
-                raise errors.UpstreamTLSError(f"TLS to {self.host}:{self.port}: {e}") from None
-            except OSError as e:
-                raise errors.UpstreamConnectFailed(
-                    f"connect to {self.host}:{self.port}: {e.strerror or e}") from None
+            conn = await open_connection(self.loop, lambda: H2UpConnection(self), self.host,
+                                         self.port, self.ssl, self.sni, timeout)
         except errors.UpstreamError as err:
             self.connecting -= 1
             pending = list(self.pending)
