@@ -56,8 +56,6 @@ STREAM_WINDOW = 256 * 1024
 CONNECTION_WINDOW = 16 << 20
 #: streams per connection when the server sets no lower limit
 MAX_STREAMS = 1000
-#: the fields of a gRPC status (sent as trailers)
-_STATUS_FIELDS = frozenset((b"grpc-status", b"grpc-message", b"grpc-status-details-bin"))
 
 
 def send_window(c: h2.connection.H2Connection, sid: int, out: deque[bytes]) -> int:
@@ -267,14 +265,9 @@ class H2UpStream:
             return
         self.got_head = True
         self._arm(self.read_timeout, errors.UpstreamReadTimeout)
-        trailers: Headers | None = None
-        if ended:       # Trailers-Only (a gRPC error): its status goes on as trailers
-            trailers = [f for f in fields if f[0] in _STATUS_FIELDS]
-            if trailers:
-                fields = [f for f in fields if f[0] not in _STATUS_FIELDS]
         owner.on_response(status, fields, True, length, False)
-        if ended and not self.done:
-            self._ended(trailers or None)
+        if ended and not self.done:     # (gRPC's Trailers-Only: the head is the response)
+            self._ended(None)
 
     def on_data(self, data: bytes, flow: int, ended: bool) -> None:
         owner = self.owner

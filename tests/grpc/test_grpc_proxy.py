@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from tests.grpc.service import GrpcServer, generated
+from tests.h2client import H2Client, Resp
 from tests.harness import closing_factory, dead_port
 
 pb2, pb2_grpc = generated()
@@ -34,6 +35,16 @@ def logged(gw: Any, *needles: str, timeout: float = 5.0) -> list[str]:
         lines = gw.access_log()
         if all(any(n in ln for ln in lines) for n in needles) or time.monotonic() > deadline:
             return lines
+
+
+def bare_call(port: int, msg: Any, headers: list[tuple[str, str]] | None = None,
+              path: str = "/echo.Echo/Unary") -> Resp:
+    """One unary call as a plain HTTP/2 request (frames and fields as they are)."""
+    data = msg.SerializeToString()
+    with H2Client(port) as c:
+        return c.request("POST", path, body=b"\0" + len(data).to_bytes(4, "big") + data,
+                         headers=[("content-type", "application/grpc"), ("te", "trailers"),
+                                  *(headers or [])])
 
 
 def grpc_doc(addr: str, scheme: str = "grpc", **route: Any) -> dict[str, Any]:
@@ -91,6 +102,10 @@ def test_an_upstream_error_status_message_and_trailers_reach_the_client(
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     assert e.value.details() == "no such thing: é"
     assert ("x-why", "asked-to-fail") in e.value.trailing_metadata()
+    # a Trailers-Only answer (an unknown method) stays one HEADERS frame ending the stream
+    r = bare_call(gw.port, pb2.Msg(text="x"), path="/echo.Echo/Nope")
+    assert r.status == 200 and r.trailers is None and not r.body, (r.headers, r.trailers)
+    assert r.header("grpc-status") == "12"
 
 
 def test_large_messages_both_ways_go_through_flow_control(gateway_factory, grpc_server,
@@ -126,13 +141,7 @@ def test_the_call_deadline_ends_the_upstream_call_with_deadline_exceeded(
     gw = gateway_factory(grpc_doc(grpc_server.addr), http2=True)
     # the gateway's own enforcement: a bare HTTP/2 request with grpc-timeout (no client
     # timer) to a call that takes longer
-    from tests.h2client import H2Client
-    msg = pb2.Msg(text="sleep", count=3000).SerializeToString()
-    frame = b"\0" + len(msg).to_bytes(4, "big") + msg
-    with H2Client(gw.port) as c:
-        r = c.request("POST", "/echo.Echo/Unary", body=frame,
-                      headers=[("content-type", "application/grpc"), ("te", "trailers"),
-                               ("grpc-timeout", "300m")])
+    r = bare_call(gw.port, pb2.Msg(text="sleep", count=3000), [("grpc-timeout", "300m")])
     fields = {k.decode(): v.decode() for k, v in [*r.headers, *(r.trailers or [])]}
     assert r.status == 200
     assert fields.get("grpc-status") == "4", (r.headers, r.trailers)
