@@ -87,6 +87,9 @@ class CompiledView(Protocol):
     def consumers(self) -> ConsumerIndex: ...
     @property
     def metadata(self) -> dict[str, Any]: ...
+    @property
+    def protos(self) -> dict[str, str]:
+        """proto objects: id -> content (``pdk.protos.find``)"""
 
 
 class SnapshotView(Protocol):

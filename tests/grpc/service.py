@@ -33,18 +33,36 @@ def generated() -> tuple[ModuleType, ModuleType]:
     return _modules
 
 
+def status_details(code: int, message: str, detail: Any) -> bytes:
+    """A serialized ``google.rpc.Status`` (``grpc-status-details-bin``) with one detail."""
+    from google.protobuf import any_pb2
+
+    from pylon.pdk.protos import rpc_status
+    st = rpc_status(b"")
+    st.code = code
+    st.message = message
+    d = any_pb2.Any()
+    d.Pack(detail)
+    st.details.add(type_url=d.type_url, value=d.value)
+    return st.SerializeToString()
+
+
 def servicer() -> Any:
     pb2, pb2_grpc = generated()
 
     class Echo(pb2_grpc.EchoServicer):  # type: ignore[name-defined,misc]
         def Unary(self, req: Any, ctx: grpc.ServicerContext) -> Any:
             md = dict(ctx.invocation_metadata())
+            if req.text == "denied":        # Trailers-Only, with google.rpc.Status details
+                ctx.set_trailing_metadata((("grpc-status-details-bin", status_details(
+                    7, "not for you", pb2.Inner(note="ask the admin"))),))
+                ctx.abort(grpc.StatusCode.PERMISSION_DENIED, "not for you")
+            if req.text == "sleep":          # (before any header: a deadline can still win)
+                time.sleep(req.count / 1000)
             ctx.send_initial_metadata((("x-initial", "i1"),))
             if req.text == "fail":
                 ctx.set_trailing_metadata((("x-why", "asked-to-fail"),))
                 ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing: é")
-            if req.text == "sleep":
-                time.sleep(req.count / 1000)
             if req.text == "peer":                  # which connection carried the call
                 return pb2.Msg(text=ctx.peer())
             if req.text == "metadata":
@@ -52,7 +70,9 @@ def servicer() -> Any:
                 return pb2.Msg(text="|".join((keys, md.get("x-forwarded-for", ""),
                                               md.get("x-forwarded-host", ""))))
             ctx.set_trailing_metadata((("x-trailer", "t1"),))
-            return pb2.Msg(text=req.text, count=req.count + 1, blob=req.blob)
+            return pb2.Msg(text=req.text, count=req.count + 1, blob=req.blob, big=req.big,
+                           kind=req.kind,
+                           inner=req.inner if req.HasField("inner") else None)
 
         def Collect(self, reqs: Any, ctx: grpc.ServicerContext) -> Any:
             texts = [r.text for r in reqs]
