@@ -99,7 +99,7 @@ class Exchange(Context):
         "_remote_addr", "_remote_port", "_store", "added_resp", "body_changed", "body_encoder",
         "body_limit", "body_waiter", "capture_limit", "captured", "consumer", "consumer_name",
         "credential", "extra_resp", "orig_target", "resp_headers", "resp_length", "up_host",
-        "up_method", "up_scheme",
+        "up_method", "up_scheme", "up_trailers",
         # the request
         "down", "client", "head", "snap", "loop", "t_start", "state", "match", "route", "error",
         "detail", "status", "_args", "_cookies", "post_body", "upstream_key", "upgrading",
@@ -218,6 +218,7 @@ class Exchange(Context):
         self.up_host = None
         self.up_scheme = None
         self.orig_target = None
+        self.up_trailers = None
 
     def var(self, name: str) -> Any:
         # a method, not ``var = variables.var``: a function stored on a compiled class is
@@ -727,6 +728,7 @@ class Exchange(Context):
                 conn.close()
         down = self.client
         if self.bf:
+            self.up_trailers = trailers       # ($upstream_trailer_*, read by the last call)
             try:
                 tail = phases.body_filter(self, b"", True)
             except Exception:
