@@ -727,8 +727,8 @@ class Exchange(Context):
             else:
                 conn.close()
         down = self.client
+        self.up_trailers = trailers           # ($upstream_trailer_*)
         if self.bf:
-            self.up_trailers = trailers       # ($upstream_trailer_*, read by the last call)
             try:
                 tail = phases.body_filter(self, b"", True)
             except Exception:
