@@ -587,6 +587,8 @@ class H2Pool:
         #: streams waiting for a connection with room
         self.pending: deque[H2UpStream] = deque()
         self.connecting = 0
+        #: the connect in progress (held: the loop keeps only a weak reference)
+        self.task: asyncio.Task[None] | None = None
         self.opened = 0
         self.closed = False
         self.users = 0
@@ -600,6 +602,7 @@ class H2Pool:
             if c.room() > 0:
                 c.start(st)
                 return st
+        st._arm(connect_timeout, errors.UpstreamConnectTimeout)    # (waiting is bounded)
         self.pending.append(st)
         self.wake()
         return st
@@ -618,9 +621,10 @@ class H2Pool:
                 if c.room() > 0:
                     break
             else:
-                if self.connecting == 0 and not self.closed:
+                if self.connecting == 0:
                     self.connecting += 1
-                    self.loop.create_task(self._connect(pending[0].connect_timeout))
+                    self.task = self.loop.create_task(
+                        self._connect(pending[0].connect_timeout))
                 return
             st = pending.popleft()
             if not st.done:
@@ -640,15 +644,12 @@ class H2Pool:
             return
         self.connecting -= 1
         self.opened += 1
-        if self.closed:
-            conn.close()
-            return
         self.conns.append(conn)
         self.wake()
 
     def idle(self, conn: H2UpConnection) -> None:
         """``conn`` has no stream left: keep it (up to ``size`` such) or close it."""
-        if self.idle_timeout == 0:
+        if self.idle_timeout == 0 or self.closed:
             conn.close()
             return
         idle = sum(1 for c in self.conns if not c.streams)
@@ -670,7 +671,8 @@ class H2Pool:
 
     def close(self) -> None:
         """The pool is no longer used: idle connections close now, busy ones when their
-        streams end."""
+        streams end (a request of an older snapshot still gets a connection, closed after
+        it)."""
         self.closed = True
         for c in list(self.conns):
             c.draining = True

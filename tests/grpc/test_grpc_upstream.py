@@ -129,3 +129,28 @@ def test_limit_count_on_a_grpc_route_answers_unavailable(gateway_factory,
     lines = logged(gw, '" 429 ')
     ok = [ln for ln in lines if '" 200 ' in ln]
     assert len(ok) == 2 and all(f" {server.addr} 200 " in ln for ln in ok), lines
+
+
+def test_prometheus_counts_grpc_calls_by_route_and_status(gateway_factory,
+                                                          grpc_server_factory):
+    server = grpc_server_factory()
+    doc = grpc_doc(server.addr, plugins={"prometheus": {}})
+    doc["routes"].append({"id": "m", "uri": "/apisix/prometheus/metrics",
+                          "plugins": {"public-api": {}}})
+    gw = gateway_factory(doc, http2=True)
+    with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as ch:
+        stub = pb2_grpc.EchoStub(ch)
+        for _ in range(3):
+            stub.Unary(pb2.Msg(text="p"), timeout=10)
+    import time
+    deadline = time.monotonic() + 5
+    while True:
+        status, _, body = gw.get("/apisix/prometheus/metrics")
+        assert status == 200
+        line = [ln for ln in body.decode().splitlines()
+                if ln.startswith("apisix_http_status{") and 'route="g1"' in ln]
+        if line and line[0].endswith(" 3"):
+            assert 'code="200"' in line[0]
+            break
+        assert time.monotonic() < deadline, line
+        time.sleep(0.2)
