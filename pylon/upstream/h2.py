@@ -85,6 +85,17 @@ class _H2Client(h2.connection.H2Connection):
     (gRPC servers send a first GOAWAY and a PING, then the final GOAWAY).  No new stream is
     opened on a connection after a GOAWAY (``H2UpConnection.draining``)."""
 
+    sweep_at = 64
+
+    @property
+    def open_outbound_streams(self) -> int:
+        # h2 counts open streams by walking all it knows at every new stream (O(streams)
+        # per request); the pool enforces the limit itself (``room``).  Closed streams are
+        # dropped once the table has grown past twice what was open at the last walk.
+        if len(self.streams) >= self.sweep_at:
+            self.sweep_at = 2 * self._open_streams(1) + 64
+        return 0
+
     def _receive_goaway_frame(self, frame: GoAwayFrame
                               ) -> tuple[list[Frame], list[h2.events.Event]]:
         ev = h2.events.ConnectionTerminated()
@@ -311,8 +322,13 @@ class H2UpConnection(asyncio.Protocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
+        # headers are built here (lower-case names, pseudo-headers first): h2 need not
+        # check or normalise them either way
         cfg = h2.config.H2Configuration(client_side=True, header_encoding=None,
-                                        validate_inbound_headers=False)
+                                        validate_inbound_headers=False,
+                                        normalize_inbound_headers=False,
+                                        validate_outbound_headers=False,
+                                        normalize_outbound_headers=False)
         self.h2 = _H2Client(cfg)
         self.streams: dict[int, H2UpStream] = {}
         self.alive = True
