@@ -29,6 +29,9 @@ from ..errors import PylonError
 __all__ = ["ProtoError", "ProtoSet", "compile_proto", "find", "frame", "messages",
            "rpc_status"]
 
+#: ``ctx.store`` key a plugin sets when it turned another protocol into gRPC (grpc-transcode,
+#: grpc-web): the client is not a gRPC client, the gateway's own answers stay HTTP ones
+CONVERTED = "pylon.grpc.converted"
 _IMPORT = re.compile(r'\bimport\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;', re.M)
 _CACHE_SIZE = 64
 _cache: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], ProtoSet] = OrderedDict()

@@ -276,6 +276,7 @@ async def access(conf: _Conf, ctx: pdk.Context) -> Any:
         pdk.log.error("transform request error: failed to encode request data to "
                       "protobuf: %s", e)
         return 400
+    ctx.store[protos.CONVERTED] = True
     ctx.set_method("POST")
     ctx.set_uri(conf.path, {})
     ctx.set_body(protos.frame(encoded))

@@ -25,6 +25,7 @@ import binascii
 from typing import Any
 
 from pylon import pdk
+from pylon.pdk import protos
 
 name = "grpc-web"
 priority = 505
@@ -105,6 +106,7 @@ async def access(conf: dict[str, Any], ctx: pdk.Context) -> Any:
             pdk.log.error("failed to decode request body")
             st.skip = True
             return 400
+    ctx.store[protos.CONVERTED] = True
     ctx.set_headers({"content-type": "application/grpc", "te": "trailers"})
     ctx.set_body(body)
     return None

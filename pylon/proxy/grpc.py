@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 from .. import errors
+from ..pdk.protos import CONVERTED
 from ..wire.head import FWD_KEEP, FWD_XFF, forward_kind
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ def is_grpc(ex: Exchange) -> bool:
     gRPC-Web is ``application/grpc-web*`` and is not)."""
     ct = ex.head.header(b"content-type")
     if ct is None or not ct.startswith(b"application/grpc"):
+        return False
+    store = ex.store_if_any
+    if store is not None and CONVERTED in store:     # (set by grpc-transcode, grpc-web)
         return False
     rest = ct[16:17]
     return rest in (b"", b"+", b";")

@@ -17,7 +17,8 @@ from google.protobuf import descriptor_pb2
 from pylon.pdk.protos import compile_proto
 from tests.admin.test_admin_gateway import admin, admin_node
 from tests.grpc.service import PROTO, GrpcServer
-from tests.harness import closing_factory, free_port
+from tests.h2client import H2Client
+from tests.harness import closing_factory, dead_port, free_port
 
 PROTO_TEXT = Path(PROTO).read_text()
 KEY = "k" * 32
@@ -77,7 +78,9 @@ def test_grpc_errors_become_http_statuses_and_details_are_shown_when_asked(
     doc["routes"].append({**doc["routes"][0], "id": "3", "uri": "/nomethod"})
     doc["routes"][2]["plugins"] = {"grpc-transcode": {
         "proto_id": "1", "service": "echo.Echo", "method": "Nope"}}
-    gw = gateway_factory(doc)
+    doc["routes"].append({**doc["routes"][0], "id": "4", "uri": "/deadup", "upstream": {
+        "scheme": "grpc", "type": "roundrobin", "nodes": {f"127.0.0.1:{dead_port()}": 1}}})
+    gw = gateway_factory(doc, http2=True)
     status, headers, _ = gw.get("/grpctest?text=denied")
     assert status == 403                         # PERMISSION_DENIED
     assert headers["grpc-status"] == "7"
@@ -86,6 +89,13 @@ def test_grpc_errors_become_http_statuses_and_details_are_shown_when_asked(
     assert json.loads(body) == {"error": {"code": 7, "message": "not for you",
                                           "details": [{"note": "ask the admin"}]}}
     assert gw.get("/nomethod?text=x")[0] == 503        # no such method in the proto
+    # over HTTP/2 too: the client is not a gRPC client, the answer stays HTTP
+    with H2Client(gw.port) as c:
+        assert c.request("GET", "/nomethod?text=x").status == 503
+        r = c.request("GET", "/deadup?text=x")          # (after the request became gRPC)
+        assert r.status == 502 and b"error_msg" in bytes(r.body)
+        r = c.request("GET", "/grpctest?text=h2")
+        assert r.status == 200 and json.loads(bytes(r.body))["text"] == "h2"
 
 
 def test_deadline_becomes_grpc_timeout(gateway_factory, grpc_server):
