@@ -124,6 +124,9 @@ def test_concurrent_calls_share_pooled_upstream_connections(gateway_factory, grp
     stub = stub_for(gw.port)
     futs = [stub.Unary.future(pb2.Msg(text=f"m{i}", count=i), timeout=20) for i in range(200)]
     assert [f.result().count for f in futs] == [i + 1 for i in range(200)]
+    # many calls at once: streams of one upstream connection (the first ones wait for it)
+    futs = [stub.Unary.future(pb2.Msg(text="peer"), timeout=20) for _ in range(100)]
+    assert len({f.result().text for f in futs}) == 1
 
 
 def test_forwarding_headers_go_upstream(gateway_factory, grpc_server,

@@ -72,6 +72,23 @@ def test_one_upstream_connection_carries_calls_until_keepalive_pool_requests(
         assert len(peers(pb2_grpc.EchoStub(ch), 15)) == 1
 
 
+def test_an_idle_upstream_connection_closes_after_keepalive_idle_timeout(
+        gateway_factory, grpc_server_factory):
+    import time
+    server = grpc_server_factory()
+    doc = grpc_doc(server.addr)
+    doc["routes"][0]["upstream"]["keepalive_pool"] = {"idle_timeout": 1}
+    gw = gateway_factory(doc, http2=True)
+    with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as ch:
+        stub = pb2_grpc.EchoStub(ch)
+        first = peers(stub, 3)
+        assert len(first) == 1
+        assert peers(stub, 1) == first          # reused while busy enough
+        time.sleep(2.5)                         # idle past idle_timeout (swept each second)
+        later = peers(stub, 1)
+        assert later and later != first
+
+
 def test_goaway_from_the_server_moves_new_calls_to_a_new_connection(gateway_factory,
                                                                     grpc_server_factory):
     # the server ends every connection after 300 ms (GOAWAY), letting calls finish
