@@ -180,6 +180,21 @@ class UpstreamReset(UpstreamError):
     code = "upstream_reset"
 
 
+class UpstreamRefused(UpstreamError):
+    """The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above
+    a GOAWAY's last stream id): it may be sent again, whatever its method."""
+
+    code = "upstream_refused"
+
+
+class GrpcDeadlineExceeded(UpstreamError):
+    """The gRPC call's deadline (its ``grpc-timeout``) passed before the upstream's answer
+    ended."""
+
+    status, code, message = 504, "grpc_deadline_exceeded", "504 Gateway Time-out"
+    retryable = False
+
+
 class UpstreamBadResponse(UpstreamError):
     """The upstream's answer is not valid HTTP/1.x."""
 

@@ -142,6 +142,8 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
     elif kind == "ssls":
         from ..tls.certs import check_ssl_conf
         err = check_ssl_conf(conf)
+    elif kind == "protos":
+        err = check_proto(conf, lookup)
     if err is not None:
         return err
     refs = ref_names(kind) if kind in BY_NAME else ()
@@ -168,6 +170,22 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
         except ExprError as e:
             return "failed to validate the 'vars' expression: " + e.message
     return _pylon_error(kind, conf, router_kind)
+
+
+def check_proto(conf: dict[str, Any], lookup: Callable[[str, str], Any] | None
+                ) -> str | None:
+    """``apisix/admin/protos.lua``: the content must compile (``invalid content: ...``);
+    imports of other proto objects (``"<id>.proto"``) are read from the store."""
+    from ..pdk.protos import ProtoError, compile_proto
+
+    def other(oid: str) -> str | None:
+        v = lookup("protos", oid) if lookup is not None else None
+        return v.get("content") if isinstance(v, dict) else None
+    try:
+        compile_proto(conf["content"], other)
+    except ProtoError as e:
+        return "invalid content: " + e.message
+    return None
 
 
 def _ref_error(conf: dict[str, Any], refs: tuple[tuple[str, str, str], ...],

@@ -250,8 +250,8 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
         paths[base] = ops
         item = f"{base}/{{{pname}}}"
 
-    # as APISIX: a credential is replaced whole, never patched (405)
-    patch_answers = _errors(400, 401, 403, 405) if name == "credentials" else \
+    # as APISIX: a credential or a proto is replaced whole, never patched (405)
+    patch_answers = _errors(400, 401, 403, 405) if name in ("credentials", "protos") else \
         {"200": ok, **_errors(*_WRITE_ERRORS)}
     paths[item] = {
         "get": _op(f"get{title}", f"Get one {kind}", tags,

@@ -216,8 +216,8 @@ class Resources:
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
                    conf: Any) -> Plan:
-        if spec is CREDENTIALS:
-            raise MethodNotAllowed("not supported `PATCH` method for credential")
+        if spec is CREDENTIALS or spec.name == "protos":
+            raise MethodNotAllowed(f"not supported `PATCH` method for {spec.kind}")
         if oid is None:
             raise InvalidRequest(f"missing {spec.kind} id")
         if conf is None:
@@ -262,6 +262,8 @@ class Resources:
         if prev is None:
             raise KeyNotFound()
         if query.get("force") != "true":
+            if spec.name == "protos":
+                self._proto_in_use(view, oid)
             for src, fld in USERS.get(spec.name, ()):
                 for uid, e in view.rows(src):
                     ref = e.value.get(fld)
@@ -280,6 +282,18 @@ class Resources:
                     plan.ops += p.ops
                     plan.changes += p.changes
         return plan
+
+    @staticmethod
+    def _proto_in_use(view: View, oid: str) -> None:
+        """APISIX refuses to delete a proto a route's or service's grpc-transcode names."""
+        for src, label in (("routes", "route"), ("services", "service")):
+            for uid, e in view.rows(src):
+                plugins = e.value.get("plugins")
+                conf = plugins.get("grpc-transcode") if isinstance(plugins, dict) else None
+                if isinstance(conf, dict) and conf.get("proto_id") is not None \
+                        and str(conf["proto_id"]) == oid:
+                    raise InvalidRequest(f"can not delete this proto, {label} [{uid}] is "
+                                         "still using it now")
 
     def _stage(self, view: View, spec: Kind, oid: str, prev: Item | None,
                value: dict[str, Any] | None, ttl: int | None, reply: Reply) -> Plan:

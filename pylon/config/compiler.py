@@ -58,6 +58,15 @@ class Compiled:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: the ssl objects' SNI table (TLS listeners look certificates up in it)
     tls: SniTable = EMPTY_TABLE
+    #: proto objects: id -> content (grpc-transcode compiles them, cached by content)
+    protos: dict[str, str] = field(default_factory=dict)
+
+
+def _protos(other: dict[str, Any]) -> dict[str, str]:
+    """The proto objects among the other kinds' raw values: id -> content."""
+    return {k[7:]: v["content"] for k, v in other.items()
+            if k.startswith("protos/") and isinstance(v, dict)
+            and isinstance(v.get("content"), str)}
 
 
 class PluginHost(Protocol):
@@ -365,6 +374,7 @@ class ConfigModel:
                                               if k.startswith("ssls/")}, set(),
                                    compiled.rejected)
         self._resolve_certs(compiled.plans, compiled.plans, compiled.rejected)
+        compiled = replace(compiled, protos=_protos(self.other))
         self.compiled = compiled
         objs = {k: dict(getattr(res, k)) for k in _TYPED}
         for kind, extra in res.dangling.items():
@@ -472,7 +482,8 @@ class ConfigModel:
                     rejected.append(Rejection("plugin_metadata", name,
                                               f"plugin_metadata/{name}", str(e)))
         return Compiled(router=c.router, routes=c.routes, plans=c.plans, rejected=rejected,
-                        global_chain=g, consumers=cons, metadata=meta, tls=c.tls)
+                        global_chain=g, consumers=cons, metadata=meta, tls=c.tls,
+                        protos=c.protos)
 
     # -- one change at a time ------------------------------------------------------------
     def apply(self, puts: list[tuple[str, Any]], dels: list[str]) -> tuple[
@@ -603,6 +614,9 @@ class ConfigModel:
             c.routes.pop(rid, None)
             rejected.append(Rejection("routes", rid, f"routes/{rid}", msg))
         c = self._with_plugins(c, extra_hit, rejected, plans)
+        if any(k.startswith("protos/") for k, _ in puts) or \
+                any(k.startswith("protos/") for k in dels):
+            c = replace(c, protos=_protos(self.other))
         ssl_puts = {k[5:]: v for k, v in puts if k.startswith("ssls/")}
         ssl_dels = {k[5:] for k in dels if k.startswith("ssls/")}
         if ssl_puts or ssl_dels:

@@ -87,6 +87,9 @@ class CompiledView(Protocol):
     def consumers(self) -> ConsumerIndex: ...
     @property
     def metadata(self) -> dict[str, Any]: ...
+    @property
+    def protos(self) -> dict[str, str]:
+        """proto objects: id -> content (``pdk.protos.find``)"""
 
 
 class SnapshotView(Protocol):
@@ -166,6 +169,8 @@ class Context:
     #: the scheme the upstream is reached over when a plugin changed it (``set_upstream_scheme``)
     up_scheme: str | None = None
     orig_target: bytes | None = None
+    #: the upstream response's trailers once it ended (``$upstream_trailer_*``)
+    up_trailers: list[tuple[bytes, bytes]] | None = None
 
     # -- variables -------------------------------------------------------------------------
     def var(self, name: str) -> str | None:

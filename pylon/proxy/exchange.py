@@ -34,7 +34,7 @@ from ..pdk.context import CompiledView, Context, RouteInfo, SnapshotView
 from ..upstream.pool import NodePool, UpstreamConnection
 from ..wire.h1 import chunk, last_chunk
 from ..wire.head import _FWD, FWD_XFF, HOP_BY_HOP, RequestHead, forward_kind
-from . import phases, variables
+from . import grpc, phases, variables
 from .chain import EMPTY, Chain
 from .reply import JSON
 from .state import CONNECTING, DONE, MATCHING, PHASES, RESPONDING, SENDING, TUNNEL, WAITING
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..routing.router import Match, Router
     from ..tls.table import SniTable
     from ..upstream.balancer import Node
+    from ..upstream.h2 import H2Pool, H2UpStream
     from ..upstream.runtime import UpstreamRuntime
     from .downstream import Downstream
     from .tunnel import Tunnel
@@ -58,7 +59,7 @@ REPLAY_LIMIT: Final = 64 * 1024
 PENDING_LIMIT: Final = 64 * 1024
 _USUAL_TOKENS: Final = HOP_BY_HOP | {b"close"}
 _CONNECT_ERRORS: Final = (errors.UpstreamConnectFailed, errors.UpstreamConnectTimeout,
-                          errors.UpstreamTLSError)
+                          errors.UpstreamTLSError, errors.UpstreamRefused)
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -98,7 +99,7 @@ class Exchange(Context):
         "_remote_addr", "_remote_port", "_store", "added_resp", "body_changed", "body_encoder",
         "body_limit", "body_waiter", "capture_limit", "captured", "consumer", "consumer_name",
         "credential", "extra_resp", "orig_target", "resp_headers", "resp_length", "up_host",
-        "up_method", "up_scheme",
+        "up_method", "up_scheme", "up_trailers",
         # the request
         "down", "client", "head", "snap", "loop", "t_start", "state", "match", "route", "error",
         "detail", "status", "_args", "_cookies", "post_body", "upstream_key", "upgrading",
@@ -111,7 +112,7 @@ class Exchange(Context):
         "rt", "node", "tried", "attempts", "retry_deadline", "conn", "connecting", "_mid",
         "_read_timeout", "reused", "stale_retried", "t_up_start", "t_up_head", "t_end",
         "up_status", "up_tried", "up_addr", "up_keep", "up_headers", "up_paused",
-        "switch_headers",
+        "switch_headers", "h2s",
     )
 
     def __init__(self, down: Downstream, head: RequestHead, snap: ProxySnapshot,
@@ -193,6 +194,9 @@ class Exchange(Context):
         #: reading the upstream is paused: the client's write buffer is full
         self.up_paused = False
         self.switch_headers: Headers | None = None
+        #: the request's stream on an HTTP/2 upstream connection (``grpc``/``grpcs``
+        #: upstreams, ``upstream/h2.py``); ``conn`` stays None then
+        self.h2s: H2UpStream | None = None
         # -- Context's (a plugin may set them; the class defaults are for other contexts)
         self.consumer = None
         self.credential = None
@@ -214,6 +218,7 @@ class Exchange(Context):
         self.up_host = None
         self.up_scheme = None
         self.orig_target = None
+        self.up_trailers = None
 
     def var(self, name: str) -> Any:
         # a method, not ``var = variables.var``: a function stored on a compiled class is
@@ -386,8 +391,12 @@ class Exchange(Context):
         self.up_addr = node.addr
         if rt.track:
             rt.balancer.before(node)
-        pool: NodePool = rt.pools[node.addr]
         self.t_up_start = self.loop.time()
+        h2pools = rt.h2pools
+        if h2pools is not None:
+            self._send_h2(h2pools[node.addr])
+            return
+        pool: NodePool = rt.pools[node.addr]
         conn = pool.take()
         if conn is not None:
             self._send_on(conn)
@@ -452,6 +461,36 @@ class Exchange(Context):
             conn.transport.write(b"".join(parts))
             self.state = SENDING
             if head.expect_continue and not self.sent_continue:
+                self.sent_continue = True
+                self.client.send_continue()
+        if self.up_blocked:
+            self.up_blocked = False
+            self.client.resume_body()
+
+    def _send_h2(self, pool: H2Pool) -> None:
+        """CONNECTING → SENDING / WAITING on a stream of an HTTP/2 upstream connection
+        (opened now, or when the pool has a connection with room)."""
+        route = self.route
+        assert route is not None
+        st = self.h2s = pool.request(self, grpc.request_headers(self), route.connect_timeout,
+                                     route.send_timeout, self.read_timeout)
+        limit = grpc.timeout(self.head.header(b"grpc-timeout"))
+        if limit is not None:                   # the call's deadline, toward the upstream
+            st.set_limit(self.t_start + limit)
+        body = self.replay if self.replay is not None else self.pending
+        if body:
+            self.body_sent = True
+            for c in body:
+                st.send(c)
+        if self.pending:
+            self.pending = ()
+            self.pending_bytes = 0
+        if self.req_done:
+            st.finish(self.req_trailers)
+            self.state = WAITING
+        else:
+            self.state = SENDING
+            if self.head.expect_continue and not self.sent_continue:
                 self.sent_continue = True
                 self.client.send_continue()
         if self.up_blocked:
@@ -530,6 +569,9 @@ class Exchange(Context):
         if conn is not None:
             self.body_sent = True
             conn.transport.write(chunk(data) if self.head.chunked else data)
+        elif self.h2s is not None:
+            self.body_sent = True
+            self.h2s.send(data)
         elif self.state != DONE:
             if self.pending:
                 self.pending.append(data)  # (a list: () is falsy)
@@ -562,6 +604,12 @@ class Exchange(Context):
             if self.state == SENDING:
                 self.state = WAITING
             conn.arm(self.read_timeout, errors.UpstreamReadTimeout)
+            return
+        h2s = self.h2s
+        if h2s is not None:
+            h2s.finish(trailers)
+            if self.state == SENDING:
+                self.state = WAITING
 
     # -- flow control ------------------------------------------------------------------------
     def upstream_writable(self, writable: bool) -> None:
@@ -584,6 +632,10 @@ class Exchange(Context):
         """The client's write buffer crossed a water mark: stop/start reading the upstream."""
         conn = self.conn
         if conn is None:
+            h2s = self.h2s
+            if h2s is not None:
+                self.up_paused = not writable
+                h2s.pause(not writable)
             return
         if writable:
             if self.up_paused:
@@ -645,14 +697,20 @@ class Exchange(Context):
             except Exception:
                 log.exception("plugin failed in body_filter")
         down.send_data(data)
-        if down.write_paused and not self.up_paused and self.conn is not None:
-            self.up_paused = True
-            self.conn.transport.pause_reading()
+        if down.write_paused and not self.up_paused:
+            conn = self.conn
+            if conn is not None:
+                self.up_paused = True
+                conn.transport.pause_reading()
+            elif self.h2s is not None:
+                self.up_paused = True
+                self.h2s.pause(True)
 
     def on_end(self, trailers: Headers | None) -> None:
         """The upstream's response is complete: RESPONDING → DONE."""
         conn = self.conn
         self.conn = None
+        self.h2s = None
         node: Node = self.node  # type: ignore[assignment]  # picked before the request went
         rt = self.rt
         if rt.track:
@@ -669,6 +727,7 @@ class Exchange(Context):
             else:
                 conn.close()
         down = self.client
+        self.up_trailers = trailers           # ($upstream_trailer_*)
         if self.bf:
             try:
                 tail = phases.body_filter(self, b"", True)
@@ -709,7 +768,17 @@ class Exchange(Context):
         """The upstream connection failed (reset, timeout, bad response)."""
         conn = self.conn
         self.conn = None
-        if conn is not None:
+        if self.h2s is not None:
+            self.h2s = None
+            if (isinstance(error, errors.UpstreamRefused) and not self.stale_retried
+                    and self.state < RESPONDING and self._replayable()):
+                # the server did not process the stream (GOAWAY, REFUSED_STREAM): once
+                # more on the same node, on a connection that takes it
+                self.stale_retried = True
+                self.state = CONNECTING
+                self._send_h2(self.rt.h2pools[self.node.addr])  # type: ignore[index,union-attr]
+                return
+        elif conn is not None:
             conn.parser._sink = conn
             conn.close()
             if (self.reused and not self.stale_retried and self.state < RESPONDING
@@ -743,7 +812,11 @@ class Exchange(Context):
             return
         if state >= RESPONDING:
             self.detail = error.code
-            self.client.abort()
+            if self.up_status == 200 and grpc.is_grpc(self):
+                # a gRPC response cut short: its status in trailers, not a reset stream
+                self.client.send_end(grpc.status_trailers(error))
+            else:
+                self.client.abort()
             self.finish()
             return
         if node is not None and isinstance(error, errors.UpstreamError):
@@ -805,7 +878,12 @@ class Exchange(Context):
                 log.exception("plugin failed on a local reply")
         elif self.lg:
             self.resp_headers = headers       # what the log phase reports as sent
-        self.client.send_local(self.status, headers, body, close)
+        if self.head.version == "2.0" and grpc.is_grpc(self):
+            # a gRPC client gets a gRPC status: Trailers-Only (HTTP 200, no body)
+            self.client.send_head(200, grpc.trailers_only(self.status, body, self.error),
+                                  None, True)
+        else:
+            self.client.send_local(self.status, headers, body, close)
         self.finish()
 
     def _upstream_status_header(self, status: int) -> tuple[bytes, bytes]:
@@ -831,6 +909,10 @@ class Exchange(Context):
             self.body_waiter.cancel()
         if self.lg:
             phases.log_phase(self)
+        h2s = self.h2s
+        if h2s is not None:         # the client is gone or the answer was cut: stop the stream
+            self.h2s = None
+            h2s.cancel()
         conn = self.conn
         if conn is not None:        # finished without the upstream finishing: not reusable
             self.conn = None

@@ -79,6 +79,9 @@ def getter(name: str) -> Getter:
     if name.startswith("upstream_http_"):
         ln = name[14:].replace("_", "-").encode("latin-1")
         return lambda x: _upstream_header(x, ln)
+    if name.startswith("upstream_trailer_"):
+        tn = name[17:].replace("_", "-").encode("latin-1")
+        return lambda x: _upstream_trailer(x, tn)
     if name.startswith("post_arg"):
         return lambda x: _post_arg(x, name)
     return _none
@@ -102,6 +105,15 @@ def http_header(x: Exchange, want: bytes) -> str | None:
 
 def _upstream_header(x: Exchange, ln: bytes) -> str | None:
     for k, v in x.up_headers or ():
+        if k.lower() == ln:
+            return v.decode("latin-1")
+    return None
+
+
+def _upstream_trailer(x: Exchange, ln: bytes) -> str | None:
+    """``$upstream_trailer_<name>``: a trailer of the upstream's response (gRPC's
+    ``grpc-status``), known once the response has ended (the last ``body_filter``)."""
+    for k, v in x.up_trailers or ():
         if k.lower() == ln:
             return v.decode("latin-1")
     return None

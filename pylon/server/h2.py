@@ -50,6 +50,7 @@ from .. import errors
 from ..proxy.exchange import Exchange
 from ..proxy.state import RESPONDING
 from ..timer import Deadline
+from ..upstream.h2 import send_window
 from ..wire.head import HOP_BY_HOP, RequestHead
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class H2Stream:
         "fwd_for", "fwd_port", "head_sent", "loop", "max_body", "out", "out_bytes",
         "realip", "req_open", "responded", "reset", "scheme", "server_addr",
         "server_port_s", "sid", "tls", "unacked", "w", "wall_offset", "blocked", "no_body",
+        "head_out",
     )
 
     def __init__(self, c: H2Connection, sid: int) -> None:
@@ -195,6 +197,10 @@ class H2Stream:
         #: the end of the response, waiting behind ``out``: None, or (trailers,)
         self.end: tuple[Headers | None] | None = None
         self.head_sent = False
+        #: the response head, held until the first body bytes, the end or the loop
+        #: iteration's flush: a response that ends with its head goes out as one HEADERS
+        #: frame with END_STREAM (gRPC's Trailers-Only from an upstream)
+        self.head_out: Headers | None = None
         self.no_body = False
         #: the whole response went out (END_STREAM sent) or the stream was reset
         self.responded = False
@@ -235,14 +241,19 @@ class H2Stream:
         self.head_sent = True
         self.no_body = no_body
         self.bytes_out += 9 + sum(len(n) + len(v) + 4 for n, v in out)
-        c.send_headers(self.sid, out, no_body)
         if no_body:
+            c.send_headers(self.sid, out, True)
             self._ended()
+        else:
+            self.head_out = out
+            c.defer_head(self)
 
     def send_data(self, data: bytes) -> None:
         if not data or self.no_body or self.reset or self.responded:
             return
         self.bytes_out += len(data)
+        if self.head_out is not None:
+            self.c.emit_head(self)
         if self.out:
             self.out.append(data)
             self.out_bytes += len(data)
@@ -254,6 +265,14 @@ class H2Stream:
     def send_end(self, trailers: Headers | None) -> None:
         if self.no_body or self.reset or self.responded:
             return
+        out = self.head_out
+        if out is not None:
+            self.head_out = None
+            if not trailers:            # the head is the whole response
+                self.c.send_headers(self.sid, out, True)
+                self._ended()
+                return
+            self.c.send_headers(self.sid, out, False)
         if self.out:
             self.end = (trailers,)
             return
@@ -319,7 +338,7 @@ class H2Connection(asyncio.Protocol):
         "flush_due", "fwd_for", "fwd_port", "goaway", "loop", "max_streams", "new_streams",
         "realip", "requests", "resets", "scheme", "server_addr", "server_port_s",
         "server_value", "streams", "tls", "transport", "w", "waiting", "window_start",
-        "write_paused", "reading", "stall",
+        "write_paused", "reading", "stall", "heads",
     )
 
     def __init__(self, h1: H1Connection) -> None:
@@ -357,6 +376,8 @@ class H2Connection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         #: streams with response bytes waiting for the client's window
         self.waiting: set[H2Stream] = set()
+        #: streams whose response head is held (``H2Stream.head_out``) until the flush
+        self.heads: list[H2Stream] = []
         #: streams whose request body is still coming (the body timeout runs)
         self.reading = 0
         self.requests = 0
@@ -700,23 +721,9 @@ class H2Connection(asyncio.Protocol):
 
     def _push(self, st: H2Stream) -> None:
         """Queued response bytes of ``st`` out, as far as the window allows."""
-        c = self.c
-        sid = st.sid
         out = st.out
-        frame = c.max_outbound_frame_size
         try:
-            window = c.local_flow_control_window(sid)
-            while out and window > 0:
-                data = out[0]
-                n = min(window, frame, len(data))
-                if n < len(data):
-                    c.send_data(sid, data[:n])
-                    out[0] = data[n:]
-                else:
-                    c.send_data(sid, data)
-                    out.popleft()
-                st.out_bytes -= n
-                window -= n
+            st.out_bytes -= send_window(self.c, st.sid, out)
         except h2.exceptions.ProtocolError:
             out.clear()
             st.out_bytes = 0
@@ -750,6 +757,7 @@ class H2Connection(asyncio.Protocol):
 
     def reset_stream(self, st: H2Stream, code: ErrorCodes) -> None:
         st.reset = True
+        st.head_out = None
         try:
             self.c.reset_stream(st.sid, code)
         except h2.exceptions.ProtocolError:
@@ -834,8 +842,24 @@ class H2Connection(asyncio.Protocol):
             self.flush_due = True
             self.loop.call_soon(self._flush)
 
+    def defer_head(self, st: H2Stream) -> None:
+        self.heads.append(st)
+        self._flush_soon()
+
+    def emit_head(self, st: H2Stream) -> None:
+        out = st.head_out
+        if out is not None:
+            st.head_out = None
+            self.send_headers(st.sid, out, False)
+
     def _flush(self) -> None:
         self.flush_due = False
+        heads = self.heads
+        if heads:
+            for st in heads:
+                if not st.reset:
+                    self.emit_head(st)
+            heads.clear()
         data = self.c.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)

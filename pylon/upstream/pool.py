@@ -12,7 +12,8 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from .. import errors
 from ..timer import Deadline
@@ -78,13 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- transport callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover - platform specific
-                pass
+        prepare(self.transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -186,6 +181,39 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+def prepare(transport: asyncio.Transport) -> None:
+    """A new upstream connection's transport: the write water mark, TCP_NODELAY."""
+    transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - platform specific
+            pass
+
+
+async def open_connection(loop: asyncio.AbstractEventLoop, factory: Callable[[], P],
+                          host: str, port: int, ssl_ctx: ssl.SSLContext | None,
+                          sni: str | None, timeout: float) -> P:
+    """Connect to an upstream node within ``timeout``; failures as UpstreamError
+    subclasses (connect timeout, TLS, refused or unreachable)."""
+    try:
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(
+                factory, host, port, ssl=ssl_ctx, server_hostname=sni if ssl_ctx else None)
+    except TimeoutError:
+        raise errors.UpstreamConnectTimeout(f"connect to {host}:{port} timed out") from None
+    except ssl.SSLError as e:
+        raise errors.UpstreamTLSError(f"TLS to {host}:{port}: {e}") from None
+    except OSError as e:
+        raise errors.UpstreamConnectFailed(
+            f"connect to {host}:{port}: {e.strerror or e}") from None
+    return conn
+
+
 class NodePool:
     """Idle keep-alive connections to one node, and the way to open new ones."""
 
@@ -228,19 +256,8 @@ class NodePool:
 
     async def connect(self, timeout: float) -> UpstreamConnection:
         """Open a new connection; raises an UpstreamError subclass on failure."""
-        try:
-            async with asyncio.timeout(timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.sni if self.ssl else None)
-        except TimeoutError:
-            raise errors.UpstreamConnectTimeout(
-                f"connect to {self.host}:{self.port} timed out") from None
-        except ssl.SSLError as e:
-            raise errors.UpstreamTLSError(f"TLS to {self.host}:{self.port}: {e}") from None
-        except OSError as e:
-            raise errors.UpstreamConnectFailed(
-                f"connect to {self.host}:{self.port}: {e.strerror or e}") from None
+        conn = await open_connection(self.loop, lambda: UpstreamConnection(self), self.host,
+                                     self.port, self.ssl, self.sni, timeout)
         self.opened += 1
         return conn
 

@@ -29,10 +29,13 @@ from typing import Any
 
 from ..tls.certs import load_chain
 from .balancer import Node, create_balancer
+from .h2 import H2Pool
 from .health import HealthFilter, HealthView, PassiveReporter, has_checker
 from .pool import NodePool
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
+#: schemes reached over HTTP/2 (``upstream/h2.py``)
+H2_SCHEMES = frozenset(("grpc", "grpcs"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,10 @@ PoolKey = tuple[str, str, int, bool, str | None, str | None, int, float, int]
 class UpstreamRuntime:
     """What a request needs to reach an upstream: a balancer and a pool per node."""
 
-    __slots__ = ("balancer", "health", "host_headers", "plan", "pools", "retries", "tls",
-                 "track", "variants")
+    __slots__ = ("balancer", "h2pools", "health", "host_headers", "plan", "pools", "retries",
+                 "tls", "track", "variants")
 
-    def __init__(self, plan: UpstreamPlan, pools: dict[str, NodePool],
+    def __init__(self, plan: UpstreamPlan, pools: dict[str, Any],
                  view: HealthView | None = None, health: PassiveReporter | None = None,
                  previous: Any = None) -> None:
         self.plan = plan
@@ -100,7 +103,11 @@ class UpstreamRuntime:
             self.balancer = HealthFilter(self.balancer, view.down)
         #: passive health reports (``checks.passive``), None for every other upstream
         self.health = health
-        self.pools = pools
+        #: HTTP/1.1 pools by node address; for ``grpc``/``grpcs`` HTTP/2 pools in
+        #: ``h2pools`` instead (None for the other schemes)
+        self.pools: dict[str, NodePool] = {}
+        self.h2pools: dict[str, H2Pool] | None = None
+        self._set_pools(plan, pools)
         # before()/after() only matter to balancers that track load or latency
         self.track = plan.type in ("least_conn", "ewma")
         self.tls = plan.scheme in ("https", "grpcs")
@@ -111,14 +118,22 @@ class UpstreamRuntime:
         #: this upstream reached over another scheme, by scheme (``Runtimes.with_scheme``)
         self.variants: dict[str, UpstreamRuntime] | None = None
 
-    def variant(self, plan: UpstreamPlan, pools: dict[str, NodePool]) -> UpstreamRuntime:
+    def _set_pools(self, plan: UpstreamPlan, pools: dict[str, Any]) -> None:
+        if plan.scheme in H2_SCHEMES:
+            self.pools = {}
+            self.h2pools = pools
+        else:
+            self.pools = pools
+            self.h2pools = None
+
+    def variant(self, plan: UpstreamPlan, pools: dict[str, Any]) -> UpstreamRuntime:
         """A copy for ``plan`` (this plan with another scheme): the same balancer, retries
         and health state, other pools."""
         v = object.__new__(UpstreamRuntime)
         for k in UpstreamRuntime.__slots__:
             setattr(v, k, getattr(self, k))
         v.plan = plan
-        v.pools = pools
+        v._set_pools(plan, pools)
         v.tls = plan.scheme in ("https", "grpcs")
         v.host_headers = _host_headers(plan)
         v.variants = None
@@ -145,8 +160,8 @@ class Runtimes:
         #: system's CA store)
         self.trusted_ca = trusted_ca
         self.by_key: dict[str, UpstreamRuntime] = {}
-        self._pools: dict[PoolKey, NodePool] = {}
-        self._ssl: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+        self._pools: dict[PoolKey, NodePool | H2Pool] = {}
+        self._ssl: dict[tuple[bool, str | None, str | None, bool], ssl.SSLContext] = {}
         #: how many runtimes use each pool (``update`` closes a pool at zero)
         self._refs: dict[PoolKey, int] = {}
         #: node states by upstream key, as the master broadcasts them (health checks)
@@ -315,25 +330,29 @@ class Runtimes:
         return (plan.scheme, n.host, n.port, plan.tls_verify, plan.client_cert, sni,
                 plan.pool_size, plan.pool_idle_timeout, plan.pool_requests)
 
-    def _pools_for(self, plan: UpstreamPlan) -> dict[str, NodePool]:
-        out = {}
+    def _pools_for(self, plan: UpstreamPlan) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         tls = plan.scheme in ("https", "grpcs")
+        h2 = plan.scheme in H2_SCHEMES
         for n in plan.nodes:
             pk = self._pool_key(plan, n)
             pool = self._pools.get(pk)
             if pool is None:
-                ctx = self._ssl_context(plan) if tls else None
-                pool = NodePool(self.loop, n.host, n.port, ctx, pk[5] if tls else None,
-                                plan.pool_size, plan.pool_idle_timeout, plan.pool_requests)
+                ctx = self._ssl_context(plan, h2) if tls else None
+                cls = H2Pool if h2 else NodePool
+                pool = cls(self.loop, n.host, n.port, ctx, pk[5] if tls else None,
+                           plan.pool_size, plan.pool_idle_timeout, plan.pool_requests)
                 self._pools[pk] = pool
             out[n.addr] = pool
         return out
 
-    def _ssl_context(self, plan: UpstreamPlan) -> ssl.SSLContext:
-        key = (plan.tls_verify, plan.client_cert, plan.client_key)
+    def _ssl_context(self, plan: UpstreamPlan, h2: bool = False) -> ssl.SSLContext:
+        key = (plan.tls_verify, plan.client_cert, plan.client_key, h2)
         ctx = self._ssl.get(key)
         if ctx is None:
             ctx = ssl.create_default_context(cafile=self.trusted_ca)
+            if h2:                       # grpcs: HTTP/2 by ALPN
+                ctx.set_alpn_protocols(["h2"])
             if not plan.tls_verify:      # APISIX upstream tls.verify defaults to false
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
