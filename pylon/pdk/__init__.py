@@ -42,6 +42,7 @@ from ..observe.log_entry import multi_dict
 from ..wire.h1 import status_line
 from .consumers import Consumer, ConsumerIndex, Credential
 from .context import Context, RouteInfo
+from .stream import StreamContext
 from .match import compile_expr
 from .runtime import node
 
@@ -203,4 +204,4 @@ __all__ = ["METHODS", "VERSION", "BodyTooLarge", "Consumer", "ConsumerIndex", "C
            "attach_consumer", "b64decode", "challenge", "check_upstream",
            "collect_config_warnings", "compile_expr", "config_warning", "decode_args",
            "json_error", "log", "lua_error", "multi_dict", "node_setting", "plugin_attr",
-           "reason_phrase", "schema_message", "secure_equal"]
+           "reason_phrase", "schema_message", "secure_equal", "StreamContext"]

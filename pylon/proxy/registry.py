@@ -22,6 +22,8 @@ A plugin is one Python module (see ``docs/writing-a-plugin.md``)::
     def header_filter(conf, ctx): ...
     def body_filter(conf, ctx, chunk, last): ...   # returns the chunk to send on
     def log(conf, ctx): ...
+    def stream_preread(conf, sctx): ...    # stream subsystem (stream_routes, docs/stream.md):
+    def stream_log(conf, sctx): ...        # a connection's start and end; sctx: pdk.StreamContext
 
 Plugins come from three places: ``pylon.plugins`` (built in), directories named in the node
 config (``pylon.extra_plugin_dirs``) and installed packages (entry point group
@@ -53,6 +55,9 @@ from ..errors import PylonError
 log = logging.getLogger("pylon.plugins")
 
 PHASES = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
+#: the stream subsystem's phases (APISIX's stream plugins: ``preread`` and ``log``); a
+#: plugin with either hook may be named in a stream route's ``plugins``
+STREAM_PHASES = ("stream_preread", "stream_log")
 SCHEMA_TYPES = ("route", "consumer", "metadata")
 
 #: ``_meta`` accepted in every plugin configuration (APISIX injects the same property)
@@ -87,6 +92,8 @@ class PluginSpec:
     encrypt_fields: tuple[str, ...] = ()
     consumer_key: str | None = None
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: the stream subsystem's hooks (``STREAM_PHASES``); empty: not a stream plugin
+    stream_hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
     check: Callable[[dict[str, Any], str], Any] | None = None
     prepare: Callable[[dict[str, Any]], Any] | None = None
     prepare_consumer: Callable[[dict[str, Any]], Any] | None = None
@@ -118,6 +125,8 @@ class PluginSpec:
                    metadata_schema=getattr(mod, "metadata_schema", None),
                    encrypt_fields=tuple(secret),
                    consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
+                   stream_hooks={ph: getattr(mod, ph) for ph in STREAM_PHASES
+                                 if callable(getattr(mod, ph, None))},
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
                    prepare_metadata=getattr(mod, "prepare_metadata", None),
@@ -290,9 +299,11 @@ class Registry:
             if not isinstance(conf, dict):
                 return _bad_conf(name, conf)
             spec = self.plugins.get(name)
-            if spec is None:
+            if spec is None or (schema_type == "stream" and not spec.stream_hooks):
                 return f"unknown plugin [{name}]"
-            if schema_type == "consumer" and spec.consumer_schema is None:
+            if schema_type == "stream":
+                schema_type_here = "route"      # a stream plugin's schema is its route one
+            elif schema_type == "consumer" and spec.consumer_schema is None:
                 schema_type_here = "route"      # non-auth plugins on a consumer: route schema
             else:
                 schema_type_here = schema_type

@@ -97,6 +97,20 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return s
 
 
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A stream proxy UDP listener (``apisix.stream_proxy.udp``), one per worker slot like
+    the TCP ones: the kernel hashes a client's datagrams to one slot, so its session stays
+    in one worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((host, port))
+    return s
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
     try:
@@ -415,7 +429,9 @@ class Master:
         s = self.settings
         while len(self.slots) < self.nworkers:
             self.slots.append([self._adopt(h, p) or bind_socket(h, p, s.backlog)
-                               for h, p in s.listen])
+                               for h, p in s.listen] +
+                              [self._adopt(h, p, socket.SOCK_DGRAM) or bind_udp(h, p)
+                               for h, p in s.udp_listen])
         while len(self.slots) > self.nworkers:
             for sock in self.slots.pop():
                 sock.close()
@@ -424,17 +440,22 @@ class Master:
         extra = 0
         for addr, socks in self._adopted.items():
             for sock in socks:
-                if addr in s.listen and self.slots:
+                if self.slots and addr in (s.listen if sock.type == socket.SOCK_STREAM
+                                           else s.udp_listen):
                     self.slots[extra % len(self.slots)].append(sock)
                     extra += 1
                 else:
                     sock.close()
         self._adopted = {}
 
-    def _adopt(self, host: str, port: int) -> socket.socket | None:
+    def _adopt(self, host: str, port: int, kind: int = socket.SOCK_STREAM
+               ) -> socket.socket | None:
         """A listening socket an orphaned worker handed over for this address, if any."""
-        socks = self._adopted.get((host, port))
-        return socks.pop() if socks else None
+        socks = self._adopted.get((host, port)) or []
+        for i, sock in enumerate(socks):
+            if sock.type == kind:
+                return socks.pop(i)
+        return None
 
     async def retire_orphans(self) -> None:
         """Our workers serve: the orphans we took over drain and exit, and so do any that
@@ -613,7 +634,8 @@ class Master:
         assert settings is not None
         node = self.node
         node.settings, node.plugins, node.keyring = settings, fresh.plugins, fresh.keyring
-        if settings.listen != self.settings.listen:
+        if settings.listen != self.settings.listen or \
+                settings.udp_listen != self.settings.udp_listen:
             for slot in self.slots:
                 for sock in slot:
                     sock.close()
@@ -683,7 +705,8 @@ class Master:
             await self.start_control()
         if not stop.is_set():
             await self.start_exporter()
-        addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
+        addrs = ", ".join([f"{h}:{p}" for h, p in self.settings.listen] +
+                          [f"{h}:{p}/udp" for h, p in self.settings.udp_listen])
         if not stop.is_set():
             log.warning("pylon started: %d workers listening on %s (pid %d; %s)", self.nworkers,
                         addrs, os.getpid(), _native.describe())
