@@ -42,9 +42,9 @@ from ..observe.log_entry import multi_dict
 from ..wire.h1 import status_line
 from .consumers import Consumer, ConsumerIndex, Credential
 from .context import Context, RouteInfo
-from .stream import StreamContext
 from .match import compile_expr
 from .runtime import node
+from .stream import StreamContext
 
 log = logging.getLogger("pylon.plugin")
 

@@ -34,7 +34,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import errors
 from ..pdk.stream import StreamContext
@@ -57,11 +57,12 @@ MAX_UDP_SESSIONS = 4096
 UDP_QUEUE = 64
 
 
-class SnapshotSource:
+class SnapshotSource(Protocol):
     """What the stream proxy reads of the worker: the snapshot holder's current snapshot
     (``compiled.stream``, ``upstreams``)."""
 
-    current: Any
+    @property
+    def current(self) -> Any: ...
 
 
 class StreamProxy:
@@ -391,7 +392,7 @@ class TcpSession(_Session, asyncio.Protocol):
             if self.closed:
                 transport.close()
                 return
-            self._spliced(transport, node)  # type: ignore[arg-type]
+            self._spliced(transport, node)
             return
         self.status = 502
         self.close()

@@ -127,7 +127,7 @@ def _compile_one(rid: str, conf: Any, upstream_ids: set[str], services: dict[str
                  service_plans: set[str], builder: ChainBuilder, plan_of: PlanFn
                  ) -> tuple[StreamRoute, UpstreamPlan | None]:
     if not isinstance(conf, dict):
-        raise ValueError("must be a mapping")
+        raise ValueError("must be a mapping")  # noqa: TRY004 (a rejection, not a bug)
     err = fmt_problem(schema_problem(_SCHEMA, conf))
     if err is not None:
         raise ValueError(err)
