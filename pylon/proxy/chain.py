@@ -126,6 +126,10 @@ class ChainBuilder:
         key = _enc.encode(plugins)
         chain = self._chains.get(key)
         if chain is None:
+            for n in plugins:               # a stream-only plugin (mqtt-proxy) is unknown here
+                spec = self.registry.get(n)
+                if spec is not None and not spec.serves("http"):
+                    raise ValueError(f"unknown plugin [{n}]")
             entries = [e for e in (self._entry(n, c) for n, c in plugins.items())
                        if e is not None]
             chain = chain_of(entries, dict(plugins))
@@ -172,7 +176,7 @@ class ChainBuilder:
         entries = []
         for name, conf in plugins.items():
             spec = self.registry.get(name)
-            if spec is None or not spec.stream_hooks:
+            if spec is None or not spec.serves("stream"):
                 raise ValueError(f"unknown plugin [{name}]")
             e = self._entry(name, conf)
             if e is not None:

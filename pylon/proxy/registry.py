@@ -94,6 +94,9 @@ class PluginSpec:
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
     #: the stream subsystem's hooks (``STREAM_PHASES``); empty: not a stream plugin
     stream_hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: the module's ``subsystems``: where it may be configured -- "http" (routes,
+    #: services, consumers, global rules) and/or "stream" (stream routes, with stream hooks)
+    subsystems: tuple[str, ...] = ("http",)
     check: Callable[[dict[str, Any], str], Any] | None = None
     prepare: Callable[[dict[str, Any]], Any] | None = None
     prepare_consumer: Callable[[dict[str, Any]], Any] | None = None
@@ -127,6 +130,7 @@ class PluginSpec:
                    consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
                    stream_hooks={ph: getattr(mod, ph) for ph in STREAM_PHASES
                                  if callable(getattr(mod, ph, None))},
+                   subsystems=tuple(getattr(mod, "subsystems", ("http", "stream"))),
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
                    prepare_metadata=getattr(mod, "prepare_metadata", None),
@@ -136,6 +140,13 @@ class PluginSpec:
         for st in SCHEMA_TYPES:                 # a broken schema fails the load, not a request
             spec.validator(st)
         return spec
+
+    def serves(self, subsystem: str) -> bool:
+        """Whether the plugin may be configured on ``subsystem``'s objects ("http":
+        routes, services, consumers, global rules; "stream": stream routes)."""
+        if subsystem == "stream":
+            return bool(self.stream_hooks) and "stream" in self.subsystems
+        return "http" in self.subsystems
 
     # -- configuration -------------------------------------------------------------------
     def schema_for(self, schema_type: str = "route") -> dict[str, Any] | None:
@@ -299,7 +310,8 @@ class Registry:
             if not isinstance(conf, dict):
                 return _bad_conf(name, conf)
             spec = self.plugins.get(name)
-            if spec is None or (schema_type == "stream" and not spec.stream_hooks):
+            if spec is None or not spec.serves("stream" if schema_type == "stream"
+                                               else "http"):
                 return f"unknown plugin [{name}]"
             if schema_type == "stream":
                 schema_type_here = "route"      # a stream plugin's schema is its route one

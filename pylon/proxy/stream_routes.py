@@ -28,13 +28,14 @@ PlanFn = Callable[[str, Any], UpstreamPlan]
 
 
 class StreamRoute:
-    __slots__ = ("chain", "id", "remote_addr", "server_addr", "server_port", "sni",
-                 "upstream_key")
+    __slots__ = ("chain", "id", "remote_addr", "server_addr", "server_port", "service_id",
+                 "sni", "upstream_key")
 
     def __init__(self, rid: str, remote_addr: IpMatcher | None, server_addr: IpMatcher | None,
                  server_port: int | None, sni: str | None, upstream_key: str | None,
-                 chain: StreamChain) -> None:
+                 chain: StreamChain, service_id: str | None = None) -> None:
         self.id = rid
+        self.service_id = service_id
         self.remote_addr = remote_addr
         self.server_addr = server_addr
         self.server_port = server_port
@@ -167,4 +168,4 @@ def _compile_one(rid: str, conf: Any, upstream_ids: set[str], services: dict[str
     except ExprError as e:
         raise ValueError(e.message) from None
     return StreamRoute(rid, remote, server, conf.get("server_port"), conf.get("sni"), key,
-                       chain), plan
+                       chain, str(svc.id) if svc is not None else None), plan
