@@ -77,5 +77,6 @@ async def send_udp(host: str, port: int, data: bytes, timeout: float) -> None:
 
 __all__ = ["HOSTNAME", "METADATA_SCHEMA", "SOCKET_PROPERTIES", "BatchProcessor", "Sender",
            "access", "batch_log", "batch_stream_log", "body_filter", "check",
-           "encode_entries", "entry", "full_log", "logger_schema", "phases", "prepare_logger", "prepare_metadata",
+           "encode_entries", "entry", "full_log", "logger_schema", "phases", "prepare_logger",
+           "prepare_metadata",
            "send_tcp", "send_udp"]
