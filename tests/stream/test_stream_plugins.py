@@ -95,7 +95,8 @@ class Mosquitto:
         """The client ids of the connections the broker accepted (its log)."""
         import re
         try:
-            text = open(self.log).read()
+            with open(self.log) as f:
+                text = f.read()
         except OSError:
             return []
         return re.findall(r"New client connected from \S+ as (\S+)", text)
