@@ -260,6 +260,16 @@ class HttpSection(_S, frozen=True):
     http2_body_preread_size: Size = "64k"
 
 
+class StreamSection(_S, frozen=True):
+    """``nginx_config.stream`` (APISIX's keys and defaults): the stream proxy's access log,
+    one line per connection or UDP session when it ends."""
+
+    enable_access_log: bool = False
+    access_log: str = "logs/access_stream.log"
+    access_log_format: str = ("$remote_addr [$time_local] $protocol $status $bytes_sent "
+                              "$bytes_received $session_time")
+
+
 class NginxConfig(_S, frozen=True):
     error_log: str = "logs/error.log"
     error_log_level: Literal["debug", "info", "notice", "warn", "error", "crit", "alert",
@@ -267,6 +277,7 @@ class NginxConfig(_S, frozen=True):
     worker_processes: Annotated[int, Meta(ge=1)] | Literal["auto"] | None = None
     worker_shutdown_timeout: Duration = "240s"
     http: HttpSection = HttpSection()
+    stream: StreamSection = StreamSection()
 
 
 class NodeConfig(_S, frozen=True):
@@ -386,6 +397,11 @@ class Settings:
         self.access_log = self.resolve(h.access_log) if h.enable_access_log and \
             h.access_log not in ("off", "") else None
         self.access_log_format = h.access_log_format
+        st = cfg.nginx_config.stream
+        #: the stream proxy's access log (``nginx_config.stream``), None: off
+        self.stream_access_log = self.resolve(st.access_log) if st.enable_access_log and \
+            st.access_log not in ("off", "") else None
+        self.stream_access_log_format = st.access_log_format
         self.backlog = h.max_pending_connections
         self.real_ip_header = h.real_ip_header
         self.real_ip_recursive = h.real_ip_recursive in ("on", True)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import errors
+from ..observe.access_log import AccessLog
 from ..pdk.stream import StreamContext
 from .stream_routes import StreamRoute
 
@@ -70,10 +71,14 @@ class StreamProxy:
     sessions alive (for draining)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, holder: SnapshotSource,
-                 runtimes: Runtimes) -> None:
+                 runtimes: Runtimes, access_log: str | None = None,
+                 log_format: str = "") -> None:
         self.loop = loop
         self.holder = holder
         self.runtimes = runtimes
+        #: ``nginx_config.stream.access_log``: a line per connection when it ends
+        self.access_log: AccessLog[StreamContext] | None = AccessLog(
+            loop, access_log, log_format, _stream_var) if access_log else None
         self.sessions: set[TcpSession | UdpSession] = set()
         self.udp_dropped = 0
 
@@ -86,6 +91,13 @@ class StreamProxy:
     def abort_all(self) -> None:
         for s in list(self.sessions):
             s.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+
+def _stream_var(name: str) -> Callable[[StreamContext], object]:
+    """``$name`` of the stream access log format: the connection's variable."""
+    return lambda c: c.var(name)
 
 
 # ---------------------------------------------------------------------------- shared steps
@@ -189,6 +201,8 @@ class _Session(StreamContext):
             self.timer.cancel()
             self.timer = None
         self.proxy.sessions.discard(self)
+        if self.proxy.access_log is not None:
+            self.proxy.access_log.add(self, self.bytes_sent)
         rt, node = self.rt, self.node
         if rt is not None and node is not None and rt.track and self.upstream_addr:
             rt.balancer.after(node, self.session_time(), False)

@@ -115,7 +115,8 @@ class Worker:
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
         #: the stream proxy (``apisix.proxy_mode`` with stream), its UDP listeners
-        self.stream = StreamProxy(loop, self.holder, self.runtimes) \
+        self.stream = StreamProxy(loop, self.holder, self.runtimes, settings.stream_access_log,
+                                  settings.stream_access_log_format) \
             if settings.proxy_mode != "http" else None
         self.udp: list[tuple[asyncio.DatagramTransport, Any]] = []
         self._tls_ctx: dict[bool, ssl.SSLContext] = {}
@@ -406,6 +407,8 @@ async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int
         setup_logging(settings, f"worker {index}")
         if w.access_log is not None:
             w.access_log.reopen()
+        if w.stream is not None and w.stream.access_log is not None:
+            w.stream.access_log.reopen()
 
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
 

@@ -212,3 +212,31 @@ def test_idle_connection_is_closed_after_the_upstream_read_timeout(
         t0 = time.monotonic()
         assert s.recv(10) == b""               # closed by the gateway, not by us
         assert 0.5 < time.monotonic() - t0 < 4
+
+
+def test_stream_access_log_has_a_line_per_connection(gateway_factory: Any,
+                                                     echoes: list[TcpEcho]) -> None:
+    import os
+    import re
+    o = echo(echoes)
+    port = free_port()
+    node = stream_node(tcp=[f"127.0.0.1:{port}"])
+    node["nginx_config"] = {"stream": {"enable_access_log": True, "access_log_format":
+                                       "$remote_addr $protocol $status $bytes_sent "
+                                       "$bytes_received $upstream_addr $route_id"}}
+    gw = gateway_factory({"stream_routes": [{"id": "7", "upstream": up(o)}]}, node=node)
+    assert talk(port, b"12345") == b"12345"
+    path = os.path.join(gw.prefix, "logs", "access_stream.log")
+
+    def read() -> str:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+    deadline = time.monotonic() + 5
+    while not read():
+        assert time.monotonic() < deadline, gw.log()
+        time.sleep(0.05)
+    line = read().splitlines()[0]
+    assert re.fullmatch(rf"127\.0\.0\.1 TCP 200 5 5 {o.addr} 7", line), line
