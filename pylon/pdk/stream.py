@@ -13,15 +13,16 @@ A ``stream_preread`` hook ends the connection by returning a number (APISIX's
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
 class StreamContext:
     """One client connection (TCP) or session (UDP) of the stream proxy."""
 
-    __slots__ = ("bytes_received", "bytes_sent", "protocol", "remote_addr", "remote_port",
-                 "route_id", "server_addr", "server_port", "sni", "status", "upstream_addr",
-                 "_store", "_vars")
+    __slots__ = ("bytes_received", "bytes_sent", "detail", "protocol", "remote_addr",
+                 "remote_port", "route_id", "server_addr", "server_port", "sni", "status",
+                 "upstream_addr", "_store", "_vars", "_wall")
 
     def __init__(self, protocol: str, remote: tuple[str, int], server: tuple[str, int]
                  ) -> None:
@@ -42,6 +43,10 @@ class StreamContext:
         self.upstream_addr = ""
         #: nginx's ``$status``: 200 proxied, 403 refused, 502 no upstream, 503 ...
         self.status = 200
+        #: why the connection ended as it did when not proxied to its end (``no_route``,
+        #: ``upstream_connect_failed``, ``plugin <name>`` ...), else ""
+        self.detail = ""
+        self._wall = time.time()
         self._store: dict[str, Any] | None = None
         self._vars: dict[str, str] | None = None
 
@@ -76,9 +81,15 @@ class StreamContext:
             return None if v is None else str(v)
         if name == "ssl_server_name":
             return self.sni
+        if name == "pylon_detail":
+            return self.detail or None
         if name == "session_time":
             return f"{self.session_time():.3f}"
         return None
+
+    def wall_start(self) -> float:
+        """When the connection started (seconds since the epoch)."""
+        return self._wall
 
     def session_time(self) -> float:
         """Seconds since the connection started."""

@@ -129,6 +129,7 @@ class _Session(StreamContext):
         route = snap.compiled.stream.match(self.remote_addr, self.server_addr,
                                            self.server_port, self.sni)
         if route is None:
+            self.detail = "no_route"
             log.info("not hit any route: %s %s:%d -> %s:%d%s", self.protocol, self.remote_addr,
                      self.remote_port, self.server_addr, self.server_port,
                      f" (sni {self.sni})" if self.sni else "")
@@ -150,6 +151,7 @@ class _Session(StreamContext):
             if got is not None:
                 status = got[0] if isinstance(got, tuple) else got
                 self.status = int(status) if isinstance(status, int) else 503
+                self.detail = "plugin " + h.name
                 log.info("stream route %s: plugin %s ended the connection from %s (%s)",
                          self.route_id, h.name, self.remote_addr, self.status)
                 return False
@@ -398,6 +400,7 @@ class TcpSession(_Session, asyncio.Protocol):
                     if isinstance(e, ssl.SSLError) else errors.UpstreamConnectFailed()
                 log.error("stream route %s: connect to %s failed: %s", self.route_id,
                           node.addr, e or type(e).__name__)
+                self.detail = err.code  # type: ignore[attr-defined]
                 self._failed(node, err)
                 if self.closed or (deadline is not None and loop.time() >= deadline) or \
                         attempt == rt.retries:
