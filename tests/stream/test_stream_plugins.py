@@ -143,7 +143,8 @@ def test_mqtt_proxy_routes_a_client_id_to_the_same_broker(gateway_factory: Any) 
                 assert connack(port, connect_frame(cid)) == b"\x20\x02\x00\x00"
         # each id reached one broker only, three times; both brokers got some ids
         ids = {f"sensor-{i}" for i in range(1, 5)}
-        per = [wait_for(b.clients, lambda c: True) for b in brokers]
+        per = wait_for(lambda: [b.clients() for b in brokers],      # logs written late
+                       lambda got: sum(map(len, got)) >= 12)
         for cid in ids:
             counts = [p.count(cid) for p in per]
             assert sorted(counts) == [0, 3], (cid, per)
