@@ -143,7 +143,7 @@ def plan_of(key: str, value: Any, needs: str = "checks"
         return None
     if kind == "upstreams":
         pkey, raw = key, value
-    elif kind in ("routes", "services"):
+    elif kind in ("routes", "services", "stream_routes"):
         pkey = f"{key}/upstream"
         raw = value.get("upstream") if isinstance(value, dict) else None
     else:

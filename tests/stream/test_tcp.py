@@ -240,3 +240,25 @@ def test_stream_access_log_has_a_line_per_connection(gateway_factory: Any,
         time.sleep(0.05)
     line = read().splitlines()[0]
     assert re.fullmatch(rf"127\.0\.0\.1 TCP 200 5 5 {o.addr} 7", line), line
+
+
+def test_active_tcp_health_check_takes_a_dead_node_out(gateway_factory: Any,
+                                                       echoes: list[TcpEcho]) -> None:
+    """The stream route's inline upstream is checked by the master like an HTTP one: once
+    the dead node is found down, every connection reaches the live one (no retries)."""
+    a = echo(echoes, b"A")
+    port = free_port()
+    gw = start(gateway_factory, {"stream_routes": [{"id": 1, "upstream": {
+        "type": "roundrobin", "retries": 0,
+        "nodes": {a.addr: 1, f"127.0.0.1:{dead_port()}": 1},
+        "checks": {"active": {"type": "tcp",
+                              "healthy": {"interval": 1, "successes": 1},
+                              "unhealthy": {"interval": 1, "tcp_failures": 1}}}}}]},
+        [f"127.0.0.1:{port}"])
+    deadline = time.monotonic() + 10
+    while True:
+        got = [talk(port, b"x") for _ in range(6)]
+        if got == [b"Ax"] * 6:
+            break
+        assert time.monotonic() < deadline, (got, gw.log()[-3000:])
+        time.sleep(0.3)
