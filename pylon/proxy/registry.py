@@ -282,8 +282,10 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self.plugins
 
-    def table(self) -> dict[str, dict[str, Any]]:
-        return {n: s.info() for n, s in self.plugins.items()}
+    def table(self, subsystem: str = "http") -> dict[str, dict[str, Any]]:
+        """The plugins ``subsystem`` may configure ("http" or "stream") and their
+        attributes (the Admin API's ``plugins?subsystem=``)."""
+        return {n: s.info() for n, s in self.plugins.items() if s.serves(subsystem)}
 
     def api_match(self, method: str, path: str) -> ApiRoute | None:
         """The plugin endpoint serving ``method path`` (APISIX ``api_router.match``, what

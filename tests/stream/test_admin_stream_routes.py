@@ -86,3 +86,18 @@ def test_mqtt_proxy_is_unknown_on_an_http_route(gateway_factory: Any) -> None:
         "upstream": {"type": "roundrobin", "nodes": {"127.0.0.1:1": 1}}}, key=KEY)
     assert status == 400
     assert body == {"error_msg": "unknown plugin [mqtt-proxy]"}
+
+
+def test_plugin_list_of_the_stream_subsystem(gateway_factory: Any) -> None:
+    port, aport = free_port(), free_port()
+    gateway_factory({}, node=node(aport, [f"127.0.0.1:{port}"]))
+    status, stream = admin(aport, "GET", "/apisix/admin/plugins/list?subsystem=stream",
+                           key=KEY)
+    assert status == 200
+    assert {"ip-restriction", "limit-conn", "mqtt-proxy", "syslog", "prometheus"} <= set(stream)
+    assert "key-auth" not in stream
+    status, http = admin(aport, "GET", "/apisix/admin/plugins/list", key=KEY)
+    assert status == 200 and "key-auth" in http and "mqtt-proxy" not in http
+    status, body = admin(aport, "GET", "/apisix/admin/plugins/mqtt-proxy?subsystem=stream",
+                         key=KEY)
+    assert status == 200 and body["required"] == ["protocol_name", "protocol_level"]
