@@ -269,7 +269,9 @@ class Master:
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
                          store_kind=type(self.hub.store).__name__,
                          discovery=lambda: self.discovery,
-                         default_cert=lambda: self.settings.tls.cert)
+                         default_cert=lambda: self.settings.tls.cert,
+                         stream_plugins=lambda: self.node.plugins.table("stream")
+                         if self.settings.proxy_mode != "http" else {})
         try:
             self.control_server = await start_control(self.loop, app, host, port,
                                                       self.settings.control_limits)

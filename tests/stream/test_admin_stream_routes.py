@@ -101,3 +101,16 @@ def test_plugin_list_of_the_stream_subsystem(gateway_factory: Any) -> None:
     status, body = admin(aport, "GET", "/apisix/admin/plugins/mqtt-proxy?subsystem=stream",
                          key=KEY)
     assert status == 200 and body["required"] == ["protocol_name", "protocol_level"]
+
+
+def test_control_api_schema_lists_the_stream_plugins(gateway_factory: Any) -> None:
+    import json
+    import urllib.request
+    port, cport = free_port(), free_port()
+    n = stream_node(tcp=[f"127.0.0.1:{port}"])
+    n["pylon"].update({"enable_control": True, "control": {"ip": "127.0.0.1", "port": cport}})
+    gateway_factory({}, node=n)
+    with urllib.request.urlopen(f"http://127.0.0.1:{cport}/v1/schema", timeout=5) as r:
+        schema = json.loads(r.read())
+    assert schema["stream_plugins"]["mqtt-proxy"]["priority"] == 1000
+    assert "mqtt-proxy" not in schema["plugins"]
