@@ -340,7 +340,8 @@ class TcpSession(_Session, asyncio.Protocol):
                 break
             self.waiter = self.proxy.loop.create_future()
             try:
-                await asyncio.wait_for(self.waiter, left)
+                async with asyncio.timeout(left):
+                    await self.waiter
             except TimeoutError:
                 break
             finally:
@@ -390,10 +391,10 @@ class TcpSession(_Session, asyncio.Protocol):
             if node is None:
                 break
             try:
-                transport, _ = await asyncio.wait_for(loop.create_connection(
-                    lambda: _Upstream(self), node.host, node.port, ssl=ctx,
-                    server_hostname=_server_name(plan, node, self.sni) if tls else None),
-                    plan.connect_timeout)
+                async with asyncio.timeout(plan.connect_timeout):   # no task, unlike wait_for
+                    transport, _ = await loop.create_connection(
+                        lambda: _Upstream(self), node.host, node.port, ssl=ctx,
+                        server_hostname=_server_name(plan, node, self.sni) if tls else None)
             except (OSError, ssl.SSLError, TimeoutError) as e:
                 err: Exception = errors.UpstreamConnectTimeout() \
                     if isinstance(e, TimeoutError) else errors.UpstreamTLSError() \
@@ -590,10 +591,10 @@ class UdpSession(_Session):
                 return
             loop = self.proxy.loop
             try:
-                transport, _ = await asyncio.wait_for(loop.create_datagram_endpoint(
-                    lambda: _UdpUpstream(self), remote_addr=(node.host, node.port),
-                    family=socket.AF_INET6 if ":" in node.host else socket.AF_INET),
-                    rt.plan.connect_timeout)
+                async with asyncio.timeout(rt.plan.connect_timeout):
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda: _UdpUpstream(self), remote_addr=(node.host, node.port),
+                        family=socket.AF_INET6 if ":" in node.host else socket.AF_INET)
             except (OSError, TimeoutError) as e:
                 log.error("stream route %s: udp upstream %s: %s", self.route_id, node.addr, e)
                 self._failed(node, errors.UpstreamConnectFailed())

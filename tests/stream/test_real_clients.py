@@ -210,3 +210,32 @@ def test_tls_terminated_on_a_stream_listener_with_the_ssls_objects(
         assert o.peers                            # the origin saw clear text
     finally:
         o.close()
+
+
+def test_idle_udp_session_expires_after_the_upstream_read_timeout(
+        gateway_factory: Any) -> None:
+    """A client's session keeps its node while active; once idle for ``timeout.read`` it
+    ends, and the next datagram starts a new session (round robin: the other node)."""
+    import time
+    a, b = UdpEcho(b"A:"), UdpEcho(b"B:")
+    try:
+        port = free_port()
+        gateway_factory({"stream_routes": [{"id": 1, "upstream": {
+            "type": "roundrobin", "timeout": {"connect": 1, "send": 1, "read": 1},
+            "nodes": {f"127.0.0.1:{a.port}": 1, f"127.0.0.1:{b.port}": 1}}}]},
+            node=stream_node(udp=[f"127.0.0.1:{port}"]))
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(5)
+        got = []
+        for _ in range(4):                      # active: one session, one node
+            c.sendto(b"q", ("127.0.0.1", port))
+            got.append(c.recvfrom(100)[0][:2])
+            time.sleep(0.3)
+        assert len(set(got)) == 1
+        time.sleep(2.0)                         # idle beyond timeout.read
+        c.sendto(b"q", ("127.0.0.1", port))
+        assert c.recvfrom(100)[0][:2] != got[0]
+        c.close()
+    finally:
+        a.close()
+        b.close()
