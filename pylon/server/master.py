@@ -82,32 +82,23 @@ class WorkerProc:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+def bind_socket(host: str, port: int, backlog: int, kind: int = socket.SOCK_STREAM
+                ) -> socket.socket:
+    """A slot's listening socket; ``kind`` SOCK_DGRAM: a stream proxy UDP listener
+    (``apisix.stream_proxy.udp``) -- per slot too, the kernel hashes a client's datagrams
+    to one slot, so its session stays in one worker."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
+    s = socket.socket(family, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((host, port))
-    s.listen(backlog)
+    if kind == socket.SOCK_STREAM:
+        s.listen(backlog)
     # not inheritable: a worker gets its own slot's sockets (``pass_fds``) and no other, so
     # a slot's socket is never held open by a worker that does not accept from it
     # (uvloop's spawn hands every inheritable descriptor to the child)
-    return s
-
-
-def bind_udp(host: str, port: int) -> socket.socket:
-    """A stream proxy UDP listener (``apisix.stream_proxy.udp``), one per worker slot like
-    the TCP ones: the kernel hashes a client's datagrams to one slot, so its session stays
-    in one worker."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    s.bind((host, port))
     return s
 
 
@@ -432,7 +423,8 @@ class Master:
         while len(self.slots) < self.nworkers:
             self.slots.append([self._adopt(h, p) or bind_socket(h, p, s.backlog)
                                for h, p in s.listen] +
-                              [self._adopt(h, p, socket.SOCK_DGRAM) or bind_udp(h, p)
+                              [self._adopt(h, p, socket.SOCK_DGRAM) or
+                               bind_socket(h, p, 0, socket.SOCK_DGRAM)
                                for h, p in s.udp_listen])
         while len(self.slots) > self.nworkers:
             for sock in self.slots.pop():
