@@ -81,14 +81,16 @@ def test_dig_over_udp_through_the_gateway_to_dnsmasq(gateway_factory: Any) -> No
 
 
 def test_udp_replies_go_back_to_each_client(gateway_factory: Any) -> None:
+    """Two workers: each client's datagrams reach one worker (SO_REUSEPORT hashes the
+    address), whose session keeps one node and sends the replies back to that client."""
     a, b = UdpEcho(b"A:"), UdpEcho(b"B:")
     try:
         port = free_port()
         gateway_factory({"stream_routes": [{"id": 1, "upstream": {
             "type": "roundrobin", "nodes": {f"127.0.0.1:{a.port}": 1,
                                             f"127.0.0.1:{b.port}": 1}}}]},
-            node=stream_node(udp=[f"127.0.0.1:{port}"]))
-        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+            node=stream_node(udp=[f"127.0.0.1:{port}"]), workers=2)
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
         seen = []
         for i, c in enumerate(clients):
             c.settimeout(5)
@@ -97,7 +99,7 @@ def test_udp_replies_go_back_to_each_client(gateway_factory: Any) -> None:
                 data, _ = c.recvfrom(100)
                 assert data.endswith(b"%d-%d" % (i, n))
                 seen.append((i, data[:2]))
-        by_client = {i: {node for j, node in seen if j == i} for i in range(4)}
+        by_client = {i: {node for j, node in seen if j == i} for i in range(8)}
         assert all(len(nodes) == 1 for nodes in by_client.values())
         assert {next(iter(v)) for v in by_client.values()} == {b"A:", b"B:"}
         for c in clients:
