@@ -155,6 +155,9 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
         err = check_plugins(kind, conf["plugins"], reg)
         if err is not None:
             return err
+    if kind == "stream_routes" and isinstance(conf.get("protocol"), dict):
+        # APISIX's xRPC check with no protocol enabled (Pylon has none: docs/stream.md)
+        return f"unknown protocol [{conf['protocol'].get('name')}]"
     if duplicate is not None:
         err = duplicate()
         if err is not None:

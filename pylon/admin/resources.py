@@ -216,8 +216,8 @@ class Resources:
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
                    conf: Any) -> Plan:
-        if spec is CREDENTIALS:
-            raise MethodNotAllowed("not supported `PATCH` method for credential")
+        if not spec.patch:
+            raise MethodNotAllowed(f"not supported `PATCH` method for {spec.kind}")
         if oid is None:
             raise InvalidRequest(f"missing {spec.kind} id")
         if conf is None:

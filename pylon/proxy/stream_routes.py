@@ -132,8 +132,10 @@ def _compile_one(rid: str, conf: Any, upstream_ids: set[str], services: dict[str
     err = fmt_problem(schema_problem(_SCHEMA, conf))
     if err is not None:
         raise ValueError(err)
-    if conf.get("protocol") is not None:
-        raise ValueError("protocol (xRPC) is not supported by Pylon")
+    protocol = conf.get("protocol")           # (the schema made it a mapping)
+    if protocol is not None:                  # APISIX with no xRPC protocol enabled
+        raise ValueError(f"unknown protocol [{protocol.get('name')}] (Pylon has no xRPC "
+                         "protocols)")
     svc = None
     if conf.get("service_id") is not None:
         sid = str(conf["service_id"])

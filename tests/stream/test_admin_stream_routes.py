@@ -62,6 +62,7 @@ def test_stream_route_put_through_the_admin_api_is_live(gateway_factory: Any) ->
     ({"service_id": "404", "upstream_id": "1"},
      "failed to fetch service info by service id [404], response code: 404"),
     ({"upstream_id": "1", "plugins": {"key-auth": {}}}, "unknown plugin [key-auth]"),
+    ({"upstream_id": "1", "protocol": {"name": "redis"}}, "unknown protocol [redis]"),
     ({"upstream_id": "1", "plugins": {"mqtt-proxy": {"protocol_name": "MQTT"}}},
      "failed to check the configuration of plugin mqtt-proxy err: property "
      '"protocol_level" is required'),
@@ -114,3 +115,16 @@ def test_control_api_schema_lists_the_stream_plugins(gateway_factory: Any) -> No
         schema = json.loads(r.read())
     assert schema["stream_plugins"]["mqtt-proxy"]["priority"] == 1000
     assert "mqtt-proxy" not in schema["plugins"]
+
+
+def test_stream_route_is_not_patched(gateway_factory: Any) -> None:
+    """As APISIX (``unsupported_methods = {"patch"}``): a stream route is replaced whole."""
+    port, aport = free_port(), free_port()
+    gateway_factory({"upstreams": [{"id": "1", "nodes": {"127.0.0.1:1": 1},
+                                    "type": "roundrobin"}],
+                     "stream_routes": [{"id": "1", "upstream_id": "1"}]},
+                    node=node(aport, [f"127.0.0.1:{port}"]))
+    status, body = admin(aport, "PATCH", "/apisix/admin/stream_routes/1",
+                         {"server_port": port}, key=KEY)
+    assert (status, body) == (405, {"error_msg": "not supported `PATCH` method for stream "
+                                                 "route"})
