@@ -26,6 +26,10 @@ DEFAULT_LOG_FORMAT = (
     '$upstream_status $upstream_response_time route=$route_id detail=$pylon_detail')
 
 
+#: APISIX's ``stream_plugins`` default (conf/config-default.yaml)
+DEFAULT_STREAM_PLUGINS = ("ip-restriction", "limit-conn", "mqtt-proxy", "syslog")
+
+
 class _S(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
     pass
 
@@ -286,6 +290,8 @@ class NodeConfig(_S, frozen=True):
     deployment: Deployment = Deployment()
     nginx_config: NginxConfig = NginxConfig()
     plugins: list[str] | None = None
+    #: APISIX ``stream_plugins``: the plugins stream routes may name (docs/stream.md)
+    stream_plugins: list[str] | None = None
     #: APISIX ``plugin_attr``: node-wide attributes per plugin (prometheus' export address,
     #: opentelemetry's collector, ...); each plugin validates its own part
     plugin_attr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -443,6 +449,10 @@ class Settings:
         self.admin_viewer_secrets = admin.viewer_secrets
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
+        #: the ``stream_plugins:`` list; absent: every stream plugin found when ``plugins:``
+        #: is absent too, else APISIX's default list
+        self.stream_plugins = cfg.stream_plugins if cfg.stream_plugins is not None or \
+            cfg.plugins is None else list(DEFAULT_STREAM_PLUGINS)
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
         self.show_upstream_status = node.show_upstream_status_in_response_header
         self.post_args_limit = node.max_post_args_readable_size << 20 or None

@@ -450,8 +450,10 @@ def _entry_point_modules(reload: bool) -> list[tuple[ModuleType, str]]:
 
 
 def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
-         reload: bool = False) -> Registry:
-    """Discover plugins and keep those in ``names`` (every one found when None).
+         reload: bool = False, stream_names: list[str] | None = None) -> Registry:
+    """Discover plugins and keep those in ``names`` (every one found when None) and in
+    ``stream_names`` (APISIX's ``stream_plugins``: the ones stream routes may name; None:
+    every one with stream hooks).  A plugin in one list only serves that subsystem.
 
     A module that fails to import, a duplicate name or priority, or a name in ``names``
     that no module provides is reported in ``Registry.errors`` (and logged) and skipped:
@@ -478,13 +480,20 @@ def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
                               f"{found[spec.name].source}")
                 continue
             found[spec.name] = spec          # a custom plugin may replace a built-in one
-    wanted = list(found) if names is None else names
+    wanted = list(found) if names is None else list(names)
+    wanted += [n for n in stream_names or () if n not in wanted]
     out: list[PluginSpec] = []
     prios: dict[int, str] = {}
     for name in wanted:
         chosen = found.get(name)
         if chosen is None:
-            errors.append(f"plugin {name} is listed in `plugins` but no module provides it")
+            where = "plugins" if names is None or name in names else "stream_plugins"
+            errors.append(f"plugin {name} is listed in `{where}` but no module provides it")
+            continue
+        listed = {"http": names is None or name in names,
+                  "stream": stream_names is None or name in stream_names}
+        chosen.subsystems = tuple(s for s in chosen.subsystems if listed.get(s, True))
+        if not chosen.subsystems:
             continue
         other = prios.get(chosen.priority)
         if other is not None and other != name:

@@ -73,3 +73,26 @@ def test_pylon_start_refuses_a_bad_stream_listener(tmp_path: Any) -> None:
                          capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode != 0
     assert "apisix.stream_proxy.tcp[0]" in out.stderr + out.stdout
+
+
+def test_stream_plugins_list_as_apisix() -> None:
+    """``stream_plugins:`` names what stream routes may use; with only a ``plugins:`` list
+    it is APISIX's default list; with neither, every plugin with stream hooks."""
+    from pylon.node import load_plugins
+    s, _ = load_settings({"plugins": ["key-auth", "ip-restriction"],
+                          "stream_plugins": ["mqtt-proxy", "ip-restriction"]}, "/tmp", "x")
+    reg = load_plugins(s)
+    assert reg.check_plugins({"mqtt-proxy": {"protocol_name": "MQTT", "protocol_level": 4}},
+                             "stream") is None
+    assert reg.check_plugins({"syslog": {"host": "h", "port": 1}}, "stream") == \
+        "unknown plugin [syslog]"
+    assert reg.check_plugins({"mqtt-proxy": {}}) == "unknown plugin [mqtt-proxy]"
+    assert reg.check_plugins({"ip-restriction": {"whitelist": ["1.2.3.4"]}}) is None
+
+    s, _ = load_settings({"plugins": ["key-auth"]}, "/tmp", "x")
+    assert s.stream_plugins == ["ip-restriction", "limit-conn", "mqtt-proxy", "syslog"]
+    assert load_plugins(s).check_plugins({"ip-restriction": {"whitelist": ["1.2.3.4"]}}) \
+        == "unknown plugin [ip-restriction]"          # http: not in `plugins`
+    s, _ = load_settings({}, "/tmp", "x")
+    assert s.stream_plugins is None
+    assert load_plugins(s).check_plugins({"prometheus": {}}, "stream") is None
