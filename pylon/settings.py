@@ -449,10 +449,8 @@ class Settings:
         self.admin_viewer_secrets = admin.viewer_secrets
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
-        #: the ``stream_plugins:`` list; absent: every stream plugin found when ``plugins:``
-        #: is absent too, else APISIX's default list
-        self.stream_plugins = cfg.stream_plugins if cfg.stream_plugins is not None or \
-            cfg.plugins is None else list(DEFAULT_STREAM_PLUGINS)
+        #: APISIX's ``stream_plugins`` (None: every plugin with stream hooks)
+        self.stream_plugins = self._stream_plugins(cfg)
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
         self.show_upstream_status = node.show_upstream_status_in_response_header
         self.post_args_limit = node.max_post_args_readable_size << 20 or None
@@ -504,6 +502,14 @@ class Settings:
             self.tls_listen[addr] = h2
             self.listen.append(addr)
             self.ssl_ports.append(addr[1])
+
+    def _stream_plugins(self, cfg: NodeConfig) -> list[str] | None:
+        """The ``stream_plugins:`` list; absent: every stream plugin found when ``plugins:``
+        is absent too, else APISIX's default list (none on a node without the stream
+        proxy, whose stream subsystem APISIX does not start)."""
+        if cfg.stream_plugins is not None or cfg.plugins is None:
+            return cfg.stream_plugins
+        return list(DEFAULT_STREAM_PLUGINS) if self.proxy_mode != "http" else []
 
     def _stream_settings(self, node: NodeSection) -> None:
         """``apisix.proxy_mode`` and ``apisix.stream_proxy``: stream TCP listeners join

@@ -89,10 +89,13 @@ def test_stream_plugins_list_as_apisix() -> None:
     assert reg.check_plugins({"mqtt-proxy": {}}) == "unknown plugin [mqtt-proxy]"
     assert reg.check_plugins({"ip-restriction": {"whitelist": ["1.2.3.4"]}}) is None
 
-    s, _ = load_settings({"plugins": ["key-auth"]}, "/tmp", "x")
+    s, _ = load_settings({"plugins": ["key-auth"], "apisix": {
+        "proxy_mode": "stream", "stream_proxy": {"tcp": [9100]}}}, "/tmp", "x")
     assert s.stream_plugins == ["ip-restriction", "limit-conn", "mqtt-proxy", "syslog"]
     assert load_plugins(s).check_plugins({"ip-restriction": {"whitelist": ["1.2.3.4"]}}) \
         == "unknown plugin [ip-restriction]"          # http: not in `plugins`
+    s, _ = load_settings({"plugins": ["key-auth"]}, "/tmp", "x")
+    assert s.stream_plugins == []                # no stream proxy: no stream plugins
     s, _ = load_settings({}, "/tmp", "x")
     assert s.stream_plugins is None
     assert load_plugins(s).check_plugins({"prometheus": {}}, "stream") is None
