@@ -38,7 +38,8 @@ class MasterChannel(Protocol):
 def load_plugins(settings: Settings, *, reload: bool = False) -> Registry:
     """The plugins ``settings`` name (every one found when it names none), given their
     ``plugin_attr``; ``reload`` imports their code again (a plugin reload)."""
-    reg = registry.load(settings.plugins, settings.plugin_dirs, reload=reload)
+    reg = registry.load(settings.plugins, settings.plugin_dirs, reload=reload,
+                        stream_names=settings.stream_plugins)
     registry.configure(reg, settings.plugin_attr)
     return reg
 

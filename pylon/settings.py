@@ -26,6 +26,10 @@ DEFAULT_LOG_FORMAT = (
     '$upstream_status $upstream_response_time route=$route_id detail=$pylon_detail')
 
 
+#: APISIX's ``stream_plugins`` default (conf/config-default.yaml)
+DEFAULT_STREAM_PLUGINS = ("ip-restriction", "limit-conn", "mqtt-proxy", "syslog")
+
+
 class _S(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
     pass
 
@@ -126,7 +130,28 @@ class SslSection(_S, frozen=True):
     ssl_cert_key: str | None = None
 
 
+class StreamListen(_S, frozen=True):
+    """``apisix.stream_proxy.tcp`` item in its mapping form: ``addr`` a port or
+    ``"ip:port"``, ``tls`` terminates TLS with the ``ssls`` objects."""
+
+    addr: Annotated[int, Meta(ge=1, le=65535)] | str
+    tls: bool = False
+
+
+class StreamProxy(_S, frozen=True):
+    """``apisix.stream_proxy`` (docs/stream.md): the TCP and UDP listeners of the stream
+    proxy, each a port, ``"ip:port"`` or (TCP) ``{addr, tls}``."""
+
+    tcp: list[Annotated[int, Meta(ge=1, le=65535)] | str | StreamListen] = msgspec.field(
+        default_factory=list)
+    udp: list[Annotated[int, Meta(ge=1, le=65535)] | str] = msgspec.field(
+        default_factory=list)
+
+
 class NodeSection(_S, frozen=True):
+    #: ``http``, ``stream`` or ``http&stream`` (APISIX): which proxies this node runs
+    proxy_mode: Literal["http", "stream", "http&stream"] = "http"
+    stream_proxy: StreamProxy | None = None
     node_listen: list[Annotated[int, Meta(ge=0, le=65535)] | Listen] = msgspec.field(
         default_factory=lambda: [9080])
     workers: Annotated[int, Meta(ge=1, le=512)] | Literal["auto"] = "auto"
@@ -243,6 +268,16 @@ class HttpSection(_S, frozen=True):
     http2_body_preread_size: Size = "64k"
 
 
+class StreamSection(_S, frozen=True):
+    """``nginx_config.stream`` (APISIX's keys and defaults): the stream proxy's access log,
+    one line per connection or UDP session when it ends."""
+
+    enable_access_log: bool = False
+    access_log: str = "logs/access_stream.log"
+    access_log_format: str = ("$remote_addr [$time_local] $protocol $status $bytes_sent "
+                              "$bytes_received $session_time")
+
+
 class NginxConfig(_S, frozen=True):
     error_log: str = "logs/error.log"
     error_log_level: Literal["debug", "info", "notice", "warn", "error", "crit", "alert",
@@ -250,6 +285,7 @@ class NginxConfig(_S, frozen=True):
     worker_processes: Annotated[int, Meta(ge=1)] | Literal["auto"] | None = None
     worker_shutdown_timeout: Duration = "240s"
     http: HttpSection = HttpSection()
+    stream: StreamSection = StreamSection()
 
 
 class NodeConfig(_S, frozen=True):
@@ -258,6 +294,8 @@ class NodeConfig(_S, frozen=True):
     deployment: Deployment = Deployment()
     nginx_config: NginxConfig = NginxConfig()
     plugins: list[str] | None = None
+    #: APISIX ``stream_plugins``: the plugins stream routes may name (docs/stream.md)
+    stream_plugins: list[str] | None = None
     #: APISIX ``plugin_attr``: node-wide attributes per plugin (prometheus' export address,
     #: opentelemetry's collector, ...); each plugin validates its own part
     plugin_attr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -329,9 +367,10 @@ class Settings:
                     self.listen.append(("::", item))
             else:
                 self.listen.append((item.ip, item.port))
-        if not self.listen:
-            raise ConfigError("at least one listen address is needed", "pylon.node_listen")
         self._tls_settings(node.ssl)
+        self._stream_settings(node)
+        if not self.listen and not self.udp_listen:
+            raise ConfigError("at least one listen address is needed", "pylon.node_listen")
         workers = node.workers
         if cfg.nginx_config.worker_processes is not None and (cfg.pylon is None or
                                                                node.workers == "auto"):
@@ -368,6 +407,11 @@ class Settings:
         self.access_log = self.resolve(h.access_log) if h.enable_access_log and \
             h.access_log not in ("off", "") else None
         self.access_log_format = h.access_log_format
+        st = cfg.nginx_config.stream
+        #: the stream proxy's access log (``nginx_config.stream``), None: off
+        self.stream_access_log = self.resolve(st.access_log) if st.enable_access_log and \
+            st.access_log not in ("off", "") else None
+        self.stream_access_log_format = st.access_log_format
         self.backlog = h.max_pending_connections
         self.real_ip_header = h.real_ip_header
         self.real_ip_recursive = h.real_ip_recursive in ("on", True)
@@ -411,6 +455,8 @@ class Settings:
         self.admin_ui_session_timeout = admin.ui_session_timeout
         #: the node config's ``plugins:`` list (None: every plugin found loads)
         self.plugins = cfg.plugins
+        #: APISIX's ``stream_plugins`` (None: every plugin with stream hooks)
+        self.stream_plugins = self._stream_plugins(cfg)
         self.plugin_dirs = [self.resolve(d) for d in node.extra_plugin_dirs]
         self.show_upstream_status = node.show_upstream_status_in_response_header
         self.post_args_limit = node.max_post_args_readable_size << 20 or None
@@ -463,8 +509,68 @@ class Settings:
             self.listen.append(addr)
             self.ssl_ports.append(addr[1])
 
+    def _stream_plugins(self, cfg: NodeConfig) -> list[str] | None:
+        """The ``stream_plugins:`` list; absent: every stream plugin found when ``plugins:``
+        is absent too, else APISIX's default list (none on a node without the stream
+        proxy, whose stream subsystem APISIX does not start)."""
+        if cfg.stream_plugins is not None or cfg.plugins is None:
+            return cfg.stream_plugins
+        return list(DEFAULT_STREAM_PLUGINS) if self.proxy_mode != "http" else []
+
+    def _stream_settings(self, node: NodeSection) -> None:
+        """``apisix.proxy_mode`` and ``apisix.stream_proxy``: stream TCP listeners join
+        ``listen`` (the master binds them with the HTTP ones); UDP ones are ``udp_listen``.
+        ``proxy_mode: stream`` drops the HTTP listeners."""
+        p = "apisix.stream_proxy."
+        sp = node.stream_proxy
+        mode = self.proxy_mode = node.proxy_mode
+        #: (ip, port) -> terminate TLS, for every stream TCP listener
+        self.stream_tcp: dict[tuple[str, int], bool] = {}
+        self.udp_listen: list[tuple[str, int]] = []
+        if mode == "stream":
+            self.listen = []
+            self.tls_listen = {}
+        if mode == "http":
+            return
+        if sp is None or not (sp.tcp or sp.udp):
+            raise ConfigError(f"proxy_mode {mode!r} needs at least one tcp or udp listener",
+                              "apisix.stream_proxy")
+        for i, item in enumerate(sp.tcp):
+            tls = isinstance(item, StreamListen) and item.tls
+            addr = _stream_addr(item.addr if isinstance(item, StreamListen) else item,
+                                f"{p}tcp[{i}]")
+            if addr in self.listen or addr in self.stream_tcp:
+                raise ConfigError(f"{addr[0]}:{addr[1]} is already a listener", f"{p}tcp[{i}]")
+            self.stream_tcp[addr] = tls
+            self.listen.append(addr)
+        for i, uitem in enumerate(sp.udp):
+            addr = _stream_addr(uitem, f"{p}udp[{i}]")
+            if addr in self.udp_listen:
+                raise ConfigError(f"{addr[0]}:{addr[1]} is already a listener", f"{p}udp[{i}]")
+            self.udp_listen.append(addr)
+
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)
+
+
+def _stream_addr(v: int | str, path: str) -> tuple[str, int]:
+    """A stream listener: a port (every IPv4 address, as nginx's ``listen 9100``),
+    ``"ip:port"`` or ``"[v6]:port"``."""
+    import ipaddress
+    if isinstance(v, int):
+        return ("0.0.0.0", v)
+    host, sep, port = v.rpartition(":")
+    if not sep:
+        host, port = "0.0.0.0", v
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"bad address {v!r} (expected a port, ip:port or [ipv6]:port)",
+                          path) from None
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"bad port in {v!r}", path)
+    return (host, int(port))
 
 
 def unknown_keys(data: Any, typ: type, path: str = "") -> list[str]:
@@ -513,4 +619,8 @@ def load_settings(data: Any, prefix: str, path: str) -> tuple[Settings, list[str
         msg, _, where = text.partition(" - at `$")
         raise ConfigError(msg.replace("`", ""), where.rstrip("`").lstrip(".") or path) from None
     warnings = [f"unknown setting {k} (ignored)" for k in unknown_keys(data, NodeConfig)]
+    node = cfg.pylon or cfg.apisix
+    if node is not None and node.stream_proxy is not None and node.proxy_mode == "http":
+        warnings.append("apisix.stream_proxy is ignored: proxy_mode is http (set it to "
+                        "stream or http&stream, as in APISIX)")
     return Settings(cfg, prefix, path), warnings

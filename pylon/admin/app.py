@@ -95,7 +95,8 @@ class AdminApp:
         #: (decrypted, as an admin key and as APISIX -- which has no viewer role)
         self.mask_for_viewers = viewer_secrets != "clear"
         self.meta = MetaContext(explain=explain, router_kind=router_kind,
-                                plugins=lambda: node.plugins, reload_plugins=reload_plugins)
+                                plugins=lambda: node.plugins, reload_plugins=reload_plugins,
+                                stream_plugins=lambda: node.plugins.table("stream"))
 
     async def handle(self, method: str, path: str, query: str,
                      headers: Mapping[str, str], body: bytes,

@@ -92,7 +92,8 @@ def check_plugins(kind: str, plugins: Any, reg: Registry) -> str | None:
     """``apisix.plugin.check_schema`` over ``plugins`` (consumer schemas on consumers and
     credentials) with the loaded plugins ``reg``."""
     consumer_side = kind in ("consumers", "credentials")
-    err = reg.check_plugins(plugins, "consumer" if consumer_side else "route")
+    err = reg.check_plugins(plugins, "consumer" if consumer_side else
+                            "stream" if kind == "stream_routes" else "route")
     if err is not None:
         return f"invalid plugins configuration: {err}" if consumer_side else err
     if kind == "credentials":
@@ -137,7 +138,8 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
         return "invalid configuration: " + err
     if kind == "upstreams":
         err = check_upstream(conf) or client_cert_error(conf, lookup)
-    elif kind in ("routes", "services") and isinstance(conf.get("upstream"), dict):
+    elif kind in ("routes", "services", "stream_routes") and \
+            isinstance(conf.get("upstream"), dict):
         err = check_upstream(conf["upstream"]) or client_cert_error(conf["upstream"], lookup)
     elif kind == "ssls":
         from ..tls.certs import check_ssl_conf
@@ -155,6 +157,9 @@ def check_resource(kind: str, conf: dict[str, Any], exists: Exists, reg: Registr
         err = check_plugins(kind, conf["plugins"], reg)
         if err is not None:
             return err
+    if kind == "stream_routes" and isinstance(conf.get("protocol"), dict):
+        # APISIX's xRPC check with no protocol enabled (Pylon has none: docs/stream.md)
+        return f"unknown protocol [{conf['protocol'].get('name')}]"
     if duplicate is not None:
         err = duplicate()
         if err is not None:

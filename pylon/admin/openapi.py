@@ -95,7 +95,7 @@ _WRITE_ERRORS = (400, 401, 403, 404, 413, 503)
 def _kinds() -> list[dict[str, Any]]:
     """The served kinds (the catalogue, in its order), with what the paths need."""
     return [{"name": k.name, "kind": k.kind, "key": k.key_field, "post": k.post,
-             "two_part": k.two_part_id} for k in CATALOGUE]
+             "patch": k.patch, "two_part": k.two_part_id} for k in CATALOGUE]
 
 
 def _schemas(kinds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,8 +250,8 @@ def _resource_paths(k: dict[str, Any]) -> dict[str, Any]:
         paths[base] = ops
         item = f"{base}/{{{pname}}}"
 
-    # as APISIX: a credential or a proto is replaced whole, never patched (405)
-    patch_answers = _errors(400, 401, 403, 405) if name in ("credentials", "protos") else \
+    # as APISIX: a credential, a proto or a stream route is replaced whole, never patched (405)
+    patch_answers = _errors(400, 401, 403, 405) if not k["patch"] else \
         {"200": ok, **_errors(*_WRITE_ERRORS)}
     paths[item] = {
         "get": _op(f"get{title}", f"Get one {kind}", tags,

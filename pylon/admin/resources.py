@@ -216,7 +216,7 @@ class Resources:
 
     def plan_patch(self, view: View, spec: Kind, oid: str | None, sub_path: str,
                    conf: Any) -> Plan:
-        if spec is CREDENTIALS or spec.name == "protos":
+        if not spec.patch:
             raise MethodNotAllowed(f"not supported `PATCH` method for {spec.kind}")
         if oid is None:
             raise InvalidRequest(f"missing {spec.kind} id")

@@ -21,6 +21,7 @@ from ..pdk.consumers import EMPTY_INDEX, ConsumerIndex
 from ..proxy.chain import EMPTY, Chain, ChainBuilder, Opener, concat, merge
 from ..proxy.consumers import compile_consumers, decrypt_fields
 from ..proxy.registry import Registry
+from ..proxy.stream_routes import EMPTY_STREAM, StreamTable, compile_stream
 from ..routing.router import Router, RouteSpec
 from ..tls.table import EMPTY_TABLE, HTTP11, SniTable, SslCompiler
 from ..upstream.balancer import Node
@@ -60,6 +61,8 @@ class Compiled:
     tls: SniTable = EMPTY_TABLE
     #: proto objects: id -> content (grpc-transcode compiles them, cached by content)
     protos: dict[str, str] = field(default_factory=dict)
+    #: the stream routes (``pylon.proxy.stream_routes``)
+    stream: StreamTable = EMPTY_STREAM
 
 
 def _protos(other: dict[str, Any]) -> dict[str, str]:
@@ -301,6 +304,8 @@ class ConfigModel:
         #: ssl objects -> the SNI table (contexts for each ALPN list of the TLS listeners)
         self.alpns = alpns
         self.ssls = self._ssl_compiler()
+        #: plan keys of the stream routes' inline upstreams
+        self.stream_plans: set[str] = set()
 
     def _ssl_compiler(self) -> SslCompiler:
         keyring = self.node.keyring if self.node is not None else None
@@ -396,7 +401,34 @@ class ConfigModel:
             self._index_service(sid, svc, True)
         for rid, route in objs["routes"].items():
             self._index_route(rid, route, True)
+        self.stream_plans = set()
+        compiled = self.compiled = self._with_stream(compiled, compiled.rejected)
         return compiled
+
+    def _with_stream(self, c: Compiled, rejected: list[Rejection],
+                     plans: dict[str, UpstreamPlan | None] | None = None) -> Compiled:
+        """``c`` with the stream routes compiled again (all of them: they are few); their
+        inline upstreams' plans go into ``c.plans`` and, when given, ``plans``."""
+        raw = {split_key(k)[1]: v for k, v in self.other.items()
+               if k.startswith("stream_routes/")}
+        if not raw and not self.stream_plans and not len(c.stream):
+            return c
+        table, new, rej = compile_stream(
+            raw, set(self.objs["upstreams"]), self.services,
+            {k for k in c.plans if k.startswith("services/")}, self.ps.builder, upstream_plan)
+        rejected.extend(rej)
+        self._resolve_certs(new, new, rejected)
+        for key in self.stream_plans - set(new):
+            c.plans.pop(key, None)
+            if plans is not None:
+                plans[key] = None
+        for key, plan in new.items():
+            if c.plans.get(key) != plan:
+                c.plans[key] = plan
+                if plans is not None:
+                    plans[key] = plan
+        self.stream_plans = set(new)
+        return replace(c, stream=table)
 
     # -- plugin-bearing kinds ------------------------------------------------------------
     def _plugin_configs(self, ids: set[str], rejected: list[Rejection]) -> dict[str, Any]:
@@ -483,7 +515,7 @@ class ConfigModel:
                                               f"plugin_metadata/{name}", str(e)))
         return Compiled(router=c.router, routes=c.routes, plans=c.plans, rejected=rejected,
                         global_chain=g, consumers=cons, metadata=meta, tls=c.tls,
-                        protos=c.protos)
+                        protos=c.protos, stream=c.stream)
 
     # -- one change at a time ------------------------------------------------------------
     def apply(self, puts: list[tuple[str, Any]], dels: list[str]) -> tuple[
@@ -621,6 +653,9 @@ class ConfigModel:
         ssl_dels = {k[5:] for k in dels if k.startswith("ssls/")}
         if ssl_puts or ssl_dels:
             c = self._with_ssls(c, ssl_puts, ssl_dels, rejected, plans)
+        if any(k.startswith(_STREAM_DEPS) for k in dels) or \
+                any(k.startswith(_STREAM_DEPS) for k, _ in puts):
+            c = self._with_stream(c, rejected, plans)
         new_plans = {k: p for k, p in plans.items() if p is not None}
         self._resolve_certs(new_plans, plans, rejected)
         self._resolve_certs(new_plans, c.plans, [])
@@ -678,6 +713,10 @@ class ConfigModel:
             _index(self.up_routes, str(route.upstream_id), rid, add)
         if route.plugin_config_id is not None:
             _index(self.pc_routes, str(route.plugin_config_id), rid, add)
+
+
+#: what a stream route reads: a change to one of these compiles the stream routes again
+_STREAM_DEPS = ("stream_routes/", "upstreams/", "services/", "plugin_metadata/", "ssls/")
 
 
 def _never(_oid: str) -> bool:

@@ -29,6 +29,7 @@ class Kind:
     key_field: str = "id"         # consumers are keyed by username
     typed: bool = False           # validated by pylon.model (routes, services, upstreams)
     post: bool = True             # POST (generated id) supported
+    patch: bool = True            # PATCH supported (APISIX: not on credentials, protos, stream routes)
     timestamps: bool = True       # create_time / update_time injected
     two_part_id: bool = False     # secrets: /secrets/<manager>/<id>
     #: (field, resource it names) checked on write, in APISIX's order, and, reversed, on
@@ -49,14 +50,14 @@ CATALOGUE: tuple[Kind, ...] = (
          label="consumer", refs=(("group_id", "consumer_groups"),)),
     #: ``/consumers/{username}/credentials/{id}`` (APISIX 3.8+): its own kind in the state,
     #: stored under ``consumers/``, no URL segment of its own
-    Kind("credentials", "credential", "Credential", "credential", post=False),
+    Kind("credentials", "credential", "Credential", "credential", post=False, patch=False),
     Kind("consumer_groups", "consumer group", "ConsumerGroup", "consumer_group"),
     Kind("plugin_configs", "plugin config", "PluginConfig", "plugin_config"),
     Kind("global_rules", "global rule", "GlobalRule", "global_rule"),
     Kind("ssls", "ssl", "SSL", "ssl"),
-    Kind("protos", "proto", "Proto", "proto"),
+    Kind("protos", "proto", "Proto", "proto", patch=False),
     Kind("stream_routes", "stream route", "StreamRoute", "stream_route", label="stream_route",
-         refs=(("upstream_id", "upstreams"), ("service_id", "services"))),
+         refs=(("upstream_id", "upstreams"), ("service_id", "services")), patch=False),
     Kind("secrets", "secret", "Secret", "secret", post=False, two_part_id=True),
     Kind("plugin_metadata", "plugin_metadata", "PluginMetadata", post=False,
          timestamps=False),

@@ -8,7 +8,7 @@ from msgspec import Meta
 
 from .common import Base, Desc, Host, Id, Labels, Name, NonNegInt, Port, Timeout, Timestamp
 
-UPSTREAM_SCHEMES = ("http", "https", "grpc", "grpcs")
+UPSTREAM_SCHEMES = ("http", "https", "grpc", "grpcs", "tcp", "tls", "udp")
 DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
 #: the ``discovery_type`` values Pylon implements (``pylon.discovery``), APISIX's names
 DISCOVERY_TYPES = ("dns", "consul", "consul_kv", "nacos", "eureka", "kubernetes")
@@ -54,7 +54,7 @@ class Upstream(Base, frozen=True):
     retries: NonNegInt | None = None
     retry_timeout: Annotated[float, Meta(ge=0)] | None = None
     timeout: Timeout | None = None
-    scheme: Literal["http", "https", "grpc", "grpcs"] = "http"
+    scheme: Literal["http", "https", "grpc", "grpcs", "tcp", "tls", "udp"] = "http"
     pass_host: Literal["pass", "node", "rewrite"] = "pass"
     upstream_host: Host | None = None
     keepalive_pool: KeepalivePool | None = None

@@ -35,6 +35,7 @@ Bodies (APISIX's ``include_req_body`` / ``include_resp_body``, their ``*_expr`` 
 from __future__ import annotations
 
 import socket
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -266,6 +267,43 @@ def batch_log(plugin: str, make_sender: Callable[[dict[str, Any]], batch.Sender]
         p.push(entry(conf, ctx, plugin))
 
     return log
+
+
+def stream_entry(conf: dict[str, Any], sctx: Any) -> dict[str, Any]:
+    """A stream connection's entry (``pylon.pdk.StreamContext``): the conf's
+    ``log_format`` (stream variables), else APISIX's stream log -- upstream, start_time,
+    client_ip, route_id, latency -- plus nginx's stream counters."""
+    fmt = conf.get("_format")
+    if fmt is not None:
+        return fmt(sctx, conf)
+    route = sctx.route
+    entry = {
+        "upstream": sctx.upstream_addr or None,
+        "start_time": int((time.time() - sctx.session_time()) * 1000),
+        "client_ip": sctx.remote_addr,
+        "route_id": sctx.route_id,
+        "service_id": route.service_id if route is not None else None,
+        "latency": sctx.session_time() * 1000,
+        "protocol": sctx.protocol,
+        "server_addr": sctx.server_addr,
+        "server_port": sctx.server_port,
+        "status": sctx.status,
+        "bytes_received": sctx.bytes_received,
+        "bytes_sent": sctx.bytes_sent,
+        "server": {"hostname": HOSTNAME, "version": __version__},
+    }
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def batch_stream_log(plugin: str, make_sender: Callable[[dict[str, Any]], batch.Sender]
+                     ) -> Callable[[dict[str, Any], Any], None]:
+    """A logger's ``stream_log`` hook: the connection's entry to the plugin's batch
+    processor (the same processors as ``batch_log``'s)."""
+    def stream_log(conf: dict[str, Any], sctx: Any) -> None:
+        batch.processor(plugin, sctx.route_id, conf["_key"], conf, make_sender).push(
+            stream_entry(conf, sctx))
+
+    return stream_log
 
 
 # -- bodies --------------------------------------------------------------------------------

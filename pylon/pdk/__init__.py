@@ -44,6 +44,7 @@ from .consumers import Consumer, ConsumerIndex, Credential
 from .context import Context, RouteInfo
 from .match import compile_expr
 from .runtime import node
+from .stream import StreamContext
 
 log = logging.getLogger("pylon.plugin")
 
@@ -203,4 +204,4 @@ __all__ = ["METHODS", "VERSION", "BodyTooLarge", "Consumer", "ConsumerIndex", "C
            "attach_consumer", "b64decode", "challenge", "check_upstream",
            "collect_config_warnings", "compile_expr", "config_warning", "decode_args",
            "json_error", "log", "lua_error", "multi_dict", "node_setting", "plugin_attr",
-           "reason_phrase", "schema_message", "secure_equal"]
+           "reason_phrase", "schema_message", "secure_equal", "StreamContext"]

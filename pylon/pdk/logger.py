@@ -24,6 +24,7 @@ from ..observe.log_entry import (
     SOCKET_PROPERTIES,
     access,
     batch_log,
+    batch_stream_log,
     body_filter,
     check,
     entry,
@@ -75,6 +76,7 @@ async def send_udp(host: str, port: int, data: bytes, timeout: float) -> None:
 
 
 __all__ = ["HOSTNAME", "METADATA_SCHEMA", "SOCKET_PROPERTIES", "BatchProcessor", "Sender",
-           "access", "batch_log", "body_filter", "check", "encode_entries", "entry",
-           "full_log", "logger_schema", "phases", "prepare_logger", "prepare_metadata",
+           "access", "batch_log", "batch_stream_log", "body_filter", "check",
+           "encode_entries", "entry", "full_log", "logger_schema", "phases", "prepare_logger",
+           "prepare_metadata",
            "send_tcp", "send_udp"]

@@ -3,7 +3,8 @@
 ``whitelist`` or ``blacklist`` (exactly one): IPv4 / IPv6 addresses and CIDRs.  ``message``
 (default ``Your IP address is not allowed``), ``response_code`` (403 or 404, default 403).
 The address checked is ``$remote_addr``, so a ``real-ip`` plugin (which runs earlier, in
-rewrite) decides it.  Runs in the access phase.
+rewrite) decides it.  Runs in the access phase; on a stream route, when the connection
+starts (closed when refused).
 """
 
 from __future__ import annotations
@@ -59,4 +60,12 @@ def prepare(conf: dict[str, Any]) -> Prepared:
 def access(conf: Prepared, ctx: pdk.Context) -> Any:
     if conf.matcher.match(ctx.remote_addr) is not conf.allow:
         return conf.reply
+    return None
+
+
+def stream_preread(conf: Prepared, sctx: pdk.StreamContext) -> int | None:
+    """Stream routes (APISIX's stream ip-restriction): a refused client's connection is
+    closed (``response_code`` is its stream status, in the log)."""
+    if conf.matcher.match(sctx.remote_addr) is not conf.allow:
+        return int(conf.reply[0])
     return None

@@ -6,7 +6,9 @@
 ``rejected_code`` (503), ``rejected_msg``, ``allow_degradation``, ``policy`` ``local``
 (node-wide; a killed worker's requests stop counting within a second: see
 ``pylon/ratelimit/local.py`` ``ConnTable``) or ``redis`` / ``redis-cluster``.  A request
-leaves (its count is given back) in the log phase, when its response is complete.
+leaves (its count is given back) in the log phase, when its response is complete.  On a
+stream route a connection counts (``key``: ``remote_addr``, ``server_addr``, ... stream
+variables) until it closes.
 """
 
 from __future__ import annotations
@@ -77,12 +79,16 @@ def prepare(conf: dict[str, Any]) -> _Conf:
     return _Conf(conf)
 
 
-def _key(c: _Conf, ctx: pdk.Context) -> str:
+#: an HTTP request or a stream connection (both have route_id, var(), store)
+Ctx = pdk.Context | pdk.StreamContext
+
+
+def _key(c: _Conf, ctx: Ctx) -> str:
     rid = ctx.route_id
     return ("route" + rid if rid is not None else "global") + ":" + c.tag + ":" + c.key_fn(ctx)
 
 
-def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None, held: Any = None) -> Any:
+def _after(c: _Conf, ctx: Ctx, key: str, conn: int | None, held: Any = None) -> Any:
     if conn is None:
         return (c.code, {"error_msg": c.msg}) if c.msg is not None else c.code
     ctx.store["limit-conn"] = ctx.store.get("limit-conn", ()) + ((c, key, held),)
@@ -93,14 +99,14 @@ def _after(c: _Conf, ctx: pdk.Context, key: str, conn: int | None, held: Any = N
     return None
 
 
-def access(c: _Conf, ctx: pdk.Context) -> Any:
+def access(c: _Conf, ctx: Ctx) -> Any:
     key = _key(c, ctx)
     if c.backend is not None:
         return _access_redis(c, c.backend, ctx, key)
     return _after(c, ctx, key, conn_table().incoming(key, c.conn, c.burst))
 
 
-async def _access_redis(c: _Conf, backend: RedisRef, ctx: pdk.Context, key: str) -> Any:
+async def _access_redis(c: _Conf, backend: RedisRef, ctx: Ctx, key: str) -> Any:
     try:
         ok, conn, req_id = await backend.get().conn_incoming(key, c.conn, c.burst,
                                                              key_ttl=c.key_ttl)
@@ -113,7 +119,7 @@ async def _access_redis(c: _Conf, backend: RedisRef, ctx: pdk.Context, key: str)
     return r
 
 
-def log(c: _Conf, ctx: pdk.Context) -> None:
+def log(c: _Conf, ctx: Ctx) -> None:
     st = ctx.store_if_any
     held = st.pop("limit-conn", None) if st is not None else None
     for conf, key, req_id in held or ():
@@ -121,6 +127,12 @@ def log(c: _Conf, ctx: pdk.Context) -> None:
             _spawn(_leave(conf.backend, key, req_id))
         else:
             conn_table().leaving(key)
+
+
+#: stream routes (APISIX's stream limit-conn): a connection counts from its start to its
+#: end; refused: closed, delayed: the upstream is connected after the delay
+stream_preread = access
+stream_log = log
 
 
 async def _leave(backend: RedisRef, key: str, req_id: str) -> None:

@@ -14,6 +14,8 @@ Series, with APISIX's names and labels so existing dashboards work:
   (histogram, ms; ``upstream`` only when an upstream answered; ``apisix`` = request -
   upstream)
 * ``apisix_bandwidth{type="ingress|egress", route, service, consumer, node}`` (bytes)
+* ``apisix_stream_connection_total{route}``: connections of the stream routes that name the
+  plugin (APISIX's stream prometheus), counted when they end
 
 The log hook only adds to numbers in this worker's memory, keyed by what the request
 matched; ``flush`` (once a second, before every scrape, when the worker drains) turns them
@@ -95,6 +97,8 @@ def _setup() -> None:
                "HTTP request latency in milliseconds per service in APISIX", _B)
     lc.declare(_prefix + "bandwidth", metrics.COUNTER,
                "Total bandwidth in bytes consumed per service in APISIX")
+    lc.declare(_prefix + "stream_connection_total", metrics.COUNTER,
+               "Total number of connections handled per stream route in APISIX")
     if _flush not in lc.sources:
         lc.sources.append(_flush)
     _ready = True
@@ -125,6 +129,11 @@ def _new(key: tuple[Any, ...], route: Any) -> list[Any]:
     e = [route, [0] * _NB, [0] * _NB, [0] * _NB, 0.0, 0.0, 0, 0, None]
     _AGG[key] = e
     return e
+
+
+def stream_log(prefer_name: bool, sctx: pdk.StreamContext) -> None:
+    metrics.local().inc(_prefix + "stream_connection_total",
+                        metrics.labels((("route", sctx.route_id or ""),)))
 
 
 def log(prefer_name: bool, ctx: Any) -> None:

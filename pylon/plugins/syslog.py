@@ -8,7 +8,8 @@ memory instead).  Each entry is one message
 ``<46>1 TIMESTAMP HOSTNAME apisix PID - - {json}\\n`` (facility syslog, severity info); a
 batch goes in one TCP write, or one datagram per message over UDP.
 ``include_req_body`` / ``include_resp_body`` with their ``*_expr`` and ``max_*_body_bytes``
-put the bodies in the entry (``pylon.pdk.logger``).
+put the bodies in the entry (``pylon.pdk.logger``).  On a stream route, one entry per
+connection (``stream_log``: client, upstream, route, latency, bytes; docs/stream.md).
 """
 
 from __future__ import annotations
@@ -65,3 +66,5 @@ def _sender(conf: dict[str, Any]) -> logger.Sender:
 
 
 log = logger.batch_log(name, _sender)
+#: stream routes (APISIX's stream syslog): one entry per connection, when it ends
+stream_log = logger.batch_stream_log(name, _sender)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .registry import PHASES, Registry, map_fields
+from .registry import PHASES, STREAM_PHASES, Registry, map_fields
 
 _enc = msgspec.json.Encoder(order="sorted")
 
@@ -126,6 +126,10 @@ class ChainBuilder:
         key = _enc.encode(plugins)
         chain = self._chains.get(key)
         if chain is None:
+            for n in plugins:               # a stream-only plugin (mqtt-proxy) is unknown here
+                spec = self.registry.get(n)
+                if spec is not None and not spec.serves("http"):
+                    raise ValueError(f"unknown plugin [{n}]")
             entries = [e for e in (self._entry(n, c) for n, c in plugins.items())
                        if e is not None]
             chain = chain_of(entries, dict(plugins))
@@ -163,6 +167,27 @@ class ChainBuilder:
         self._entries[key] = entry
         return entry
 
+    def build_stream(self, plugins: dict[str, Any] | None) -> StreamChain:
+        """A stream route's plugins (docs/stream.md): validated, defaulted and prepared as
+        a route's are (``_meta`` included); a loaded plugin without stream hooks is unknown
+        here, as a plugin missing from APISIX's ``stream_plugins``."""
+        if not plugins:
+            return STREAM_EMPTY
+        entries = []
+        for name, conf in plugins.items():
+            spec = self.registry.get(name)
+            if spec is None or not spec.serves("stream"):
+                raise ValueError(f"unknown plugin [{name}]")
+            e = self._entry(name, conf)
+            if e is not None:
+                entries.append(e)
+        entries.sort(key=lambda e: -e[2])
+        phases: dict[str, tuple[Hook, ...]] = {
+            ph: tuple(Hook(e[0].stream_hooks[ph], e[1], e[0], ph, e[2], e[3], e[4])
+                      for e in entries if ph in e[0].stream_hooks)
+            for ph in STREAM_PHASES}
+        return StreamChain(phases["stream_preread"], phases["stream_log"])
+
     def merge_consumer(self, route_chain: Chain, plugins: dict[str, Any]) -> Chain:
         """``route_chain`` with a consumer's ``plugins`` merged in (the consumer's win); its
         ``consumer_rewrite`` holds the rewrite hooks the consumer brought."""
@@ -178,6 +203,20 @@ class ChainBuilder:
             raise ValueError(f"unknown plugin [{name}]")
         checked = spec.check_conf(conf, "consumer" if spec.consumer_schema else "route")
         return spec.prepare_consumer(checked) if spec.prepare_consumer else checked
+
+
+class StreamChain:
+    """A stream route's hooks: ``preread`` when a connection (or UDP session) starts,
+    ``log`` when it ends; highest priority first."""
+
+    __slots__ = ("log", "preread")
+
+    def __init__(self, preread: tuple[Hook, ...] = (), log: tuple[Hook, ...] = ()) -> None:
+        self.preread = preread
+        self.log = log
+
+
+STREAM_EMPTY = StreamChain()
 
 
 def chain_of(entries: list[tuple[Any, ...]], confs: dict[str, Any]) -> Chain:

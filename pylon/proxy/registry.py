@@ -22,6 +22,8 @@ A plugin is one Python module (see ``docs/writing-a-plugin.md``)::
     def header_filter(conf, ctx): ...
     def body_filter(conf, ctx, chunk, last): ...   # returns the chunk to send on
     def log(conf, ctx): ...
+    def stream_preread(conf, sctx): ...    # stream subsystem (stream_routes, docs/stream.md):
+    def stream_log(conf, sctx): ...        # a connection's start and end; sctx: pdk.StreamContext
 
 Plugins come from three places: ``pylon.plugins`` (built in), directories named in the node
 config (``pylon.extra_plugin_dirs``) and installed packages (entry point group
@@ -53,6 +55,9 @@ from ..errors import PylonError
 log = logging.getLogger("pylon.plugins")
 
 PHASES = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
+#: the stream subsystem's phases (APISIX's stream plugins: ``preread`` and ``log``); a
+#: plugin with either hook may be named in a stream route's ``plugins``
+STREAM_PHASES = ("stream_preread", "stream_log")
 SCHEMA_TYPES = ("route", "consumer", "metadata")
 
 #: ``_meta`` accepted in every plugin configuration (APISIX injects the same property)
@@ -87,6 +92,11 @@ class PluginSpec:
     encrypt_fields: tuple[str, ...] = ()
     consumer_key: str | None = None
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: the stream subsystem's hooks (``STREAM_PHASES``); empty: not a stream plugin
+    stream_hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: the module's ``subsystems``: where it may be configured -- "http" (routes,
+    #: services, consumers, global rules) and/or "stream" (stream routes, with stream hooks)
+    subsystems: tuple[str, ...] = ("http",)
     check: Callable[[dict[str, Any], str], Any] | None = None
     prepare: Callable[[dict[str, Any]], Any] | None = None
     prepare_consumer: Callable[[dict[str, Any]], Any] | None = None
@@ -118,6 +128,9 @@ class PluginSpec:
                    metadata_schema=getattr(mod, "metadata_schema", None),
                    encrypt_fields=tuple(secret),
                    consumer_key=getattr(mod, "consumer_key", None), hooks=hooks,
+                   stream_hooks={ph: getattr(mod, ph) for ph in STREAM_PHASES
+                                 if callable(getattr(mod, ph, None))},
+                   subsystems=tuple(getattr(mod, "subsystems", ("http", "stream"))),
                    check=getattr(mod, "check", None), prepare=getattr(mod, "prepare", None),
                    prepare_consumer=getattr(mod, "prepare_consumer", None),
                    prepare_metadata=getattr(mod, "prepare_metadata", None),
@@ -127,6 +140,13 @@ class PluginSpec:
         for st in SCHEMA_TYPES:                 # a broken schema fails the load, not a request
             spec.validator(st)
         return spec
+
+    def serves(self, subsystem: str) -> bool:
+        """Whether the plugin may be configured on ``subsystem``'s objects ("http":
+        routes, services, consumers, global rules; "stream": stream routes)."""
+        if subsystem == "stream":
+            return bool(self.stream_hooks) and "stream" in self.subsystems
+        return "http" in self.subsystems
 
     # -- configuration -------------------------------------------------------------------
     def schema_for(self, schema_type: str = "route") -> dict[str, Any] | None:
@@ -262,8 +282,10 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self.plugins
 
-    def table(self) -> dict[str, dict[str, Any]]:
-        return {n: s.info() for n, s in self.plugins.items()}
+    def table(self, subsystem: str = "http") -> dict[str, dict[str, Any]]:
+        """The plugins ``subsystem`` may configure ("http" or "stream") and their
+        attributes (the Admin API's ``plugins?subsystem=``)."""
+        return {n: s.info() for n, s in self.plugins.items() if s.serves(subsystem)}
 
     def api_match(self, method: str, path: str) -> ApiRoute | None:
         """The plugin endpoint serving ``method path`` (APISIX ``api_router.match``, what
@@ -290,9 +312,12 @@ class Registry:
             if not isinstance(conf, dict):
                 return _bad_conf(name, conf)
             spec = self.plugins.get(name)
-            if spec is None:
+            if spec is None or not spec.serves("stream" if schema_type == "stream"
+                                               else "http"):
                 return f"unknown plugin [{name}]"
-            if schema_type == "consumer" and spec.consumer_schema is None:
+            if schema_type == "stream":
+                schema_type_here = "route"      # a stream plugin's schema is its route one
+            elif schema_type == "consumer" and spec.consumer_schema is None:
                 schema_type_here = "route"      # non-auth plugins on a consumer: route schema
             else:
                 schema_type_here = schema_type
@@ -425,8 +450,10 @@ def _entry_point_modules(reload: bool) -> list[tuple[ModuleType, str]]:
 
 
 def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
-         reload: bool = False) -> Registry:
-    """Discover plugins and keep those in ``names`` (every one found when None).
+         reload: bool = False, stream_names: list[str] | None = None) -> Registry:
+    """Discover plugins and keep those in ``names`` (every one found when None) and in
+    ``stream_names`` (APISIX's ``stream_plugins``: the ones stream routes may name; None:
+    every one with stream hooks).  A plugin in one list only serves that subsystem.
 
     A module that fails to import, a duplicate name or priority, or a name in ``names``
     that no module provides is reported in ``Registry.errors`` (and logged) and skipped:
@@ -453,13 +480,20 @@ def load(names: list[str] | None = None, dirs: Iterable[str] = (), *,
                               f"{found[spec.name].source}")
                 continue
             found[spec.name] = spec          # a custom plugin may replace a built-in one
-    wanted = list(found) if names is None else names
+    wanted = list(found) if names is None else list(names)
+    wanted += [n for n in stream_names or () if n not in wanted]
     out: list[PluginSpec] = []
     prios: dict[int, str] = {}
     for name in wanted:
         chosen = found.get(name)
         if chosen is None:
-            errors.append(f"plugin {name} is listed in `plugins` but no module provides it")
+            where = "plugins" if names is None or name in names else "stream_plugins"
+            errors.append(f"plugin {name} is listed in `{where}` but no module provides it")
+            continue
+        listed = {"http": names is None or name in names,
+                  "stream": stream_names is None or name in stream_names}
+        chosen.subsystems = tuple(s for s in chosen.subsystems if listed.get(s, True))
+        if not chosen.subsystems:
             continue
         other = prios.get(chosen.priority)
         if other is not None and other != name:

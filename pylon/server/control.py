@@ -17,7 +17,7 @@ workers serve), values exactly as stored -- encrypted plugin fields and SSL keys
 decrypted:
 
 * ``GET /v1/schema`` -- ``{"main": {route, service, upstream, ...}, "plugins": {name: {version,
-  priority, schema, ...}}, "stream_plugins": {}}`` as ``control/v1.lua``'s ``schema()``.
+  priority, schema, ...}}, "stream_plugins": {...}}`` as ``control/v1.lua``'s ``schema()``.
 * ``GET /v1/routes``, ``/v1/route/{id}``, ``/v1/services``, ``/v1/service/{id}``,
   ``/v1/upstreams``, ``/v1/upstream/{id}`` -- ``{"key": "/apisix/routes/1", "value": {...},
   "createdIndex", "modifiedIndex", "has_domain", "clean_handlers": {}}``; 404
@@ -143,7 +143,7 @@ def plan_of(key: str, value: Any, needs: str = "checks"
         return None
     if kind == "upstreams":
         pkey, raw = key, value
-    elif kind in ("routes", "services"):
+    elif kind in ("routes", "services", "stream_routes"):
         pkey = f"{key}/upstream"
         raw = value.get("upstream") if isinstance(value, dict) else None
     else:
@@ -195,8 +195,12 @@ class ControlApp:
                  node_status: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
                  node_id: str = "", boot_time: int = 0, store_kind: str = "",
                  discovery: Callable[[], DiscoveryManager | None] | None = None,
-                 default_cert: Callable[[], str | None] | None = None) -> None:
+                 default_cert: Callable[[], str | None] | None = None,
+                 stream_plugins: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+                 ) -> None:
         self.health = health
+        #: the stream subsystem's plugins (``/v1/schema``'s ``stream_plugins``)
+        self.stream_plugins = stream_plugins or dict
         self.discovery = discovery
         #: the node config's default certificate file (``apisix.ssl.ssl_cert``)
         self.default_cert = default_cert
@@ -260,7 +264,9 @@ class ControlApp:
         main["upstream_hash_vars_schema"] = dict(UPSTREAM_HASH_VARS)
         plugins = {name: {k: copy.deepcopy(info[k]) for k in PLUGIN_ATTRS if k in info}
                    for name, info in self.plugins().items()}
-        return {"main": main, "plugins": plugins, "stream_plugins": {}}
+        stream = {name: {k: copy.deepcopy(info[k]) for k in PLUGIN_ATTRS if k in info}
+                  for name, info in self.stream_plugins().items()}
+        return {"main": main, "plugins": plugins, "stream_plugins": stream}
 
     def _plugin_names(self) -> list[str]:
         from ..admin.meta import plugin_priority

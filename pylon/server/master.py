@@ -82,15 +82,20 @@ class WorkerProc:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+def bind_socket(host: str, port: int, backlog: int, kind: int = socket.SOCK_STREAM
+                ) -> socket.socket:
+    """A slot's listening socket; ``kind`` SOCK_DGRAM: a stream proxy UDP listener
+    (``apisix.stream_proxy.udp``) -- per slot too, the kernel hashes a client's datagrams
+    to one slot, so its session stays in one worker."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
+    s = socket.socket(family, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((host, port))
-    s.listen(backlog)
+    if kind == socket.SOCK_STREAM:
+        s.listen(backlog)
     # not inheritable: a worker gets its own slot's sockets (``pass_fds``) and no other, so
     # a slot's socket is never held open by a worker that does not accept from it
     # (uvloop's spawn hands every inheritable descriptor to the child)
@@ -255,7 +260,9 @@ class Master:
                          node_id=node_id(self.settings.prefix), boot_time=self.boot_time,
                          store_kind=type(self.hub.store).__name__,
                          discovery=lambda: self.discovery,
-                         default_cert=lambda: self.settings.tls.cert)
+                         default_cert=lambda: self.settings.tls.cert,
+                         stream_plugins=lambda: self.node.plugins.table("stream")
+                         if self.settings.proxy_mode != "http" else {})
         try:
             self.control_server = await start_control(self.loop, app, host, port,
                                                       self.settings.control_limits)
@@ -437,7 +444,10 @@ class Master:
         s = self.settings
         while len(self.slots) < self.nworkers:
             self.slots.append([self._adopt(h, p) or bind_socket(h, p, s.backlog)
-                               for h, p in s.listen])
+                               for h, p in s.listen] +
+                              [self._adopt(h, p, socket.SOCK_DGRAM) or
+                               bind_socket(h, p, 0, socket.SOCK_DGRAM)
+                               for h, p in s.udp_listen])
         while len(self.slots) > self.nworkers:
             for sock in self.slots.pop():
                 sock.close()
@@ -446,17 +456,22 @@ class Master:
         extra = 0
         for addr, socks in self._adopted.items():
             for sock in socks:
-                if addr in s.listen and self.slots:
+                if self.slots and addr in (s.listen if sock.type == socket.SOCK_STREAM
+                                           else s.udp_listen):
                     self.slots[extra % len(self.slots)].append(sock)
                     extra += 1
                 else:
                     sock.close()
         self._adopted = {}
 
-    def _adopt(self, host: str, port: int) -> socket.socket | None:
+    def _adopt(self, host: str, port: int, kind: int = socket.SOCK_STREAM
+               ) -> socket.socket | None:
         """A listening socket an orphaned worker handed over for this address, if any."""
-        socks = self._adopted.get((host, port))
-        return socks.pop() if socks else None
+        socks = self._adopted.get((host, port)) or []
+        for i, sock in enumerate(socks):
+            if sock.type == kind:
+                return socks.pop(i)
+        return None
 
     async def retire_orphans(self) -> None:
         """Our workers serve: the orphans we took over drain and exit, and so do any that
@@ -635,7 +650,8 @@ class Master:
         assert settings is not None
         node = self.node
         node.settings, node.plugins, node.keyring = settings, fresh.plugins, fresh.keyring
-        if settings.listen != self.settings.listen:
+        if settings.listen != self.settings.listen or \
+                settings.udp_listen != self.settings.udp_listen:
             for slot in self.slots:
                 for sock in slot:
                     sock.close()
@@ -705,7 +721,8 @@ class Master:
             await self.start_control()
         if not stop.is_set():
             await self.start_exporter()
-        addrs = ", ".join(f"{h}:{p}" for h, p in self.settings.listen)
+        addrs = ", ".join([f"{h}:{p}" for h, p in self.settings.listen] +
+                          [f"{h}:{p}/udp" for h, p in self.settings.udp_listen])
         if not stop.is_set():
             log.warning("pylon started: %d workers listening on %s (pid %d; %s)", self.nworkers,
                         addrs, os.getpid(), _native.describe())

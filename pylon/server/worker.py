@@ -35,6 +35,7 @@ from ..pdk.runtime import install as install_node
 from ..proxy import variables
 from ..proxy.exchange import Exchange
 from ..proxy.realip import RealIp
+from ..proxy.stream import StreamProxy
 from ..settings import Settings
 from ..tls.listener import server_context
 from ..tls.table import H2, HTTP11
@@ -77,8 +78,10 @@ def compile_doc(doc: Any, node: Node) -> Compiled:
 
 def tls_alpns(settings: Settings) -> tuple[tuple[str, ...], ...]:
     """The ALPN lists of the node's TLS listeners: an ssl object gets a context for each."""
-    return tuple(sorted({H2 if h2 else HTTP11 for h2 in settings.tls_listen.values()})) \
-        or (HTTP11,)
+    alpns = {H2 if h2 else HTTP11 for h2 in settings.tls_listen.values()}
+    if any(settings.stream_tcp.values()):       # stream TLS listeners: no HTTP/2
+        alpns.add(HTTP11)
+    return tuple(sorted(alpns)) or (HTTP11,)
 
 
 class Worker:
@@ -110,6 +113,11 @@ class Worker:
             loop, settings.access_log, settings.access_log_format, variables.getter) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
+        #: the stream proxy (``apisix.proxy_mode`` with stream), its UDP listeners
+        self.stream = StreamProxy(loop, self.holder, self.runtimes, settings.stream_access_log,
+                                  settings.stream_access_log_format) \
+            if settings.proxy_mode != "http" else None
+        self.udp: list[tuple[asyncio.DatagramTransport, Any]] = []
         self._tls_ctx: dict[bool, ssl.SSLContext] = {}
         self.requests = 0
         #: node status: connections accepted, requests of connections already closed
@@ -227,6 +235,10 @@ class Worker:
         h2c = self.settings.h2c_listen
         for s in socks:
             addr = s.getsockname()[:2] if s.family != socket.AF_UNIX else ("", 0)
+            if self.stream is not None and (s.type == socket.SOCK_DGRAM or
+                                            addr in self.settings.stream_tcp):
+                await self._serve_stream(s, addr)
+                continue
             h2 = tls_listen.get(addr, tls_ports.get(addr[1])) if tls_listen else None
             if h2 is None:
                 factory = self._h2c_connection if h2c and (
@@ -241,6 +253,24 @@ class Worker:
                     ssl_handshake_timeout=self.settings.client_header_timeout or None)
             self.servers.append(srv)
         self._sweep()
+
+    async def _serve_stream(self, s: socket.socket, addr: tuple[str, int]) -> None:
+        """A stream proxy listener (``apisix.stream_proxy``): TCP, TLS-terminating TCP
+        (``tls: true``) or UDP."""
+        stream = self.stream
+        assert stream is not None
+        if s.type == socket.SOCK_DGRAM:
+            transport, listener = await self.loop.create_datagram_endpoint(
+                stream.udp_factory(), sock=s)
+            self.udp.append((transport, listener))
+            return
+        tls = self.settings.stream_tcp[addr]
+        srv = await self.loop.create_server(
+            stream.tcp_factory(tls), sock=s, backlog=self.settings.backlog,
+            ssl=self._tls_context(False) if tls else None,
+            ssl_handshake_timeout=(self.settings.client_header_timeout or None) if tls
+            else None)
+        self.servers.append(srv)
 
     def _sweep(self) -> None:
         self._tick_date()
@@ -258,14 +288,23 @@ class Worker:
         self.draining = True
         for srv in self.servers:
             srv.close()
+        # UDP: the slot's socket stays with the worker replacing this one; sessions here end
+        # now (a datagram has no connection to finish, the client asks again)
+        for transport, listener in self.udp:
+            listener.close()
+            transport.close()
         for c in list(self.connections):
             c.drain()
-        while self.connections and self.loop.time() < deadline:
+        stream = self.stream
+        while (self.connections or (stream is not None and stream.sessions)) and \
+                self.loop.time() < deadline:
             await asyncio.sleep(0.05)
             for c in list(self.connections):
                 c.drain()
         for c in list(self.connections):
             c.abort()
+        if stream is not None:
+            stream.abort_all()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.runtimes.close()
@@ -367,6 +406,8 @@ async def worker_main(node: Node, index: int, listen_fds: list[int], ctl_fd: int
         setup_logging(settings, f"worker {index}")
         if w.access_log is not None:
             w.access_log.reopen()
+        if w.stream is not None and w.stream.access_log is not None:
+            w.stream.access_log.reopen()
 
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
 

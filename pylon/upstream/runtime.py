@@ -346,6 +346,11 @@ class Runtimes:
             out[n.addr] = pool
         return out
 
+    def client_context(self, plan: UpstreamPlan) -> ssl.SSLContext:
+        """The TLS client context of ``plan`` (``tls.verify``, client certificate), shared
+        by the upstreams that need the same one (the stream proxy's ``scheme: tls``)."""
+        return self._ssl_context(plan)
+
     def _ssl_context(self, plan: UpstreamPlan, h2: bool = False) -> ssl.SSLContext:
         key = (plan.tls_verify, plan.client_cert, plan.client_key, h2)
         ctx = self._ssl.get(key)
