@@ -48,7 +48,8 @@ def _compiled() -> list:
         exts = mypycify(["--ignore-missing-imports", "--no-warn-unused-ignores",
                          "--no-warn-unused-configs", *paths],
                         opt_level="3", group_name="pylon")
-    except Exception as e:  # noqa: BLE001 -- any failure to compile means: install pure
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- any failure: install pure
+        # (mypyc exits on a type error of the sources)
         print(f"pylon: compiled core not built ({type(e).__name__}: {e}); pure Python",
               file=sys.stderr)
         return []

@@ -29,7 +29,7 @@ class Kind:
     key_field: str = "id"         # consumers are keyed by username
     typed: bool = False           # validated by pylon.model (routes, services, upstreams)
     post: bool = True             # POST (generated id) supported
-    patch: bool = True            # PATCH supported (APISIX: not on credentials, protos, stream routes)
+    patch: bool = True            # PATCH (APISIX: not on credentials, protos, stream routes)
     timestamps: bool = True       # create_time / update_time injected
     two_part_id: bool = False     # secrets: /secrets/<manager>/<id>
     #: (field, resource it names) checked on write, in APISIX's order, and, reversed, on

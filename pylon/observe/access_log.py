@@ -42,19 +42,14 @@ class Finished(Protocol):
     #: why the request ended as it did (``$pylon_detail``)
     detail: str
 
-    @property
-    def head(self) -> HasHeaders: ...
-
     def wall_start(self) -> float: ...
-
-
-class HasHeaders(Protocol):
-    headers: list[tuple[bytes, bytes]]
 
 
 X = TypeVar("X", bound=Finished)
 Render = Callable[[X, int], str]
 Getter = Callable[[X], object]
+#: the request headers of a finished exchange, for the one pass of the ``$http_*`` fields
+Headers = Callable[[X], list[tuple[bytes, bytes]]]
 
 
 class _PerSecond:
@@ -109,8 +104,11 @@ class Format(Generic[X]):
     """An nginx-style format compiled once per configuration: a list of fields rendered by
     one loop (compiled with the core), every ``$name`` already resolved to its getter."""
 
-    def __init__(self, fmt: str, resolve: Callable[[str], Getter[X]]) -> None:
+    def __init__(self, fmt: str, resolve: Callable[[str], Getter[X]],
+                 headers: Headers[X] | None = None) -> None:
         self.fields: list[_Field[X]] = []
+        #: without it, a ``$http_*`` field is read by its getter, like any other
+        self.headers_of = headers
         #: the header names ``$http_*`` fields want (lower case, "-" for "_"), one slot each
         self.heads: list[bytes] = []
         self.timed = False
@@ -127,7 +125,7 @@ class Format(Generic[X]):
         kind = _OWN.get(name)
         if kind is not None:
             self.fields.append(_Field(kind))
-        elif name.startswith("http_"):
+        elif name.startswith("http_") and self.headers_of is not None:
             want = name[5:].replace("_", "-").encode("latin-1")
             if want not in self.heads:
                 self.heads.append(want)
@@ -142,10 +140,11 @@ class Format(Generic[X]):
         """One line of ``x``, which wrote ``b`` bytes to its client."""
         heads = self.heads
         found: list[bytes | None] = []
-        if heads:
+        headers_of = self.headers_of
+        if heads and headers_of is not None:
             # one pass over the request headers for every $http_ field, the first of each
             found = [None] * len(heads)
-            for hn, hv in x.head.headers:
+            for hn, hv in headers_of(x):
                 n = len(hn)
                 for i in range(len(heads)):
                     if found[i] is None and len(heads[i]) == n and header_is(hn, heads[i]):
@@ -184,20 +183,23 @@ def _dash(v: object) -> str:
     return v if isinstance(v, str) else str(v)
 
 
-def compile_format(fmt: str, resolve: Callable[[str], Getter[X]]) -> Render[X]:
+def compile_format(fmt: str, resolve: Callable[[str], Getter[X]],
+                   headers: Headers[X] | None = None) -> Render[X]:
     """Compile an nginx-style format once into a function of (exchange, bytes_sent).
 
     ``resolve(name)`` gives the function reading ``$name`` of an exchange (None or "" when
-    it has no value); it is called here, once per field, never per line."""
-    return Format(fmt, resolve).render
+    it has no value); it is called here, once per field, never per line.  ``headers(x)``,
+    when given, gives the request headers every ``$http_*`` field is found in, in one pass."""
+    return Format(fmt, resolve, headers).render
 
 
 class AccessLog(Generic[X]):
     def __init__(self, loop: asyncio.AbstractEventLoop, path: str, fmt: str,
-                 resolve: Callable[[str], Getter[X]]) -> None:
+                 resolve: Callable[[str], Getter[X]], headers: Headers[X] | None = None
+                 ) -> None:
         self.loop = loop
         self.path = path
-        self.render: Render[X] = compile_format(fmt, resolve)
+        self.render: Render[X] = compile_format(fmt, resolve, headers)
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)

@@ -91,6 +91,11 @@ def _none(x: Exchange) -> None:
     return None
 
 
+def request_headers(x: Exchange) -> list[tuple[bytes, bytes]]:
+    """The request's headers as received (the access log's ``$http_*`` pass)."""
+    return x.head.headers
+
+
 def http_header(x: Exchange, want: bytes) -> str | None:
     """``$http_<name>``: the first request header named ``want`` (lower case, "-" for "_"),
     found without building the head's header map.  As nginx (APISIX: underscores_in_headers

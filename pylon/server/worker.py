@@ -110,7 +110,8 @@ class Worker:
         self.wall_offset = 0.0
         self._tick_date()
         self.access_log: AccessLog[Exchange] | None = AccessLog(
-            loop, settings.access_log, settings.access_log_format, variables.getter) \
+            loop, settings.access_log, settings.access_log_format, variables.getter,
+            variables.request_headers) \
             if settings.access_log else None
         self.servers: list[asyncio.base_events.Server] = []
         #: the stream proxy (``apisix.proxy_mode`` with stream), its UDP listeners

@@ -18,7 +18,7 @@ from pylon.observe.access_log import AccessLog, compile_format
 from pylon.pdk.runtime import install
 from pylon.pdk.testing import MemoryTransport
 from pylon.proxy.registry import load
-from pylon.proxy.variables import VARS, getter, seconds
+from pylon.proxy.variables import VARS, getter, request_headers, seconds
 from pylon.server.h1 import H1Connection
 from pylon.server.worker import Worker
 from pylon.settings import DEFAULT_LOG_FORMAT, load_settings
@@ -244,14 +244,14 @@ def reference(fmt: str) -> Callable[[Any, int], str]:
 
 
 def test_the_lines_of_the_corpus_are_the_ones_written_before(exchanges):
-    render = compile_format(STABLE, getter)
+    render = compile_format(STABLE, getter, request_headers)
     assert [render(x, b) for x, b in exchanges] == GOLDEN
 
 
 @pytest.mark.parametrize("fmt", [DEFAULT_LOG_FORMAT, ALL_VARS, "", "plain text", "$status",
                                  "${status}$status$$status", "$time_iso8601 $time_local"])
 def test_every_variable_renders_as_its_var(exchanges, fmt):
-    render, ref = compile_format(fmt, getter), reference(fmt)
+    render, ref = compile_format(fmt, getter, request_headers), reference(fmt)
     for x, b in exchanges:
         assert render(x, b) == ref(x, b)
 
@@ -271,7 +271,7 @@ def test_a_batch_is_written_as_lines_of_the_format(exchanges, tmp_path):
     loop = asyncio.new_event_loop()
     try:
         path = str(tmp_path / "logs" / "access.log")
-        al = AccessLog(loop, path, "$status $request", getter)
+        al = AccessLog(loop, path, "$status $request", getter, request_headers)
         for x, b in exchanges:
             al.add(x, b)
         al.close()
@@ -290,7 +290,8 @@ def test_durations_read_from_the_table_are_what_formatting_gives():
 
 
 def test_http_fields_take_the_first_header_of_either_spelling(exchanges):
-    render = compile_format("$http_no_cache|$http_x_a|$http_user_agent", getter)
+    render = compile_format("$http_no_cache|$http_x_a|$http_user_agent", getter,
+                            request_headers)
     x, b = exchanges[0]
     for headers, line in [
         ([(b"No_Cache", b"u"), (b"no-cache", b"d")], "u|-|-"),
