@@ -127,7 +127,7 @@ def upstream_plan(key: str, up: Upstream) -> UpstreamPlan:
         client_cert_id=str(tls.client_cert_id) if tls and tls.client_cert_id is not None
         else None,
         connect_timeout=t.connect if t else 60.0, send_timeout=t.send if t else 60.0,
-        read_timeout=t.read if t else 60.0,
+        read_timeout=t.read if t else 60.0, stream_idle=t.read if t else 600.0,
         retries=up.retries, retry_timeout=up.retry_timeout or 0.0, checks=checks,
         bad_checks=bad_checks,
         discovery=watch_key(up.discovery_type, up.service_name, up.discovery_args)

@@ -18,8 +18,8 @@ One ``TcpSession`` per client connection of a stream listener (``apisix.stream_p
    ``scheme: tls``: TLS toward the node.
 4. **splice**: bytes both ways with backpressure (a side whose write buffer is above 64 KiB
    pauses reading the other side), half-close (EOF from one side: shutdown of writing to the
-   other), one idle bound: the upstream's ``timeout.read`` between two reads or writes on
-   either side (nginx's ``proxy_timeout``).  Byte counts for the log.
+   other), one idle bound: the upstream's ``timeout.read`` (else 10 min) between two reads
+   or writes on either side (nginx's ``proxy_timeout``).  Byte counts for the log.
 5. **log**: the route's ``stream_log`` hooks when both sides are closed.
 
 UDP (``UdpListener``): a session per client address toward one node, replies sent back from

@@ -38,7 +38,7 @@ class StreamSession(StreamContext):
         self.t0 = time.monotonic()
         self.closed = False
         self.last = proxy.loop.time()
-        self.idle = 60.0
+        self.idle = 600.0
         self.timer: asyncio.TimerHandle | None = None
 
     def session_time(self) -> float:

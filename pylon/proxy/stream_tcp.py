@@ -184,7 +184,7 @@ class TcpSession(StreamSession, asyncio.Protocol):
         rt = self.rt
         assert rt is not None
         plan = rt.plan
-        self.idle = plan.read_timeout
+        self.idle = plan.stream_idle
         loop = self.proxy.loop
         deadline = loop.time() + plan.retry_timeout if plan.retry_timeout else None
         tls = plan.scheme == "tls"

@@ -115,7 +115,7 @@ class UdpSession(StreamSession):
                 self.status = 502
                 self.close()
                 return
-            self.idle = rt.plan.read_timeout
+            self.idle = rt.plan.stream_idle
             node = self._pick()
             if node is None:
                 self.status = 502

@@ -57,6 +57,9 @@ class UpstreamPlan:
     connect_timeout: float = 60.0
     send_timeout: float = 60.0
     read_timeout: float = 60.0
+    #: a stream connection's idle bound (nginx's ``proxy_timeout``; APISIX's stream balancer
+    #: sets it from ``timeout.read``): ``timeout.read`` when given, else nginx's 10 min
+    stream_idle: float = 600.0
     retries: int | None = None
     retry_timeout: float = 0.0
     #: ``pylon.model.health.Checks`` as the compiler parsed them (None: no valid checks)
