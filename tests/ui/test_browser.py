@@ -398,12 +398,17 @@ def test_a_route_is_edited_in_yaml_and_a_yaml_syntax_error_saves_nothing(
                 if k not in ("id", "create_time", "update_time")}
 
     page = sign_in(browser, dashboard, ADMIN_KEY)
+    fetched: list[str] = []
+    page.on("request", lambda req: fetched.append(req.url))
     page.goto(f"{dashboard.url}#/r/routes/edit/y1")
     expect(page.get_by_label("Raw JSON")).to_have_value(re.compile(r'"uri": "/y"'))
+    # the YAML library is not part of the first load: fetched when YAML is first chosen
+    assert not [u for u in fetched if u.endswith("/ui/assets/yaml.js")]
     page.get_by_label("YAML", exact=True).check()
     raw = page.get_by_label("Raw YAML")
     expect(raw).to_have_value(re.compile(r"^uri: /y$", re.M))
     expect(raw).to_have_value(re.compile(r"^  nodes:\n    127\.0\.0\.1:1980: 1$", re.M))
+    assert [u for u in fetched if u.endswith("/ui/assets/yaml.js")]
 
     # a syntax error: shown at the editor, the form keeps the last good value, nothing sent
     raw.fill("uri: /broken\nname: [yaml-route\n")

@@ -21,7 +21,8 @@ function useHash() {
 
 function SignIn({ onIn, expired, keyless }) {
   const [key, setKey] = useState('');
-  const [error, setError] = useState(expired ? 'Your session ended: sign in again.' : '');
+  const [error, setError] = useState(!expired ? ''
+    : `Your session ended: ${keyless ? 'open the dashboard' : 'sign in'} again.`);
   const [busy, setBusy] = useState(false);
   const input = useRef(null);
   useEffect(() => { if (input.current) input.current.focus(); }, []);

@@ -217,7 +217,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
       ${!s&&z`<div class="bar"><button type="submit" class="primary" disabled=${w}>Save</button></div>`}
     </form>
     ${o}
-  </section>`}function yt(){let[e,t]=W(location.hash||`#/r/routes`);return G(()=>{let e=()=>t(location.hash||`#/r/routes`);return addEventListener(`hashchange`,e),()=>removeEventListener(`hashchange`,e)},[]),e}function bt({onIn:e,expired:t,keyless:n}){let[r,i]=W(``),[a,o]=W(t?`Your session ended: sign in again.`:``),[s,c]=W(!1),l=be(null);return G(()=>{l.current&&l.current.focus()},[]),z`<main class="signin">
+  </section>`}function yt(){let[e,t]=W(location.hash||`#/r/routes`);return G(()=>{let e=()=>t(location.hash||`#/r/routes`);return addEventListener(`hashchange`,e),()=>removeEventListener(`hashchange`,e)},[]),e}function bt({onIn:e,expired:t,keyless:n}){let[r,i]=W(``),[a,o]=W(t?`Your session ended: ${n?`open the dashboard`:`sign in`} again.`:``),[s,c]=W(!1),l=be(null);return G(()=>{l.current&&l.current.focus()},[]),z`<main class="signin">
     <form onSubmit=${async t=>{t.preventDefault(),c(!0);let a=await J(`POST`,`/ui/api/session`,n?{}:{key:r});c(!1),i(``),a.ok?e(a.data):o(a.status===401?`Wrong key.`:Y(a))}} aria-labelledby="signin-title">
       <h1 id="signin-title">Pylon dashboard</h1>
       ${n?z`<p>${xt}</p>`:z`<p>Sign in with an Admin API key
