@@ -468,7 +468,10 @@ def test_a_keyless_node_opens_without_a_key(browser: Any, keyless: Dashboard) ->
     expect(page.get_by_role("status")).to_have_text("Saved k.")
     assert keyless.call("GET", "/apisix/admin/upstreams/k").json["value"]["nodes"] == {
         "127.0.0.1:1980": 1}
-    # signed out: no key asked either, one button opens a new session
+    # signed out (after a reload, which finds the session): no key asked either, one button
+    # opens a new session
+    page.reload()
+    expect(page.locator("main .notice.warn")).to_contain_text("no Admin API key")
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Open the dashboard")).to_be_visible()
     expect(page.locator("main.signin")).to_contain_text("no Admin API key")

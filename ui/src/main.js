@@ -134,6 +134,7 @@ function App() {
   const signedIn = (s) => {
     setSession(s.csrf, () => { setExpired(true); setS(null); });
     setExpired(false);
+    setKeyless(s.key_required === false);
     setS(s);
   };
   useEffect(() => {
