@@ -6,7 +6,8 @@
 * the dashboard's files (``pylon/admin/ui_dist``, built from ``ui/`` and committed), gzip'd
   when the browser takes it, with a strict ``Content-Security-Policy`` (no inline script, no
   other origin);
-* sessions: ``POST /ui/api/session {"key": ...}`` exchanges an Admin API key for a random
+* sessions: ``POST /ui/api/session {"key": ...}`` exchanges an Admin API key (none on a node
+  with ``admin_key_required: false``: ``GET /ui/api/sign-in`` tells the page) for a random
   session token in an ``HttpOnly; SameSite=Strict`` cookie with a bounded lifetime
   (``deployment.admin.ui_session_timeout``) and a CSRF token the page sends back in
   ``X-CSRF-Token`` on every write; ``DELETE /ui/api/session`` signs out.  The key itself
@@ -68,6 +69,9 @@ SECURITY_HEADERS = [
     (b"Referrer-Policy", b"no-referrer"),
     (b"Cache-Control", b"no-store"),
 ]
+
+#: the session's key on a node without Admin API keys (``admin_key_required: false``)
+KEYLESS = AdminKey("anonymous", "", "admin")
 
 Reply = tuple[int, Any]
 #: () -> (Prometheus text, metric prefix), None when the prometheus plugin is not loaded
@@ -235,6 +239,9 @@ class UiApp:
                 raise NotFound("not found")
             return self.static.answer(rel, headers)
         what = rel[len("api/"):].strip("/")
+        if what == "sign-in" and method == "GET":
+            # before any session: whether the page must ask for a key
+            return _json(200, {"key_required": self.admin.auth.key_required})
         if what == "session" and method == "POST":
             # JSON only: a form another site posts (text/plain, urlencoded) is not one
             if not headers.get("content-type", "").lower().startswith("application/json"):
@@ -266,19 +273,24 @@ class UiApp:
     def _describe(self, sess: Session) -> dict[str, Any]:
         return {"name": sess.key.name, "role": sess.key.role, "csrf": sess.csrf,
                 "expires_in": max(0, int(sess.expires - self.sessions.clock())),
-                "kinds": kinds(), "audit": self.admin.audit is not None}
+                "kinds": kinds(), "audit": self.admin.audit is not None,
+                "key_required": self.admin.auth.key_required}
 
     async def _sign_in(self, body: bytes) -> Reply:
         try:
             conf = json.loads(body or b"null")
         except ValueError:
             conf = None
-        key = conf.get("key") if isinstance(conf, dict) else None
-        if not isinstance(key, str) or not key:
+        if not isinstance(conf, dict):
             raise InvalidRequest("invalid request body: expected {\"key\": \"<Admin API key>\"}")
+        key = conf.get("key")
         auth = self.admin.auth
         if not auth.key_required:
-            found: AdminKey | None = AdminKey("anonymous", "", "admin")
+            # admin_key_required: false -- no key to check, any given is ignored (the Admin
+            # API takes every request from an allowed address on such a node)
+            found: AdminKey | None = KEYLESS
+        elif not isinstance(key, str) or not key:
+            raise InvalidRequest("invalid request body: expected {\"key\": \"<Admin API key>\"}")
         else:
             found, why = auth.identify("GET", {}, {"x-api-key": key})
             if found is None:

@@ -58,13 +58,15 @@ class Dashboard:
         return cookie, r.json["csrf"]
 
 
+KEYS = [{"name": "ops", "key": ADMIN_KEY, "role": "admin"},
+        {"name": "watcher", "key": VIEWER_KEY, "role": "viewer"}]
+
+
 def dashboard_node(port: int, **admin: Any) -> dict[str, Any]:
     return {"pylon": {"enable_admin": True},
             "deployment": {"admin": {
                 "admin_listen": {"ip": "127.0.0.1", "port": port},
-                "admin_key": [{"name": "ops", "key": ADMIN_KEY, "role": "admin"},
-                              {"name": "watcher", "key": VIEWER_KEY, "role": "viewer"}],
-                **admin}}}
+                "admin_key": KEYS, **admin}}}
 
 
 @pytest.fixture
@@ -76,4 +78,12 @@ def gateway_factory(quick_gateway_factory: Any) -> Any:
 def dashboard(gateway_factory: Any) -> Dashboard:
     port = free_port()
     gw = gateway_factory({}, node=dashboard_node(port))
+    return Dashboard(gw, port)
+
+
+@pytest.fixture
+def keyless(gateway_factory: Any) -> Dashboard:
+    """A node without Admin API keys (``admin_key_required: false``, loopback only)."""
+    port = free_port()
+    gw = gateway_factory({}, node=dashboard_node(port, admin_key=[], admin_key_required=False))
     return Dashboard(gw, port)

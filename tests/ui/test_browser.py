@@ -381,3 +381,100 @@ def test_consumers_and_their_credentials_through_the_forms(
     r = dashboard.call("GET", "/apisix/admin/consumers/jack/credentials/k1",
                        headers={"X-API-KEY": ADMIN_KEY})
     assert r.status == 200 and r.json["value"]["plugins"]["key-auth"]["key"] == "jack-key"
+
+
+def test_a_route_is_edited_in_yaml_and_a_yaml_syntax_error_saves_nothing(
+        browser: Any, dashboard: Dashboard) -> None:
+    expect = sync_api.expect
+    route = {"uri": "/y", "name": "yaml-route",
+             "upstream": {"nodes": {"127.0.0.1:1980": 1}, "type": "roundrobin"}}
+    r = dashboard.call("PUT", "/apisix/admin/routes/y1", route, headers={"X-API-KEY": ADMIN_KEY})
+    assert r.status == 201, r.raw
+
+    def stored() -> dict[str, Any]:
+        got = dashboard.call("GET", "/apisix/admin/routes/y1", headers={"X-API-KEY": ADMIN_KEY})
+        assert got.status == 200, got.raw
+        return {k: v for k, v in got.json["value"].items()
+                if k not in ("id", "create_time", "update_time")}
+
+    page = sign_in(browser, dashboard, ADMIN_KEY)
+    fetched: list[str] = []
+    page.on("request", lambda req: fetched.append(req.url))
+    page.goto(f"{dashboard.url}#/r/routes/edit/y1")
+    expect(page.get_by_label("Raw JSON")).to_have_value(re.compile(r'"uri": "/y"'))
+    # the YAML library is not part of the first load: fetched when YAML is first chosen
+    assert not [u for u in fetched if u.endswith("/ui/assets/yaml.js")]
+    page.get_by_label("YAML", exact=True).check()
+    raw = page.get_by_label("Raw YAML")
+    expect(raw).to_have_value(re.compile(r"^uri: /y$", re.M))
+    expect(raw).to_have_value(re.compile(r"^  nodes:\n    127\.0\.0\.1:1980: 1$", re.M))
+    assert [u for u in fetched if u.endswith("/ui/assets/yaml.js")]
+
+    # a syntax error: shown at the editor, the form keeps the last good value, nothing sent
+    raw.fill("uri: /broken\nname: [yaml-route\n")
+    expect(page.locator("#raw-error")).to_contain_text("not valid YAML")
+    expect(raw).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("JSON", exact=True)).to_be_disabled()
+    expect(page.get_by_label("uri", exact=True)).to_have_value("/y")
+    shot(page, "yaml-error")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#form-error")).to_contain_text("Not saved")
+    expect(page.locator("#form-error")).to_contain_text("not valid YAML")
+    assert stored() == route
+    # valid YAML that is not a mapping is refused the same way
+    raw.fill("- uri: /z\n")
+    expect(page.locator("#raw-error")).to_contain_text("must be a mapping")
+
+    # YAML -> form, form -> YAML
+    raw.fill("uri: /z\nname: yaml-route\ndesc: edited in YAML\n"
+             "upstream:\n  type: roundrobin\n  nodes:\n    127.0.0.1:1980: 2\n")
+    expect(page.locator("#raw-error")).to_have_count(0)
+    expect(page.get_by_label("uri", exact=True)).to_have_value("/z")
+    page.get_by_label("name", exact=True).fill("renamed")
+    expect(raw).to_have_value(re.compile(r"^name: renamed$", re.M))
+    expect(raw).to_have_value(re.compile(r"^desc: edited in YAML$", re.M))
+    shot(page, "yaml-editor")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved y1.")
+    assert stored() == {"uri": "/z", "name": "renamed", "desc": "edited in YAML",
+                        "upstream": {"nodes": {"127.0.0.1:1980": 2}, "type": "roundrobin"}}
+
+    # and back to JSON: the same object
+    page.locator("tr[data-id=y1]").get_by_role("link", name="Edit", exact=True).click()
+    page.get_by_label("YAML", exact=True).check()
+    expect(page.get_by_label("Raw YAML")).to_have_value(re.compile(r"^uri: /z$", re.M))
+    page.get_by_label("JSON", exact=True).check()
+    shown = json.loads(page.get_by_label("Raw JSON").input_value())
+    assert shown == stored()
+    assert page.errors == []                  # type: ignore[attr-defined]
+
+
+def test_a_keyless_node_opens_without_a_key(browser: Any, keyless: Dashboard) -> None:
+    expect = sync_api.expect
+    page = browser.new_page()
+    page.goto(keyless.url)
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.locator("main .notice.warn")).to_contain_text("no Admin API key")
+    expect(page.get_by_label("Admin API key")).to_have_count(0)
+    cookie = next(c for c in browser.cookies() if c["name"] == "pylon_ui_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    shot(page, "keyless")
+    # a write through the form (the session's CSRF token goes with it)
+    page.get_by_role("link", name="Upstreams", exact=True).click()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("ID (empty: generated)").fill("k")
+    page.get_by_label("nodes", exact=True).fill('{"127.0.0.1:1980": 1}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved k.")
+    assert keyless.call("GET", "/apisix/admin/upstreams/k").json["value"]["nodes"] == {
+        "127.0.0.1:1980": 1}
+    # signed out (after a reload, which finds the session): no key asked either, one button
+    # opens a new session
+    page.reload()
+    expect(page.locator("main .notice.warn")).to_contain_text("no Admin API key")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Open the dashboard")).to_be_visible()
+    expect(page.locator("main.signin")).to_contain_text("no Admin API key")
+    expect(page.get_by_label("Admin API key")).to_have_count(0)
+    page.get_by_role("button", name="Open the dashboard").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()

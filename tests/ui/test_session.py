@@ -166,3 +166,47 @@ apisix_http_latency_bucket{type="upstream",route="r1",node="n",le="1"} 99
     assert rows["r1"]["status"]["5xx"] == 1
     assert rows["r1"]["buckets"] == [1.0, 5.0] and rows["r1"]["counts"] == [3, 8, 8]
     assert rows[""]["status"]["4xx"] == 2 and rows[""]["counts"] == [0]
+
+
+def test_a_node_with_keys_asks_for_one(dashboard: Dashboard):
+    r = dashboard.call("GET", "/ui/api/sign-in")
+    assert r.status == 200 and r.json == {"key_required": True}
+    r = dashboard.call("POST", "/ui/api/session", {})
+    assert r.status == 400 and "Set-Cookie" not in r.headers and "key" in r.json["error_msg"]
+    assert dashboard.call("GET", "/ui/api/session").status == 401
+    assert dashboard.call("POST", "/ui/api/session", {"key": ""}).status == 400
+
+
+def test_a_keyless_node_opens_a_session_without_a_key_and_still_wants_the_csrf_token(
+        keyless: Dashboard):
+    r = keyless.call("GET", "/ui/api/sign-in")
+    assert r.status == 200 and r.json == {"key_required": False}
+    r = keyless.call("POST", "/ui/api/session", {})
+    assert r.status == 200, r.raw
+    attrs = [a.strip() for a in r.headers["Set-Cookie"].split(";")]
+    assert attrs[0].startswith("pylon_ui_session=") and len(attrs[0]) > 40
+    assert "HttpOnly" in attrs and "SameSite=Strict" in attrs
+    body = r.json
+    assert body["key_required"] is False and body["role"] == "admin"
+    assert body["name"] == "anonymous" and len(body["csrf"]) >= 40
+    cookie, csrf = attrs[0], body["csrf"]
+    assert keyless.call("GET", "/ui/api/session", headers={"Cookie": cookie}).json[
+        "key_required"] is False
+    # a write through the session needs the CSRF token, as on a node with keys
+    r = keyless.call("PUT", "/apisix/admin/upstreams/u1", UPSTREAM, headers={"Cookie": cookie})
+    assert r.status == 403 and "CSRF" in r.json["error_msg"]
+    assert keyless.call("GET", "/apisix/admin/upstreams/u1",
+                        headers={"Cookie": cookie}).status == 404
+    r = keyless.call("PUT", "/apisix/admin/upstreams/u1", UPSTREAM,
+                     headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert r.status == 201, r.raw
+    # a form posted from another page opens nothing; a signed-out session is gone
+    r = keyless.call("POST", "/ui/api/session", b"{}", headers={"Content-Type": "text/plain"})
+    assert r.status == 400 and "Set-Cookie" not in r.headers
+    assert keyless.call("DELETE", "/ui/api/session", headers={"Cookie": cookie}).status == 403
+    r = keyless.call("DELETE", "/ui/api/session", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert r.status == 200
+    r = keyless.call("PUT", "/apisix/admin/upstreams/u2", UPSTREAM,
+                     headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert r.status == 401 and keyless.call("GET", "/ui/api/metrics",
+                                            headers={"Cookie": cookie}).status == 401

@@ -19,16 +19,17 @@ function useHash() {
   return hash;
 }
 
-function SignIn({ onIn, expired }) {
+function SignIn({ onIn, expired, keyless }) {
   const [key, setKey] = useState('');
-  const [error, setError] = useState(expired ? 'Your session ended: sign in again.' : '');
+  const [error, setError] = useState(!expired ? ''
+    : `Your session ended: ${keyless ? 'open the dashboard' : 'sign in'} again.`);
   const [busy, setBusy] = useState(false);
   const input = useRef(null);
   useEffect(() => { if (input.current) input.current.focus(); }, []);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
-    const res = await call('POST', '/ui/api/session', { key });
+    const res = await call('POST', '/ui/api/session', keyless ? {} : { key });
     setBusy(false);
     setKey('');
     if (res.ok) onIn(res.data);
@@ -37,18 +38,22 @@ function SignIn({ onIn, expired }) {
   return html`<main class="signin">
     <form onSubmit=${submit} aria-labelledby="signin-title">
       <h1 id="signin-title">Pylon dashboard</h1>
-      <p>Sign in with an Admin API key (<code>deployment.admin.admin_key</code>). The key is
-        exchanged for a session; it is not kept in this page.</p>
+      ${keyless ? html`<p>${NO_KEY}</p>` : html`<p>Sign in with an Admin API key
+        (<code>deployment.admin.admin_key</code>). The key is exchanged for a session; it is
+        not kept in this page.</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
-      <div class="field">
+      ${!keyless && html`<div class="field">
         <label for="key">Admin API key</label>
         <input id="key" ref=${input} type="password" autocomplete="current-password" value=${key}
           onInput=${(e) => setKey(e.currentTarget.value)} required />
-      </div>
-      <button type="submit" class="primary" disabled=${busy}>Sign in</button>
+      </div>`}
+      <button type="submit" class="primary" disabled=${busy}>${keyless ? 'Open the dashboard' : 'Sign in'}</button>
     </form>
   </main>`;
 }
+
+const NO_KEY = 'This node has no Admin API key (deployment.admin.admin_key_required: false): '
+  + 'anyone allowed to reach the Admin API can change it.';
 
 function page(hash, session) {
   const [path, query] = hash.replace(/^#/, '').split('?');
@@ -116,26 +121,36 @@ function Shell({ session, onOut }) {
       <h2>Operate</h2>
       <ul>${link('#/live', 'Live')}${link('#/explain', 'Explain')}${link('#/audit', 'Audit log')}</ul>
     </nav>
-    <main id="main" tabindex="-1">${page(hash, session)}</main>
+    <main id="main" tabindex="-1">
+      ${session.key_required === false && html`<p class="notice warn">${NO_KEY}</p>`}
+      ${page(hash, session)}</main>
   </div>`;
 }
 
 function App() {
   const [session, setS] = useState(undefined);
   const [expired, setExpired] = useState(false);
+  const [keyless, setKeyless] = useState(false);
   const signedIn = (s) => {
     setSession(s.csrf, () => { setExpired(true); setS(null); });
     setExpired(false);
+    setKeyless(s.key_required === false);
     setS(s);
   };
   useEffect(() => {
     (async () => {
       const res = await call('GET', '/ui/api/session');
-      if (res.ok) signedIn(res.data); else setS(null);
+      if (res.ok) { signedIn(res.data); return; }
+      // a node without Admin API keys: open a session at once, nothing to ask
+      const how = await call('GET', '/ui/api/sign-in');
+      const open = how.ok && how.data && how.data.key_required === false;
+      setKeyless(open);
+      const opened = open ? await call('POST', '/ui/api/session', {}) : null;
+      if (opened && opened.ok) signedIn(opened.data); else setS(null);
     })();
   }, []);
   if (session === undefined) return html`<p class="loading">Loading…</p>`;
-  if (session === null) return html`<${SignIn} onIn=${signedIn} expired=${expired} />`;
+  if (session === null) return html`<${SignIn} onIn=${signedIn} expired=${expired} keyless=${keyless} />`;
   return html`<${Shell} session=${session} onOut=${() => { setSession(''); setS(null); }} />`;
 }
 

@@ -1,9 +1,10 @@
 // Every resource kind: a list (search, paging, delete with the reference check and
-// `force`) and an editor (the schema form beside a raw JSON editor).
+// `force`) and an editor (the schema form beside a raw JSON / YAML editor).
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ADMIN, call, errorText, idOf, label } from './api.js';
 import { fieldOfError, SchemaForm } from './form.js';
+import { loadYaml, parseRaw, RawEditor, show } from './raw.js';
 import { Pager, Search } from './widgets.js';
 
 const PAGE = 20;
@@ -113,8 +114,9 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
   const [schema, setSchema] = useState(null);
   const [value, setValue] = useState(null);
   const [newId, setNewId] = useState('');
+  const [format, setFormat] = useState('json');
   const [text, setText] = useState('');
-  const [jsonBad, setJsonBad] = useState('');
+  const [rawBad, setRawBad] = useState('');
   const [errors, setErrors] = useState({});
   const [top, setTop] = useState('');
   const [busy, setBusy] = useState(false);
@@ -129,7 +131,7 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
         const v = clean(r.data.value);
         if (kind !== 'consumers') delete v.id;
         setValue(v);
-        setText(JSON.stringify(v, null, 2));
+        setText(show(v, 'json'));
       } else {
         setValue({});
         setText('{}');
@@ -137,21 +139,26 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
     })();
   }, [kind, id, base]);
 
-  const fromForm = (v) => { setValue(v); setText(JSON.stringify(v, null, 2)); setJsonBad(''); };
-  const fromJson = (e) => {
-    const t = e.currentTarget.value;
+  const fromForm = (v) => { setValue(v); setText(show(v, format)); setRawBad(''); };
+  const fromRaw = (t) => {
     setText(t);
-    try {
-      const v = JSON.parse(t);
-      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('must be an object');
-      setValue(v);
-      setJsonBad('');
-    } catch (err) { setJsonBad(`not valid JSON: ${err.message}`); }
+    const v = parseRaw(t, format);
+    if (v instanceof Error) { setRawBad(v.message); return; }
+    setValue(v);
+    setRawBad('');
+  };
+  const switchFormat = async (f) => {
+    if (rawBad || f === format) return;
+    if (f === 'yaml') {
+      try { await loadYaml(); } catch (err) { setTop(`cannot load the YAML editor: ${err.message}`); return; }
+    }
+    setFormat(f);
+    setText(show(value, f));
   };
 
   const save = async (e) => {
     e.preventDefault();
-    if (jsonBad) { setTop('The JSON editor holds invalid JSON.'); return; }
+    if (rawBad) { setTop(`Not saved: the raw editor's text is ${rawBad}.`); return; }
     setBusy(true);
     let res;
     const oid = id || newId.trim();
@@ -191,13 +198,8 @@ export function Editor({ kind, base, hrefBase, id, session, spec, children }) {
           <${SchemaForm} schema=${schema} value=${value} onChange=${fromForm} errors=${errors} readOnly=${viewer}
             pluginType=${kind === 'consumers' || kind === 'credentials' ? 'consumer' : ''} />
         </fieldset>
-        <fieldset class="pane">
-          <legend>JSON</legend>
-          <label for="raw-json" class="sr-only">Raw JSON</label>
-          <textarea id="raw-json" class="json raw" value=${text} onInput=${fromJson} readOnly=${viewer}
-            spellcheck="false" aria-invalid=${jsonBad ? 'true' : 'false'}></textarea>
-          ${jsonBad && html`<p class="hint bad" role="status">${jsonBad}</p>`}
-        </fieldset>
+        <${RawEditor} format=${format} text=${text} bad=${rawBad} readOnly=${viewer}
+          onText=${fromRaw} onFormat=${switchFormat} />
       </div>
       ${!viewer && html`<div class="bar"><button type="submit" class="primary" disabled=${busy}>Save</button></div>`}
     </form>

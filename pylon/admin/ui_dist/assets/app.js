@@ -60,7 +60,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
         </tbody></table>
       <details><summary>Raw answer</summary><pre>${JSON.stringify(c,null,2)}</pre></details>
     </div>`}
-  </section>`}var Ve=2e3,He=15;function Ue(e,t,n){let r=n.reduce((e,t)=>e+t,0);if(!r)return null;let i=e*r,a=0;for(let e=0;e<n.length;e++){if(a+n[e]>=i&&n[e]>0){let r=e===0?0:t[e-1];return r+((e<t.length?t[e]:t[t.length-1])-r)*((i-a)/n[e])}a+=n[e]}return t[t.length-1]}function We(e){return e.map((t,n)=>t-(n?e[n-1]:0))}function Ge(e){let t=e[e.length-1],n=e[0],r=new Map(n.routes.map(e=>[e.route,e])),i=Math.max(.001,t.time-n.time);return t.routes.map(t=>{let n=r.get(t.route),a=n&&e.length>1?t.total-n.total:0,o=n&&a>0?We(t.counts).map((e,t)=>e-We(n.counts)[t]):We(t.counts),s=e=>Ue(e,t.buckets,o);return{...t,rate:e.length>1?a/i:null,p50:s(.5),p90:s(.9),p99:s(.99),windowed:a>0}})}var Z=e=>e===null?`–`:`${e<10?e.toFixed(1):Math.round(e)} ms`;function Ke(){let[e,t]=W([]),[n,r]=W([]),[i,a]=W(``),[o,s]=W(null),c=be([]);G(()=>{let e=!1,n,i=async()=>{let[o,l]=await Promise.all([J(`GET`,`/ui/api/metrics`),J(`GET`,`/ui/api/health`)]);e||(o.ok?(c.current=[...c.current,o.data].slice(-15),t(c.current),a(``)):a(Y(o)),l.ok&&Array.isArray(l.data)&&r(l.data),s(new Date),n=setTimeout(i,Ve))};return i(),()=>{e=!0,clearTimeout(n)}},[]);let l=e[e.length-1],u=e.length?Ge(e):[];return z`<section aria-labelledby="live-title">
+  </section>`}var Ve=2e3,He=15;function Ue(e,t,n){let r=n.reduce((e,t)=>e+t,0);if(!r)return null;let i=e*r,a=0;for(let e=0;e<n.length;e++){if(a+n[e]>=i&&n[e]>0){let r=e===0?0:t[e-1];return r+((e<t.length?t[e]:t[t.length-1])-r)*((i-a)/n[e])}a+=n[e]}return t[t.length-1]}function We(e){return e.map((t,n)=>t-(n?e[n-1]:0))}function Ge(e){let t=e[e.length-1],n=e[0],r=new Map(n.routes.map(e=>[e.route,e])),i=Math.max(.001,t.time-n.time);return t.routes.map(t=>{let n=r.get(t.route),a=n&&e.length>1?t.total-n.total:0,o=n&&a>0?We(t.counts).map((e,t)=>e-We(n.counts)[t]):We(t.counts),s=e=>Ue(e,t.buckets,o);return{...t,rate:e.length>1?a/i:null,p50:s(.5),p90:s(.9),p99:s(.99),windowed:a>0}})}var Ke=e=>e===null?`–`:`${e<10?e.toFixed(1):Math.round(e)} ms`;function qe(){let[e,t]=W([]),[n,r]=W([]),[i,a]=W(``),[o,s]=W(null),c=be([]);G(()=>{let e=!1,n,i=async()=>{let[o,l]=await Promise.all([J(`GET`,`/ui/api/metrics`),J(`GET`,`/ui/api/health`)]);e||(o.ok?(c.current=[...c.current,o.data].slice(-15),t(c.current),a(``)):a(Y(o)),l.ok&&Array.isArray(l.data)&&r(l.data),s(new Date),n=setTimeout(i,Ve))};return i(),()=>{e=!0,clearTimeout(n)}},[]);let l=e[e.length-1],u=e.length?Ge(e):[];return z`<section aria-labelledby="live-title">
     <div class="bar"><h1 id="live-title">Live</h1>
       <p class="hint" aria-live="polite">${o?`Updated ${o.toLocaleTimeString()} · every ${Ve/1e3} s`:`Loading…`}</p></div>
     ${i&&z`<p class="error" role="alert">${i}</p>`}
@@ -79,7 +79,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
           <td class="num total">${e.total}</td><td class="num">${e.rate===null?`–`:e.rate.toFixed(2)}</td>
           <td class="num">${e.status[`2xx`]}</td><td class="num">${e.status[`3xx`]}</td>
           <td class="num">${e.status[`4xx`]}</td><td class="num">${e.status[`5xx`]}</td>
-          <td class="num">${Z(e.p50)}</td><td class="num">${Z(e.p90)}</td><td class="num">${Z(e.p99)}</td></tr>`)}
+          <td class="num">${Ke(e.p50)}</td><td class="num">${Ke(e.p90)}</td><td class="num">${Ke(e.p99)}</td></tr>`)}
       </tbody>
     </table>
     <h2>Upstream health</h2>
@@ -96,15 +96,15 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
           <td class="num">${(t.counter||{}).tcp_failure??0}</td><td class="num">${(t.counter||{}).timeout_failure??0}</td></tr>`))}
       </tbody>
     </table>
-  </section>`}var qe=[`username`,`name`,`desc`,`uri`,`uris`,`host`,`hosts`,`methods`,`upstream_id`,`service_id`,`plugin_config_id`,`group_id`,`type`,`nodes`,`scheme`,`snis`,`cert`,`key`,`content`,`plugins`,`upstream`],Je=new Set([`id`,`create_time`,`update_time`]),Ye=new Set([`cert`,`key`,`content`,`certs`,`keys`]);function Xe(e){return e&&(e.type===`string`||e.type===`integer`||e.type===`number`)}function Ze(e){if(!e||typeof e!=`object`)return`json`;if(Array.isArray(e.enum))return`enum`;let t=e.anyOf||e.oneOf;if(!e.type&&Array.isArray(t)&&t.every(Xe)||e.type===`string`)return`text`;if(e.type===`integer`||e.type===`number`)return`number`;if(e.type===`boolean`)return`bool`;if(e.type===`array`&&e.items){if(Array.isArray(e.items.enum))return`enumlist`;if(e.items.type===`string`)return`list`}return`json`}function Qe(e,t=!1){let n=e&&e.properties||{},r=Object.keys(n).filter(e=>!Je.has(e)),i=new Set(e&&e.required||[]),a=e=>i.has(e)?-1:qe.includes(e)?qe.indexOf(e):1e3;r.sort((e,t)=>a(e)-a(t)||e.localeCompare(t));let o=t?e=>!e.startsWith(`_`):e=>a(e)<1e3;return{props:n,required:i,common:r.filter(o),more:r.filter(e=>!o(e))}}function $e({id:e,value:t,onChange:n,invalid:r,describedBy:i,placeholder:a}){let[o,s]=W(t===void 0?``:JSON.stringify(t,null,2)),[c,l]=W(``);return G(()=>{let e=!1;try{e=o.trim()?JSON.stringify(JSON.parse(o))===JSON.stringify(t):t===void 0}catch{}!e&&!c&&s(t===void 0?``:JSON.stringify(t,null,2))},[JSON.stringify(t)]),z`<textarea id=${e} class="json" rows=${Math.min(12,Math.max(3,o.split(`
+  </section>`}var Je=[`username`,`name`,`desc`,`uri`,`uris`,`host`,`hosts`,`methods`,`upstream_id`,`service_id`,`plugin_config_id`,`group_id`,`type`,`nodes`,`scheme`,`snis`,`cert`,`key`,`content`,`plugins`,`upstream`],Ye=new Set([`id`,`create_time`,`update_time`]),Xe=new Set([`cert`,`key`,`content`,`certs`,`keys`]);function Ze(e){return e&&(e.type===`string`||e.type===`integer`||e.type===`number`)}function Qe(e){if(!e||typeof e!=`object`)return`json`;if(Array.isArray(e.enum))return`enum`;let t=e.anyOf||e.oneOf;if(!e.type&&Array.isArray(t)&&t.every(Ze)||e.type===`string`)return`text`;if(e.type===`integer`||e.type===`number`)return`number`;if(e.type===`boolean`)return`bool`;if(e.type===`array`&&e.items){if(Array.isArray(e.items.enum))return`enumlist`;if(e.items.type===`string`)return`list`}return`json`}function $e(e,t=!1){let n=e&&e.properties||{},r=Object.keys(n).filter(e=>!Ye.has(e)),i=new Set(e&&e.required||[]),a=e=>i.has(e)?-1:Je.includes(e)?Je.indexOf(e):1e3;r.sort((e,t)=>a(e)-a(t)||e.localeCompare(t));let o=t?e=>!e.startsWith(`_`):e=>a(e)<1e3;return{props:n,required:i,common:r.filter(o),more:r.filter(e=>!o(e))}}function et({id:e,value:t,onChange:n,invalid:r,describedBy:i,placeholder:a}){let[o,s]=W(t===void 0?``:JSON.stringify(t,null,2)),[c,l]=W(``);return G(()=>{let e=!1;try{e=o.trim()?JSON.stringify(JSON.parse(o))===JSON.stringify(t):t===void 0}catch{}!e&&!c&&s(t===void 0?``:JSON.stringify(t,null,2))},[JSON.stringify(t)]),z`<textarea id=${e} class="json" rows=${Math.min(12,Math.max(3,o.split(`
 `).length))}
       value=${o} onInput=${e=>{let t=e.currentTarget.value;if(s(t),!t.trim())l(``),n(void 0);else try{n(JSON.parse(t)),l(``)}catch(e){l(`not valid JSON: ${e.message}`)}}} spellcheck="false" placeholder=${a||`JSON`}
       aria-invalid=${r||c?`true`:`false`} aria-describedby=${i}></textarea>
-    ${c&&z`<p class="hint bad" role="status">${c}</p>`}`}function et({name:e,schema:t,value:n,set:r,error:i,readOnly:a,required:o,prefix:s}){let c=`f-${s}${e}`,l=`err-${s}${e}`,u=Ze(t),d=t&&t.description,f={id:c,disabled:a,"aria-invalid":i?`true`:`false`,"aria-describedby":i?l:void 0},p;if(u===`enum`){let e=t.enum,i=e.findIndex(e=>e===n);p=z`<select ...${f} value=${i<0?``:String(i)}
+    ${c&&z`<p class="hint bad" role="status">${c}</p>`}`}function tt({name:e,schema:t,value:n,set:r,error:i,readOnly:a,required:o,prefix:s}){let c=`f-${s}${e}`,l=`err-${s}${e}`,u=Qe(t),d=t&&t.description,f={id:c,disabled:a,"aria-invalid":i?`true`:`false`,"aria-describedby":i?l:void 0},p;if(u===`enum`){let e=t.enum,i=e.findIndex(e=>e===n);p=z`<select ...${f} value=${i<0?``:String(i)}
         onChange=${t=>r(t.currentTarget.value===``?void 0:e[Number(t.currentTarget.value)])}>
       <option value="">${t.default===void 0?`(unset)`:`(default: ${t.default})`}</option>
       ${e.map((e,t)=>z`<option value=${String(t)}>${String(e)}</option>`)}
-    </select>`}else if(u===`text`){let i=e=>r(e.currentTarget.value===``?void 0:e.currentTarget.value);p=Ye.has(e)||(t.maxLength||0)>4096?z`<textarea ...${f} rows="4" value=${n??``} onInput=${i}></textarea>`:z`<input ...${f} type="text" value=${n??``} onInput=${i} />`}else if(u===`number`)p=z`<input ...${f} type="number" value=${n??``}
+    </select>`}else if(u===`text`){let i=e=>r(e.currentTarget.value===``?void 0:e.currentTarget.value);p=Xe.has(e)||(t.maxLength||0)>4096?z`<textarea ...${f} rows="4" value=${n??``} onInput=${i}></textarea>`:z`<input ...${f} type="text" value=${n??``} onInput=${i} />`}else if(u===`number`)p=z`<input ...${f} type="number" value=${n??``}
       step=${t.type===`integer`?`1`:`any`}
       onInput=${e=>{let t=e.currentTarget.value;r(t===``?void 0:Number(t))}} />`;else if(u===`bool`)p=z`<input ...${f} type="checkbox" checked=${!!n}
       onChange=${e=>r(e.currentTarget.checked?!0:void 0)} />`;else if(u===`list`)p=z`<textarea ...${f} rows="3" value=${Array.isArray(n)?n.join(`
@@ -114,26 +114,26 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
       <p class="hint">One per line.</p>`;else if(u===`enumlist`){let i=Array.isArray(n)?n:[];p=z`<div class="checks" role="group" aria-labelledby=${`lbl-${s}${e}`}>
       ${t.items.enum.map(e=>z`<label class="check"><input type="checkbox" disabled=${a}
         checked=${i.includes(e)} onChange=${t=>{let n=t.currentTarget.checked?[...i,e]:i.filter(t=>t!==e);r(n.length?n:void 0)}} /> ${String(e)}</label>`)}
-    </div>`}else p=z`<${$e} id=${c} value=${n} onChange=${r} invalid=${!!i}
+    </div>`}else p=z`<${et} id=${c} value=${n} onChange=${r} invalid=${!!i}
       describedBy=${i?l:void 0}
       placeholder=${e===`nodes`?`{"127.0.0.1:1980": 1}`:`JSON`} />`;return z`<div class=${`field${i?` has-error`:``}`} data-field=${s+e}>
     <label id=${`lbl-${s}${e}`} for=${u===`enumlist`?void 0:c}>${e}${o?` *`:``}</label>
     ${p}
     ${d&&z`<p class="hint">${d}</p>`}
     ${i&&z`<p id=${l} class="field-error" role="alert">${i}</p>`}
-  </div>`}function tt({schema:e,value:t,onChange:n,errors:r,readOnly:i,prefix:a=``,pluginType:o}){let{props:s,required:c,common:l,more:u}=Qe(e,!!a),d=e=>r=>{let i={...t};r===void 0?delete i[e]:i[e]=r,n(i)},f=e=>e===`plugins`&&!a?z`<${nt} key=${e} value=${t[e]} set=${d(e)} error=${r[e]}
-        readOnly=${i} schemaType=${o} />`:z`<${et} key=${e} name=${e} schema=${s[e]} value=${t[e]} prefix=${a}
+  </div>`}function nt({schema:e,value:t,onChange:n,errors:r,readOnly:i,prefix:a=``,pluginType:o}){let{props:s,required:c,common:l,more:u}=$e(e,!!a),d=e=>r=>{let i={...t};r===void 0?delete i[e]:i[e]=r,n(i)},f=e=>e===`plugins`&&!a?z`<${rt} key=${e} value=${t[e]} set=${d(e)} error=${r[e]}
+        readOnly=${i} schemaType=${o} />`:z`<${tt} key=${e} name=${e} schema=${s[e]} value=${t[e]} prefix=${a}
         set=${d(e)} error=${r[e]} readOnly=${i} required=${c.has(e)} />`,p=u.some(e=>t[e]!==void 0||r[e]);return z`<div class="schema-form">
     ${l.map(f)}
     ${u.length>0&&z`<details open=${p}><summary>More fields (${u.length})</summary>
       ${u.map(f)}</details>`}
     ${!l.length&&!u.length&&z`<p class="hint">No fixed fields: use the JSON editor.</p>`}
-  </div>`}function nt({value:e,set:t,error:n,readOnly:r,schemaType:i}){let a=e&&typeof e==`object`?e:{},[o,s]=W([]),[c,l]=W({});G(()=>{J(`GET`,`${q}/plugins/list`).then(e=>s(e.ok&&Array.isArray(e.data)?e.data:[]))},[]),G(()=>{for(let e of Object.keys(a))c[e]===void 0&&(c[e]=null,(async()=>{let t=i?await J(`GET`,`${q}/plugins/${e}?schema_type=${i}`):null;t&&t.ok||(t=await J(`GET`,`${q}/plugins/${e}`)),l(n=>({...n,[e]:t.ok?t.data:{properties:{}}}))})())},[Object.keys(a).join(`,`)]);let u=e=>n=>t({...a,[e]:n}),d=e=>{let n={...a};delete n[e],t(Object.keys(n).length?n:void 0)};return z`<div class=${`field${n?` has-error`:``}`} data-field="plugins">
+  </div>`}function rt({value:e,set:t,error:n,readOnly:r,schemaType:i}){let a=e&&typeof e==`object`?e:{},[o,s]=W([]),[c,l]=W({});G(()=>{J(`GET`,`${q}/plugins/list`).then(e=>s(e.ok&&Array.isArray(e.data)?e.data:[]))},[]),G(()=>{for(let e of Object.keys(a))c[e]===void 0&&(c[e]=null,(async()=>{let t=i?await J(`GET`,`${q}/plugins/${e}?schema_type=${i}`):null;t&&t.ok||(t=await J(`GET`,`${q}/plugins/${e}`)),l(n=>({...n,[e]:t.ok?t.data:{properties:{}}}))})())},[Object.keys(a).join(`,`)]);let u=e=>n=>t({...a,[e]:n}),d=e=>{let n={...a};delete n[e],t(Object.keys(n).length?n:void 0)};return z`<div class=${`field${n?` has-error`:``}`} data-field="plugins">
     <span class="label" id="lbl-plugins">plugins</span>
     ${Object.keys(a).length===0&&z`<p class="hint">No plugin.</p>`}
     ${Object.keys(a).map(e=>z`<fieldset class="plugin" key=${e} data-plugin=${e}>
       <legend>${e}</legend>
-      ${c[e]?z`<${tt} schema=${c[e]} prefix=${`${e}.`} readOnly=${r}
+      ${c[e]?z`<${nt} schema=${c[e]} prefix=${`${e}.`} readOnly=${r}
           value=${a[e]&&typeof a[e]==`object`?a[e]:{}} onChange=${u(e)} errors=${{}} />`:z`<p class="hint">Loading the schema…</p>`}
       ${!r&&z`<button type="button" class="danger" onClick=${()=>d(e)}
         aria-label=${`Remove plugin ${e}`}>Remove</button>`}
@@ -144,7 +144,21 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
         ${o.filter(e=>!a[e]).map(e=>z`<option value=${e}>${e}</option>`)}
       </select>`}
     ${n&&z`<p id="err-plugins" class="field-error" role="alert">${n}</p>`}
-  </div>`}function rt(e,t){let n=t&&t.properties||{},r=/property "([^"]+)"/.exec(e||``);if(r&&n[r[1]])return r[1];let i=/failed to fetch (\w+) info by/.exec(e||``);if(i){let e=i[1]===`consumer_group`?`group_id`:`${i[1]}_id`;if(n[e])return e}for(let[t,r]of[[`upstream_id`,/upstream id|upstream_id/],[`service_id`,/service id|service_id/],[`plugin_config_id`,/plugin_config|plugin config/],[`group_id`,/consumer group|group_id/],[`plugins`,/plugin/]])if(n[t]&&r.test(e||``))return t;return null}var Q=20;function it(e,t){if(!t||typeof t!=`object`)return``;if(e===`routes`||e===`stream_routes`)return[...t.uri?[t.uri]:t.uris||[],t.upstream_id?`upstream ${t.upstream_id}`:``,t.service_id?`service ${t.service_id}`:``].filter(Boolean).join(` · `);if(e===`upstreams`&&t.nodes){let e=Array.isArray(t.nodes)?t.nodes.map(e=>`${e.host}:${e.port}`):Object.keys(t.nodes);return`${t.type||`roundrobin`} · ${e.join(`, `)}`}return e===`ssls`?(t.snis||[t.sni]).filter(Boolean).join(`, `):t.plugins?Object.keys(t.plugins).join(`, `):``}function at({kind:e,base:t,hrefBase:n,session:r,title:i,saved:a}){let[o,s]=W(1),[c,l]=W(``),[u,d]=W(null),[f,p]=W(``),[m,h]=W(null),[g,_]=W(a?`Saved ${a}.`:``),v=r.role===`viewer`,y=e===`consumers`||e===`credentials`||e===`secrets`||e===`plugin_metadata`,b=async()=>{let n=await J(`GET`,t+(y?``:`?page=${o}&page_size=${Q}${c?`&name=${encodeURIComponent(c)}`:``}`));if(!n.ok){p(Y(n)),d({list:[],total:0});return}p(``);let r=n.data&&n.data.list||[],i=n.data&&n.data.total||r.length;y&&(r=r.filter(t=>!c||JSON.stringify([Me(e,t),t.value]).includes(c)),i=r.length,r=r.slice((o-1)*Q,o*Q)),d({list:r,total:i})};G(()=>{b()},[t,o,c]);let x=async(e,n)=>{let r=await J(`DELETE`,`${t}/${e}${n?`?force=true`:``}`);r.ok?(h(null),_(`Deleted ${e}.`),b()):h({id:e,error:Y(r),referenced:/still using|in use|referenced/i.test(Y(r))})};return z`<section aria-labelledby="list-title">
+  </div>`}function it(e,t){let n=t&&t.properties||{},r=/property "([^"]+)"/.exec(e||``);if(r&&n[r[1]])return r[1];let i=/failed to fetch (\w+) info by/.exec(e||``);if(i){let e=i[1]===`consumer_group`?`group_id`:`${i[1]}_id`;if(n[e])return e}for(let[t,r]of[[`upstream_id`,/upstream id|upstream_id/],[`service_id`,/service id|service_id/],[`plugin_config_id`,/plugin_config|plugin config/],[`group_id`,/consumer group|group_id/],[`plugins`,/plugin/]])if(n[t]&&r.test(e||``))return t;return null}var at=(function(){let e=typeof document<`u`&&document.createElement(`link`).relList;return e&&e.supports&&e.supports(`modulepreload`)?`modulepreload`:`preload`})(),ot=function(e){return`/ui/`+e},st={},ct={},lt=function(e){return e.pathname.endsWith(`.css`)},ut=function(e,t,n){if(t in e)return e[t];let r=n();if(!r){e[t]=void 0;return}let i=r.then(()=>{e[t]=void 0},n=>{throw delete e[t],n});return e[t]=i,i},dt=function(e,t,n){let r=Promise.resolve();if(t&&t.length>0){let e,i=document.querySelector(`meta[property=csp-nonce]`),a=i?.nonce||i?.getAttribute(`nonce`);function o(e){return Promise.all(e.map(e=>Promise.resolve(e).then(e=>({status:`fulfilled`,value:e}),e=>({status:`rejected`,reason:e}))))}function s(e){return import.meta.resolve?new URL(import.meta.resolve(e)):new URL(e,import.meta.url)}r=o(t.map(t=>{t=ot(t,n);let r=s(t),i=lt(r);return ut(st,r.href,()=>{if(e===void 0){e={all:new Set,styles:new Set};let t=document.getElementsByTagName(`link`);for(let n=t.length-1;n>=0;n--){let r=t[n];e.all.add(r.href),r.rel===`stylesheet`&&e.styles.add(r.href)}}let t=i?e.styles:e.all,n=i?ct[r.href]:void 0;if(!n&&t.has(r.href))return;let o=document.createElement(`link`);if(o.rel=i?`stylesheet`:at,i||(o.as=`script`),o.crossOrigin=``,o.href=r.href,a&&o.setAttribute(`nonce`,a),n&&delete ct[r.href],n?.isConnected?n.replaceWith(o):document.head.appendChild(o),i)return new Promise((e,t)=>{let n=i=>{o.removeEventListener(`load`,n),o.removeEventListener(`error`,n),i.type===`error`?(ct[r.href]=o,t(Error(`Unable to preload CSS for ${r}`))):e(i)};o.addEventListener(`load`,n),o.addEventListener(`error`,n)})})}).filter(e=>e!==void 0))}function i(e){let t=new Event(`vite:preloadError`,{cancelable:!0});if(t.payload=e,window.dispatchEvent(t),!t.defaultPrevented)throw e}return r.then(t=>{for(let e of t||[])e.status===`rejected`&&i(e.reason);return e().catch(i)})},Z=null;async function ft(){return Z||=await dt(()=>import(`./yaml.js`),[]),Z}function pt(e,t){return t===`yaml`?Z.stringify(e,{lineWidth:0,aliasDuplicateObjects:!1}):JSON.stringify(e,null,2)}function mt(e,t){let n=t===`yaml`?`YAML`:`JSON`,r;try{r=t===`yaml`?Z.parse(e):JSON.parse(e)}catch(e){return Error(`not valid ${n}: ${String(e.message).split(`
+`)[0]}`)}return!r||typeof r!=`object`||Array.isArray(r)?Error(`not valid ${n}: the object must be a mapping`):r}function ht({format:e,text:t,bad:n,readOnly:r,onText:i,onFormat:a}){let o=e===`yaml`?`YAML`:`JSON`,s=(t,r)=>z`<label class="check"><input type="radio" name="raw-format"
+      value=${t} checked=${e===t} disabled=${!!n&&e!==t}
+      onChange=${()=>a(t)} /> ${r}</label>`;return z`<fieldset class="pane">
+    <legend>Raw</legend>
+    <div class="checks" role="radiogroup" aria-label="Raw format">
+      ${s(`json`,`JSON`)}${s(`yaml`,`YAML`)}
+    </div>
+    <label for="raw-text" class="sr-only">Raw ${o}</label>
+    <textarea id="raw-text" class="json raw" value=${t} onInput=${e=>i(e.currentTarget.value)}
+      readOnly=${r} spellcheck="false" aria-invalid=${n?`true`:`false`}
+      aria-describedby=${n?`raw-error`:void 0}></textarea>
+    ${n&&z`<p id="raw-error" class="hint bad" role="alert">${n}</p>`}
+    ${n&&z`<p class="hint">Fix it to switch format or save.</p>`}
+  </fieldset>`}var Q=20;function gt(e,t){if(!t||typeof t!=`object`)return``;if(e===`routes`||e===`stream_routes`)return[...t.uri?[t.uri]:t.uris||[],t.upstream_id?`upstream ${t.upstream_id}`:``,t.service_id?`service ${t.service_id}`:``].filter(Boolean).join(` · `);if(e===`upstreams`&&t.nodes){let e=Array.isArray(t.nodes)?t.nodes.map(e=>`${e.host}:${e.port}`):Object.keys(t.nodes);return`${t.type||`roundrobin`} · ${e.join(`, `)}`}return e===`ssls`?(t.snis||[t.sni]).filter(Boolean).join(`, `):t.plugins?Object.keys(t.plugins).join(`, `):``}function _t({kind:e,base:t,hrefBase:n,session:r,title:i,saved:a}){let[o,s]=W(1),[c,l]=W(``),[u,d]=W(null),[f,p]=W(``),[m,h]=W(null),[g,_]=W(a?`Saved ${a}.`:``),v=r.role===`viewer`,y=e===`consumers`||e===`credentials`||e===`secrets`||e===`plugin_metadata`,b=async()=>{let n=await J(`GET`,t+(y?``:`?page=${o}&page_size=${Q}${c?`&name=${encodeURIComponent(c)}`:``}`));if(!n.ok){p(Y(n)),d({list:[],total:0});return}p(``);let r=n.data&&n.data.list||[],i=n.data&&n.data.total||r.length;y&&(r=r.filter(t=>!c||JSON.stringify([Me(e,t),t.value]).includes(c)),i=r.length,r=r.slice((o-1)*Q,o*Q)),d({list:r,total:i})};G(()=>{b()},[t,o,c]);let x=async(e,n)=>{let r=await J(`DELETE`,`${t}/${e}${n?`?force=true`:``}`);r.ok?(h(null),_(`Deleted ${e}.`),b()):h({id:e,error:Y(r),referenced:/still using|in use|referenced/i.test(Y(r))})};return z`<section aria-labelledby="list-title">
     <div class="bar">
       <h1 id="list-title">${i||X(e)}</h1>
       ${!v&&z`<a class="button primary" href=${`${n}/new`}>Create</a>`}
@@ -161,7 +175,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
         ${u.list.map(t=>{let r=Me(e,t),i=t.value||{};return z`<tr key=${r} data-id=${r}>
             <td><a href=${`${n}/edit/${r}`}>${r}</a></td>
             <td>${i.name||i.username||i.desc||``}</td>
-            <td class="summary">${it(e,i)}</td>
+            <td class="summary">${gt(e,i)}</td>
             <td>${i.update_time?new Date(i.update_time*1e3).toLocaleString():``}</td>
             <td class="actions">
               <a class="button" href=${`${n}/edit/${r}`}>${v?`View`:`Edit`}</a>
@@ -179,54 +193,50 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
       ${m.referenced&&z`<button type="button" class="danger" onClick=${()=>x(m.id,!0)}>Delete anyway (force)</button>`}
       <button type="button" onClick=${()=>h(null)}>Cancel</button>
     </div>`}
-  </section>`}function ot(e){let t={...e||{}};return delete t.create_time,delete t.update_time,t}function $({kind:e,base:t,hrefBase:n,id:r,session:i,spec:a,children:o}){let s=i.role===`viewer`,[c,l]=W(null),[u,d]=W(null),[f,p]=W(``),[m,h]=W(``),[g,_]=W(``),[v,y]=W({}),[b,x]=W(``),[S,C]=W(!1);G(()=>{(async()=>{let n=await J(`GET`,`${q}/schema/${e}`);if(l(n.ok?n.data:{properties:{}}),r){let n=await J(`GET`,`${t}/${r}`);if(!n.ok){x(Y(n)),d({});return}let i=ot(n.data.value);e!==`consumers`&&delete i.id,d(i),h(JSON.stringify(i,null,2))}else d({}),h(`{}`)})()},[e,r,t]);let w=e=>{d(e),h(JSON.stringify(e,null,2)),_(``)},T=e=>{let t=e.currentTarget.value;h(t);try{let e=JSON.parse(t);if(!e||typeof e!=`object`||Array.isArray(e))throw Error(`must be an object`);d(e),_(``)}catch(e){_(`not valid JSON: ${e.message}`)}},E=async i=>{if(i.preventDefault(),g){x(`The JSON editor holds invalid JSON.`);return}C(!0);let a,o=r||f.trim();if(a=e===`consumers`?await J(`PUT`,t,u):o?await J(`PUT`,`${t}/${o}`,u):await J(`POST`,t,u),C(!1),a.ok){location.hash=`${n}?saved=${encodeURIComponent(Me(e,a.data||{})||o)}`;return}let s=Y(a),l=rt(s,c);y(l?{[l]:s}:{}),x(l?`Not saved: see the field ${l}.`:s)};if(c===null||u===null)return z`<p>Loading…</p>`;let ee=a&&a.two_part_id?`ID (manager/id, e.g. vault/1)`:e===`plugin_metadata`?`Plugin name`:`ID`,D=e===`plugin_metadata`||e===`credentials`||a&&!a.post&&e!==`consumers`;return z`<section aria-labelledby="editor-title">
+  </section>`}function vt(e){let t={...e||{}};return delete t.create_time,delete t.update_time,t}function $({kind:e,base:t,hrefBase:n,id:r,session:i,spec:a,children:o}){let s=i.role===`viewer`,[c,l]=W(null),[u,d]=W(null),[f,p]=W(``),[m,h]=W(`json`),[g,_]=W(``),[v,y]=W(``),[b,x]=W({}),[S,C]=W(``),[w,T]=W(!1);G(()=>{(async()=>{let n=await J(`GET`,`${q}/schema/${e}`);if(l(n.ok?n.data:{properties:{}}),r){let n=await J(`GET`,`${t}/${r}`);if(!n.ok){C(Y(n)),d({});return}let i=vt(n.data.value);e!==`consumers`&&delete i.id,d(i),_(pt(i,`json`))}else d({}),_(`{}`)})()},[e,r,t]);let E=e=>{d(e),_(pt(e,m)),y(``)},ee=e=>{_(e);let t=mt(e,m);t instanceof Error?y(t.message):(d(t),y(``))},D=async e=>{if(!(v||e===m)){if(e===`yaml`)try{await ft()}catch(e){C(`cannot load the YAML editor: ${e.message}`);return}h(e),_(pt(u,e))}},O=async i=>{if(i.preventDefault(),v){C(`Not saved: the raw editor's text is ${v}.`);return}T(!0);let a,o=r||f.trim();if(a=e===`consumers`?await J(`PUT`,t,u):o?await J(`PUT`,`${t}/${o}`,u):await J(`POST`,t,u),T(!1),a.ok){location.hash=`${n}?saved=${encodeURIComponent(Me(e,a.data||{})||o)}`;return}let s=Y(a),l=it(s,c);x(l?{[l]:s}:{}),C(l?`Not saved: see the field ${l}.`:s)};if(c===null||u===null)return z`<p>Loading…</p>`;let k=a&&a.two_part_id?`ID (manager/id, e.g. vault/1)`:e===`plugin_metadata`?`Plugin name`:`ID`,A=e===`plugin_metadata`||e===`credentials`||a&&!a.post&&e!==`consumers`;return z`<section aria-labelledby="editor-title">
     <div class="bar">
       <h1 id="editor-title">${r?`${s?``:`Edit `}${X(e).replace(/s$/,``)} ${r}`:`New ${X(e).replace(/s$/,``).toLowerCase()}`}</h1>
       <a class="button" href=${n}>Back to the list</a>
     </div>
     ${s&&z`<p class="notice">Read-only: your key has the viewer role.</p>`}
-    <form onSubmit=${E} aria-describedby=${b?`form-error`:void 0}>
-      ${b&&z`<p id="form-error" class="error" role="alert">${b}</p>`}
+    <form onSubmit=${O} aria-describedby=${S?`form-error`:void 0}>
+      ${S&&z`<p id="form-error" class="error" role="alert">${S}</p>`}
       ${!r&&e!==`consumers`&&z`<div class="field">
-        <label for="f-__id">${ee}${D?` *`:` (empty: generated)`}</label>
-        <input id="f-__id" type="text" value=${f} onInput=${e=>p(e.currentTarget.value)} required=${D} />
+        <label for="f-__id">${k}${A?` *`:` (empty: generated)`}</label>
+        <input id="f-__id" type="text" value=${f} onInput=${e=>p(e.currentTarget.value)} required=${A} />
       </div>`}
       <div class="editor">
         <fieldset class="pane">
           <legend>Form</legend>
-          <${tt} schema=${c} value=${u} onChange=${w} errors=${v} readOnly=${s}
+          <${nt} schema=${c} value=${u} onChange=${E} errors=${b} readOnly=${s}
             pluginType=${e===`consumers`||e===`credentials`?`consumer`:``} />
         </fieldset>
-        <fieldset class="pane">
-          <legend>JSON</legend>
-          <label for="raw-json" class="sr-only">Raw JSON</label>
-          <textarea id="raw-json" class="json raw" value=${m} onInput=${T} readOnly=${s}
-            spellcheck="false" aria-invalid=${g?`true`:`false`}></textarea>
-          ${g&&z`<p class="hint bad" role="status">${g}</p>`}
-        </fieldset>
+        <${ht} format=${m} text=${g} bad=${v} readOnly=${s}
+          onText=${ee} onFormat=${D} />
       </div>
-      ${!s&&z`<div class="bar"><button type="submit" class="primary" disabled=${S}>Save</button></div>`}
+      ${!s&&z`<div class="bar"><button type="submit" class="primary" disabled=${w}>Save</button></div>`}
     </form>
     ${o}
-  </section>`}function st(){let[e,t]=W(location.hash||`#/r/routes`);return G(()=>{let e=()=>t(location.hash||`#/r/routes`);return addEventListener(`hashchange`,e),()=>removeEventListener(`hashchange`,e)},[]),e}function ct({onIn:e,expired:t}){let[n,r]=W(``),[i,a]=W(t?`Your session ended: sign in again.`:``),[o,s]=W(!1),c=be(null);return G(()=>{c.current&&c.current.focus()},[]),z`<main class="signin">
-    <form onSubmit=${async t=>{t.preventDefault(),s(!0);let i=await J(`POST`,`/ui/api/session`,{key:n});s(!1),r(``),i.ok?e(i.data):a(i.status===401?`Wrong key.`:Y(i))}} aria-labelledby="signin-title">
+  </section>`}function yt(){let[e,t]=W(location.hash||`#/r/routes`);return G(()=>{let e=()=>t(location.hash||`#/r/routes`);return addEventListener(`hashchange`,e),()=>removeEventListener(`hashchange`,e)},[]),e}function bt({onIn:e,expired:t,keyless:n}){let[r,i]=W(``),[a,o]=W(t?`Your session ended: ${n?`open the dashboard`:`sign in`} again.`:``),[s,c]=W(!1),l=be(null);return G(()=>{l.current&&l.current.focus()},[]),z`<main class="signin">
+    <form onSubmit=${async t=>{t.preventDefault(),c(!0);let a=await J(`POST`,`/ui/api/session`,n?{}:{key:r});c(!1),i(``),a.ok?e(a.data):o(a.status===401?`Wrong key.`:Y(a))}} aria-labelledby="signin-title">
       <h1 id="signin-title">Pylon dashboard</h1>
-      <p>Sign in with an Admin API key (<code>deployment.admin.admin_key</code>). The key is
-        exchanged for a session; it is not kept in this page.</p>
-      ${i&&z`<p class="error" role="alert">${i}</p>`}
-      <div class="field">
+      ${n?z`<p>${xt}</p>`:z`<p>Sign in with an Admin API key
+        (<code>deployment.admin.admin_key</code>). The key is exchanged for a session; it is
+        not kept in this page.</p>`}
+      ${a&&z`<p class="error" role="alert">${a}</p>`}
+      ${!n&&z`<div class="field">
         <label for="key">Admin API key</label>
-        <input id="key" ref=${c} type="password" autocomplete="current-password" value=${n}
-          onInput=${e=>r(e.currentTarget.value)} required />
-      </div>
-      <button type="submit" class="primary" disabled=${o}>Sign in</button>
+        <input id="key" ref=${l} type="password" autocomplete="current-password" value=${r}
+          onInput=${e=>i(e.currentTarget.value)} required />
+      </div>`}
+      <button type="submit" class="primary" disabled=${s}>${n?`Open the dashboard`:`Sign in`}</button>
     </form>
-  </main>`}function lt(e,t){let[n,r]=e.replace(/^#/,``).split(`?`),i=new URLSearchParams(r||``).get(`saved`)||``,a=n.split(`/`).filter(Boolean).map(decodeURIComponent),o=Object.fromEntries(t.kinds.map(e=>[e.name,e]));if(a[0]===`explain`)return z`<${Be} />`;if(a[0]===`live`)return z`<${Ke} />`;if(a[0]===`audit`)return z`<${Re} />`;if(a[0]===`c`&&a[1]){let n=a[1],r=`${q}/consumers/${encodeURIComponent(n)}/credentials`,s=`#/c/${encodeURIComponent(n)}`;return a[2]===`new`||a[2]===`edit`?z`<${$} key=${e} kind="credentials" base=${r} hrefBase=${s}
-        id=${a[2]===`edit`?a.slice(3).join(`/`):null} session=${t} spec=${{post:!1}} />`:ut(n,t,o,i)}let s=a[0]===`r`&&o[a[1]]?a[1]:`routes`,c=`${q}/${s}`,l=`#/r/${s}`;if(a[2]===`new`)return z`<${$} key=${e} kind=${s} base=${c} hrefBase=${l} id=${null} session=${t} spec=${o[s]} />`;if(a[2]===`edit`&&a[3]){let n=a.slice(3).join(`/`);return s===`consumers`?ut(n,t,o,``):z`<${$} key=${e} kind=${s} base=${c} hrefBase=${l} id=${n} session=${t} spec=${o[s]} />`}return z`<${at} key=${e} kind=${s} base=${c} hrefBase=${l} session=${t} saved=${i} />`}function ut(e,t,n,r){let i=`${q}/consumers/${encodeURIComponent(e)}/credentials`;return z`<${$} key=${`consumer-${e}`} kind="consumers" base=${`${q}/consumers`}
+  </main>`}var xt=`This node has no Admin API key (deployment.admin.admin_key_required: false): anyone allowed to reach the Admin API can change it.`;function St(e,t){let[n,r]=e.replace(/^#/,``).split(`?`),i=new URLSearchParams(r||``).get(`saved`)||``,a=n.split(`/`).filter(Boolean).map(decodeURIComponent),o=Object.fromEntries(t.kinds.map(e=>[e.name,e]));if(a[0]===`explain`)return z`<${Be} />`;if(a[0]===`live`)return z`<${qe} />`;if(a[0]===`audit`)return z`<${Re} />`;if(a[0]===`c`&&a[1]){let n=a[1],r=`${q}/consumers/${encodeURIComponent(n)}/credentials`,s=`#/c/${encodeURIComponent(n)}`;return a[2]===`new`||a[2]===`edit`?z`<${$} key=${e} kind="credentials" base=${r} hrefBase=${s}
+        id=${a[2]===`edit`?a.slice(3).join(`/`):null} session=${t} spec=${{post:!1}} />`:Ct(n,t,o,i)}let s=a[0]===`r`&&o[a[1]]?a[1]:`routes`,c=`${q}/${s}`,l=`#/r/${s}`;if(a[2]===`new`)return z`<${$} key=${e} kind=${s} base=${c} hrefBase=${l} id=${null} session=${t} spec=${o[s]} />`;if(a[2]===`edit`&&a[3]){let n=a.slice(3).join(`/`);return s===`consumers`?Ct(n,t,o,``):z`<${$} key=${e} kind=${s} base=${c} hrefBase=${l} id=${n} session=${t} spec=${o[s]} />`}return z`<${_t} key=${e} kind=${s} base=${c} hrefBase=${l} session=${t} saved=${i} />`}function Ct(e,t,n,r){let i=`${q}/consumers/${encodeURIComponent(e)}/credentials`;return z`<${$} key=${`consumer-${e}`} kind="consumers" base=${`${q}/consumers`}
       hrefBase="#/r/consumers" id=${e} session=${t} spec=${n.consumers}>
-    <${at} kind="credentials" base=${i} hrefBase=${`#/c/${encodeURIComponent(e)}`}
+    <${_t} kind="credentials" base=${i} hrefBase=${`#/c/${encodeURIComponent(e)}`}
       session=${t} title=${`Credentials of ${e}`} saved=${r} />
-  <//>`}function dt({session:e,onOut:t}){let n=st(),r=n.replace(/^#/,``).split(`?`)[0],i=(e,t)=>z`<li><a href=${e} aria-current=${r===e.slice(1)||r.startsWith(`${e.slice(1)}/`)?`page`:void 0}>${t}</a></li>`;return z`<div class="shell">
+  <//>`}function wt({session:e,onOut:t}){let n=yt(),r=n.replace(/^#/,``).split(`?`)[0],i=(e,t)=>z`<li><a href=${e} aria-current=${r===e.slice(1)||r.startsWith(`${e.slice(1)}/`)?`page`:void 0}>${t}</a></li>`;return z`<div class="shell">
     <a class="skip" href="#main">Skip to content</a>
     <header class="top">
       <span class="brand">Pylon</span>
@@ -240,5 +250,7 @@ var e,t,n,r,i,a,o,s,c,l,u=Symbol.for(`pv`),d={},f=[],p=/^m(i|n|o|s|text|space)$/
       <h2>Operate</h2>
       <ul>${i(`#/live`,`Live`)}${i(`#/explain`,`Explain`)}${i(`#/audit`,`Audit log`)}</ul>
     </nav>
-    <main id="main" tabindex="-1">${lt(n,e)}</main>
-  </div>`}function ft(){let[e,t]=W(void 0),[n,r]=W(!1),i=e=>{je(e.csrf,()=>{r(!0),t(null)}),r(!1),t(e)};return G(()=>{(async()=>{let e=await J(`GET`,`/ui/api/session`);e.ok?i(e.data):t(null)})()},[]),e===void 0?z`<p class="loading">Loading…</p>`:e===null?z`<${ct} onIn=${i} expired=${n} />`:z`<${dt} session=${e} onOut=${()=>{je(``),t(null)}} />`}L(z`<${ft} />`,document.getElementById(`app`));
+    <main id="main" tabindex="-1">
+      ${e.key_required===!1&&z`<p class="notice warn">${xt}</p>`}
+      ${St(n,e)}</main>
+  </div>`}function Tt(){let[e,t]=W(void 0),[n,r]=W(!1),[i,a]=W(!1),o=e=>{je(e.csrf,()=>{r(!0),t(null)}),r(!1),a(e.key_required===!1),t(e)};return G(()=>{(async()=>{let e=await J(`GET`,`/ui/api/session`);if(e.ok){o(e.data);return}let n=await J(`GET`,`/ui/api/sign-in`),r=n.ok&&n.data&&n.data.key_required===!1;a(r);let i=r?await J(`POST`,`/ui/api/session`,{}):null;i&&i.ok?o(i.data):t(null)})()},[]),e===void 0?z`<p class="loading">Loading…</p>`:e===null?z`<${bt} onIn=${o} expired=${n} keyless=${i} />`:z`<${wt} session=${e} onOut=${()=>{je(``),t(null)}} />`}L(z`<${Tt} />`,document.getElementById(`app`));
