@@ -22,10 +22,6 @@ BUILT = all(any(os.path.exists(_native.source_path(m)[:-3] + s)
                 for s in importlib.machinery.EXTENSION_SUFFIXES) for m in _native.MODULES)
 
 
-def _kinds() -> list[str]:
-    return ["c", "ctypes"]
-
-
 def _cas(kind: str) -> local.Cas:
     if kind == "c":
         try:
@@ -42,7 +38,7 @@ def _cas(kind: str) -> local.Cas:
     return local._ctypes_cas(fn)
 
 
-@pytest.mark.parametrize("kind", _kinds())
+@pytest.mark.parametrize("kind", ["c", "ctypes"])
 def test_a_word_changes_only_when_it_holds_the_expected_value(kind):
     cas = _cas(kind)
     mm = mmap.mmap(-1, 64)
